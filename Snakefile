@@ -1,0 +1,21 @@
+"""Induction heads / ICL phase change (Olsson et al. 2022) as a reproducible pipeline.
+
+    snakemake --cores 2                                          # the default, embedded run
+    snakemake --cores 2 --config overrides='[train.steps=500]'   # Hydra overrides -> results/<slug>/
+"""
+
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/analysis.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        final_outputs(),

@@ -1,0 +1,85 @@
+"""Compose the Hydra config (conf/ is the single source of truth) for the Snakefile and the CLIs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.io import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def parse_overrides(overrides) -> list[str]:
+    """Accept a list, a YAML-ish '[a=1, b=2]' string or a single 'a=1' string from `--config overrides=`."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        overrides = overrides.strip().strip("[]")
+        overrides = [o.strip() for o in re.split(r",(?![^\[]*\])", overrides) if o.strip()]
+    return [str(o) for o in overrides]
+
+
+def compose(overrides=()) -> DictConfig:
+    """The root config with Hydra `overrides` applied and every interpolation resolved."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise UserError(f"bad config override {list(overrides)}: {first_line} "
+                        f"(overrides look like key=value or group=option; groups live in {CONF_DIR})") from None
+    return cfg
+
+
+def split_model_override(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
+    """Pull a `model=NAME` override out: it selects the run's models instead of a single group option."""
+    models, rest = None, []
+    for o in overrides:
+        if o.startswith("model="):
+            models = [m for m in o.split("=", 1)[1].strip("[]").split(",") if m]
+        else:
+            rest.append(o)
+    return models, rest
+
+
+def model_configs(overrides) -> dict[str, DictConfig]:
+    """One fully composed config per model of the run, keyed by model name."""
+    models, rest = split_model_override(parse_overrides(overrides))
+    base = compose(rest)
+    models = models or list(base.models)
+    known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+    for m in models:
+        if m not in known:
+            raise UserError(f"unknown model '{m}'; choose one of {known} (conf/model/<name>.yaml)")
+    return {m: compose([f"model={m}", *rest]) for m in models}
+
+
+def run_name(cfg: DictConfig, overrides) -> str:
+    """Run directory name: config `run_name`, else 'default' or a readable slug + hash of the overrides."""
+    if cfg.run_name:
+        return str(cfg.run_name)
+    overrides = parse_overrides(overrides)
+    if not overrides:
+        return "default"
+    text = ",".join(overrides)
+    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:40].strip("_")
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def section(cfg: DictConfig, *keys: str) -> str:
+    """Canonical JSON of some config sections: a Snakemake param, so a change reruns exactly that rule."""
+    def plain(value):
+        return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+    return json.dumps({k: plain(OmegaConf.select(cfg, k)) for k in keys}, sort_keys=True)

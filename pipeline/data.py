@@ -1,0 +1,162 @@
+"""Corpus + tokenizer: gather documents from a data source, train a byte-level BPE, tokenize once.
+
+Data sources are a registry: a source is one function `(data_cfg) -> [(name, text), ...]` plus a
+conf/data/<name>.yaml whose `source:` names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.io import UserError, atomic_path, run_cli
+
+EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
+
+
+def stdlib_documents(data_cfg) -> list[tuple[str, str]]:
+    """The running interpreter's standard-library .py files (test folders skipped), sorted by path."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    skip = set(data_cfg.exclude_dirs)
+    paths = sorted(p for p in root.rglob("*.py") if not skip.intersection(p.relative_to(root).parts[:-1]))
+    return [(str(p.relative_to(root)), p.read_text(encoding="utf-8", errors="replace")) for p in paths]
+
+
+def _read_text_file(path: Path, text_column: str) -> list[str]:
+    if path.suffix == ".txt":
+        return [path.read_text(encoding="utf-8", errors="replace")]
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif path.suffix == ".parquet":
+        import pandas as pd
+
+        rows = pd.read_parquet(path).to_dict("records")
+    else:
+        raise UserError(f"corpus file {path} is not .txt, .jsonl or .parquet; convert it or drop it from data.paths")
+    if rows and text_column not in rows[0]:
+        raise UserError(f"{path} has no '{text_column}' field; set data.text_column to one of {sorted(rows[0])}")
+    return [str(r[text_column]) for r in rows]
+
+
+def file_documents(data_cfg) -> list[tuple[str, str]]:
+    """Documents from the user's .txt / .jsonl / .parquet files (paths or globs), in sorted order."""
+    paths = sorted({Path(p) for pattern in data_cfg.paths for p in glob.glob(str(pattern), recursive=True)})
+    if not paths:
+        raise UserError(f"data.paths {list(data_cfg.paths)} matched no files; "
+                        "point data.paths at existing .txt/.jsonl/.parquet files")
+    return [(f"{p}#{i}", text) for p in paths for i, text in enumerate(_read_text_file(p, data_cfg.text_column))]
+
+
+DATA_SOURCES = {"stdlib": stdlib_documents, "files": file_documents}
+
+
+def load_documents(data_cfg) -> list[tuple[str, str]]:
+    """Documents of the configured source, truncated to `max_files`; refuses an empty corpus."""
+    if data_cfg.source not in DATA_SOURCES:
+        raise UserError(f"unknown data source '{data_cfg.source}'; choose one of {sorted(DATA_SOURCES)}")
+    docs = DATA_SOURCES[data_cfg.source](data_cfg)[: data_cfg.max_files or None]
+    docs = [(name, text) for name, text in docs if text.strip()]
+    if not docs:
+        raise UserError(f"the '{data_cfg.source}' corpus is empty; give it files with text (data.paths)")
+    return docs
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer with `vocab_size` entries, the end-of-text token included."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def tokenize(tokenizer, texts: list[str]) -> np.ndarray:
+    """All texts as one uint16 stream, each followed by the end-of-text token."""
+    eot = tokenizer.token_to_id(EOT)
+    ids = [np.array(e.ids + [eot], dtype=np.uint16) for e in tokenizer.encode_batch(texts)]
+    return np.concatenate(ids)
+
+
+def build_corpus(docs: list[tuple[str, str]], vocab_size: int, eval_fraction: float):
+    """Tokenizer, train and eval token streams, and a manifest, from the documents.
+
+    Every k-th document (k = 1/eval_fraction) is held out for eval, so both splits span the corpus.
+    """
+    if vocab_size > 2**16:
+        raise UserError(f"data.vocab_size {vocab_size} does not fit uint16 token ids; use at most 65536")
+    texts = [text for _, text in docs]
+    tokenizer = train_tokenizer(texts, vocab_size)
+    every = max(2, round(1 / eval_fraction))
+    eval_ids = set(range(0, len(docs), every))
+    splits = {
+        "train": tokenize(tokenizer, [t for i, t in enumerate(texts) if i not in eval_ids]),
+        "eval": tokenize(tokenizer, [t for i, t in enumerate(texts) if i in eval_ids]),
+    }
+    assembled = hashlib.sha256("\0".join(f"{n}\0{t}" for n, t in docs).encode()).hexdigest()
+    manifest = {
+        "n_documents": len(docs),
+        "documents": [name for name, _ in docs],
+        "text_sha256": assembled,
+        "n_tokens": {k: int(v.size) for k, v in splits.items()},
+        "vocab_size": tokenizer.get_vocab_size(),
+        "eot_id": tokenizer.token_to_id(EOT),
+        "python": sys.version.split()[0],
+    }
+    return tokenizer, splits, manifest
+
+
+def load_split(data_dir: Path, split: str) -> np.ndarray:
+    """A cached token split (memory-mapped uint16)."""
+    return np.load(Path(data_dir) / f"{split}.npy", mmap_mode="r")
+
+
+def sample_windows(tokens: np.ndarray, n: int, n_ctx: int, generator):
+    """`n` windows of `n_ctx` tokens at random offsets drawn from `generator`: (n, n_ctx) int64 tensor."""
+    import torch
+
+    starts = torch.randint(0, tokens.size - n_ctx, (n,), generator=generator).numpy()
+    return torch.from_numpy(np.stack([tokens[s:s + n_ctx] for s in starts]).astype(np.int64))
+
+
+def require_tokens(tokens: np.ndarray, n_ctx: int, split: str):
+    """Refuse a split that cannot fill one full-context sequence."""
+    if tokens.size < n_ctx + 1:
+        raise UserError(f"the {split} split has {tokens.size} tokens, fewer than one {n_ctx}-token sequence; "
+                        f"add text to the corpus (data.max_files/data.paths) or lower model.n_ctx")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Build the corpus, tokenizer and token cache.")
+    parser.add_argument("--out", type=Path, required=True, help="data directory to write")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides")
+    args = parser.parse_args()
+    from pipeline.config import compose
+
+    data_cfg = compose(args.overrides).data
+    tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), data_cfg.vocab_size,
+                                               data_cfg.eval_fraction)
+    with atomic_path(args.out / "tokenizer.json") as tmp:
+        tokenizer.save(str(tmp))
+    for name, tokens in splits.items():
+        with atomic_path(args.out / f"{name}.npy") as tmp, open(tmp, "wb") as f:
+            np.save(f, tokens)
+    manifest["tokenizer_sha256"] = hashlib.sha256((args.out / "tokenizer.json").read_bytes()).hexdigest()
+    with atomic_path(args.out / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1))
+    print(f"corpus: {manifest['n_documents']} documents, {manifest['n_tokens']} tokens, "
+          f"vocab {manifest['vocab_size']}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_cli(main)

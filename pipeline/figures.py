@@ -1,0 +1,222 @@
+"""Figures of the run (PNG + PDF), each with the detected phase-change window shaded.
+
+Every plotting function takes the tidy tables (DataFrames) and returns a matplotlib Figure, so the
+figures can be rebuilt in a notebook from results/<run>/tables/*.csv without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from pipeline.io import atomic_path, run_cli  # noqa: E402
+
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
+                     "axes.spines.right": False, "legend.frameon": False})
+WINDOW_STYLE = dict(color="gold", alpha=0.3, lw=0)
+TOKENS = "tokens seen (training)"
+MODEL_COLORS = plt.get_cmap("tab10").colors
+
+
+def _models(table: pd.DataFrame) -> list[str]:
+    return sorted(table.model.unique())
+
+
+def _shade(ax, windows: pd.DataFrame, model: str | None = None):
+    """Shade the phase-change window of `model` (or of every model that has one)."""
+    rows = windows[windows.has_window & ((windows.model == model) if model else True)]
+    for _, w in rows.iterrows():
+        ax.axvspan(w.start_tokens, w.end_tokens, **WINDOW_STYLE,
+                   label=None if model else f"phase change ({w.model})")
+
+
+def _log_tokens(ax):
+    ax.set_xscale("log")
+    ax.set_xlabel(TOKENS)
+
+
+def _trained(table: pd.DataFrame) -> pd.DataFrame:
+    """Drop step 0, which a log-scaled tokens axis cannot show."""
+    return table[table.tokens_seen > 0]
+
+
+def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[str]) -> plt.Figure:
+    """Each head's score vs tokens seen: one row per score, one column per model; colour = layer."""
+    heads = _trained(heads)
+    models = _models(heads)
+    fig, axes = plt.subplots(len(scores), len(models), figsize=(4.2 * len(models), 2.6 * len(scores)),
+                             squeeze=False, sharex=True, sharey="row")
+    for col, model in enumerate(models):
+        for row, score in enumerate(scores):
+            ax = axes[row, col]
+            subset = heads[(heads.model == model) & (heads.score == score)]
+            for (layer, head), line in subset.groupby(["layer", "head"]):
+                ax.plot(line.tokens_seen, line.value, color=MODEL_COLORS[layer], lw=1.2, alpha=0.85,
+                        label=f"layer {layer}" if head == 0 else None)
+            _shade(ax, windows, model)
+            _log_tokens(ax)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{model}: {score.replace('_', '-')}")
+            if col == 0:
+                ax.set_ylabel(f"{score.replace('_', '-')} score")
+        axes[0, col].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_checkpoints: int) -> plt.Figure:
+    """Layer x head heatmaps of `score` at checkpoints spread over training (first, window, last)."""
+    models = _models(heads)
+    fig, axes = plt.subplots(len(models), n_checkpoints, figsize=(2.6 * n_checkpoints, 1.2 + 0.9 * len(models) *
+                             max(2, heads.layer.max() + 1) / 2), squeeze=False)
+    for row, model in enumerate(models):
+        subset = heads[(heads.model == model) & (heads.score == score)]
+        steps = np.array(sorted(subset.step.unique()))
+        picks = steps[np.unique(np.linspace(0, len(steps) - 1, n_checkpoints).round().astype(int))]
+        for col, ax in enumerate(axes[row]):
+            if col >= len(picks):
+                ax.axis("off")
+                continue
+            at = subset[subset.step == picks[col]]
+            grid = at.pivot(index="layer", columns="head", values="value")
+            image = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            ax.set_xticks(range(grid.shape[1]))
+            ax.set_yticks(range(grid.shape[0]))
+            ax.set_xlabel("head")
+            ax.set_ylabel(f"{model}\nlayer" if col == 0 else "layer")
+            ax.set_title(f"step {picks[col]} ({at.tokens_seen.iloc[0]:.2g} tok)", fontsize=9)
+    fig.colorbar(image, ax=axes, label=f"{score.replace('_', '-')} score", shrink=0.8)
+    return fig
+
+
+def icl_score(icl: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
+    """ICL score (late - early token loss) vs tokens seen, one line per model with +-1 SE bands."""
+    icl = _trained(icl)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _shade(ax, windows)
+    for i, (model, line) in enumerate(icl.groupby("model")):
+        ax.plot(line.tokens_seen, line.icl_score, "o-", ms=3, color=MODEL_COLORS[i], label=model)
+        ax.fill_between(line.tokens_seen, line.icl_score - line.icl_se, line.icl_score + line.icl_se,
+                        color=MODEL_COLORS[i], alpha=0.2, lw=0)
+    ax.axhline(0, color="gray", lw=0.8)
+    first = icl.iloc[0]
+    ax.set_ylabel(f"ICL score (nats)\nloss@{first.icl_late} - loss@{first.icl_early}")
+    _log_tokens(ax)
+    ax.legend()
+    ax.set_title("In-context learning score over training")
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(icl: pd.DataFrame, train_log: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
+    """Eval loss at each checkpoint (markers) over the smoothed training loss (thin line)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _shade(ax, windows)
+    for i, model in enumerate(_models(icl)):
+        log = _trained(train_log[train_log.model == model])
+        smooth = log.train_loss.rolling(25, min_periods=1).mean()
+        ax.plot(log.tokens_seen, smooth, color=MODEL_COLORS[i], lw=0.8, alpha=0.6)
+        line = _trained(icl[icl.model == model])
+        ax.plot(line.tokens_seen, line.loss, "o-", ms=3, color=MODEL_COLORS[i], label=f"{model} (eval)")
+    _log_tokens(ax)
+    ax.set_ylabel("loss (nats / token)")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 6))
+    ax.legend()
+    ax.set_title("Loss over training (thin: training loss, smoothed)")
+    fig.tight_layout()
+    return fig
+
+
+def pca_trajectories(pca: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
+    """Each model's checkpoints in per-token-loss PC space, coloured by log tokens seen."""
+    models = _models(pca)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        points = pca[pca.model == model].sort_values("step")
+        window = windows[(windows.model == model) & windows.has_window]
+        ax.plot(points.pc1, points.pc2, "--", color="gray", lw=0.8)
+        if len(window):
+            inside = points[(points.tokens_seen >= window.start_tokens.iloc[0])
+                            & (points.tokens_seen <= window.end_tokens.iloc[0])]
+            ax.plot(inside.pc1, inside.pc2, "-", color="red", lw=2, label="phase-change window")
+            ax.legend(loc="best", fontsize=8)
+        dots = ax.scatter(points.pc1, points.pc2, c=np.log10(points.tokens_seen.clip(lower=1)), cmap="viridis",
+                          s=22, zorder=3)
+        ax.set_xlabel(f"PC1 ({points.pc1_explained.iloc[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC2 ({points.pc2_explained.iloc[0]:.0%} of variance)")
+        ax.set_title(f"{model}: per-token loss PCA")
+        fig.colorbar(dots, ax=ax, label="log10 tokens seen")
+    fig.tight_layout()
+    return fig
+
+
+def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
+    """Loss vs token position at the first, pre-window, post-window and last checkpoints."""
+    models = _models(positions)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.8), squeeze=False, sharey=True)
+    reference = windows[windows.has_window]
+    for ax, model in zip(axes[0], models):
+        subset = positions[positions.model == model]
+        steps = sorted(subset.step.unique())
+        picks = {steps[1]: "early", steps[-1]: "final"}
+        if len(reference):  # the same steps for every model, so 1L and 2L compare at equal training
+            w = reference.iloc[0]
+            picks[max(s for s in steps if s <= w.start_step)] = "before window"
+            picks[w.end_step] = "after window"
+        colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(picks)))
+        for color, step in zip(colors, sorted(picks)):
+            line = subset[subset.step == step].sort_values("position")
+            ax.plot(line.position + 1, line.loss.rolling(5, center=True, min_periods=1).mean(), color=color,
+                    label=f"step {step} ({picks[step]})")
+        ax.set_xscale("log")
+        ax.set_xlabel("token position in context")
+        ax.set_title(model)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("loss (nats / token)")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig: plt.Figure, stem: Path, formats, dpi: int):
+    for fmt in formats:
+        path = stem.with_suffix(f".{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Draw every figure of a run from its tables.")
+    parser.add_argument("--tables", type=Path, required=True, help="directory of the run's tables (*.csv)")
+    parser.add_argument("--out", type=Path, required=True, help="figure directory")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides")
+    args = parser.parse_args()
+    from pipeline.config import compose
+
+    cfg = compose(args.overrides)
+    t = {name: pd.read_csv(args.tables / f"{name}.csv")
+         for name in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]}
+    windows = t["phase_window"]
+    score = cfg.analysis.window.score
+    figures = {
+        "prefix_matching": head_score_lines(t["head_scores"], windows, [score]),
+        "head_scores": head_score_lines(t["head_scores"], windows, list(cfg.analysis.head_scores.names)),
+        "head_heatmaps": head_heatmaps(t["head_scores"], windows, score, cfg.figures.heatmap_checkpoints),
+        "icl_score": icl_score(t["icl"], windows),
+        "loss": loss_curves(t["icl"], t["train_log"], windows),
+        "pca": pca_trajectories(t["pca"], windows),
+        "loss_by_position": loss_by_position(t["loss_by_position"], windows),
+    }
+    for name, fig in figures.items():
+        save(fig, args.out / name, cfg.figures.formats, cfg.figures.dpi)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,66 @@
+"""Detect the phase-change window from the rise of the best head's score, instead of a hard-coded range.
+
+Window = from the first checkpoint where the running max (over checkpoints) of the max-over-heads score
+has covered `low` of its total rise to the first where it has covered `high` of it. Models whose score
+rises less than `min_rise` (1-layer models) have no window. The ICL score just before and just after
+the window is recorded beside it, since that change is the paper's central claim.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.io import run_cli, write_table
+
+
+def detect_window(tokens_seen: np.ndarray, best_score: np.ndarray, low: float, high: float, min_rise: float):
+    """(start_index, end_index) into checkpoints sorted by tokens seen, or None when there is no rise."""
+    running = np.maximum.accumulate(best_score)
+    rise = running[-1] - best_score[0]
+    if rise < min_rise:
+        return None
+    start = int(np.argmax(running >= best_score[0] + low * rise))
+    end = int(np.argmax(running >= best_score[0] + high * rise))
+    return start, end
+
+
+def window_table(heads: pd.DataFrame, icl: pd.DataFrame, window_cfg) -> pd.DataFrame:
+    """One row for the model: window bounds (steps, tokens), score rise, and ICL before/after it."""
+    best = (heads[heads.score == window_cfg.score].groupby(["step", "tokens_seen"]).value.max()
+            .reset_index().sort_values("step"))
+    icl = icl.set_index("step").loc[best.step]
+    found = detect_window(best.tokens_seen.to_numpy(), best.value.to_numpy(),
+                          window_cfg.low, window_cfg.high, window_cfg.min_rise)
+    row = {"score": window_cfg.score, "score_first": best.value.iloc[0], "score_last": best.value.iloc[-1],
+           "has_window": found is not None}
+    if found is not None:
+        start, end = found
+        before, after = max(start - 1, 0), end
+        row.update(start_step=best.step.iloc[start], end_step=best.step.iloc[end],
+                   start_tokens=best.tokens_seen.iloc[start], end_tokens=best.tokens_seen.iloc[end],
+                   icl_before=icl.icl_score.iloc[before], icl_after=icl.icl_score.iloc[after],
+                   icl_change=icl.icl_score.iloc[after] - icl.icl_score.iloc[before])
+    return pd.DataFrame([row])
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Detect the phase-change window of one model.")
+    parser.add_argument("--heads", type=Path, required=True, help="head-score table (.parquet)")
+    parser.add_argument("--icl", type=Path, required=True, help="ICL table (.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="window table (.parquet)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
+    args = parser.parse_args()
+    from pipeline.config import compose
+
+    cfg = compose(args.overrides)
+    table = window_table(pd.read_parquet(args.heads), pd.read_parquet(args.icl), cfg.analysis.window)
+    table.insert(0, "model", cfg.model.name)
+    write_table(table, args.out)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,142 @@
+"""Per-checkpoint analysis: head scores from attention patterns, and per-token losses on the eval sample.
+
+Each checkpoint is loaded once and runs exactly two forward passes: one over repeated random tokens
+caching only `hook_pattern` (all head scores read it), one over the eval sample returning per-token
+losses (ICL score, loss, loss-vs-position and PCA are all derived from those losses downstream).
+
+Head scores are a registry: a score is one function `(pattern, seq_len) -> (n_heads,)` over attention
+patterns (batch, head, query, key) of sequences laid out as [BOS, r_1..r_L, r_1..r_L].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import einops
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.data import load_split, require_tokens, sample_windows
+from pipeline.io import UserError, atomic_path, run_cli, write_table
+from pipeline.model import checkpoint_meta, load_checkpoint
+
+
+def _stripe_mean(pattern: torch.Tensor, offset: int, first_query: int) -> torch.Tensor:
+    """Mean attention from query q (q >= first_query) to key q - offset, per head."""
+    stripe = pattern.diagonal(offset=-offset, dim1=-2, dim2=-1)  # (B, H, Q - offset); entry j is q = offset + j
+    return einops.reduce(stripe[..., max(0, first_query - offset):], "b h q -> h", "mean")
+
+
+def prefix_matching(pattern, seq_len):
+    """Olsson et al.: each second-copy token's attention to the token after its first occurrence."""
+    return _stripe_mean(pattern, seq_len - 1, first_query=seq_len + 1)
+
+
+def induction(pattern, seq_len):
+    """Seed 003's induction stripe: the whole (seq_len - 1)-back diagonal, first-copy rows included."""
+    return _stripe_mean(pattern, seq_len - 1, first_query=0)
+
+
+def previous_token(pattern, seq_len):
+    """Attention to the immediately preceding token."""
+    return _stripe_mean(pattern, 1, first_query=1)
+
+
+def duplicate_token(pattern, seq_len):
+    """Each second-copy token's attention to its own earlier occurrence."""
+    return _stripe_mean(pattern, seq_len, first_query=seq_len + 1)
+
+
+def current_token(pattern, seq_len):
+    """Attention to the query's own position (BOS row excluded: it can attend nowhere else)."""
+    return _stripe_mean(pattern, 0, first_query=1)
+
+
+def first_token(pattern, seq_len):
+    """Attention parked on the first (BOS) position."""
+    return einops.reduce(pattern[..., 1:, 0], "b h q -> h", "mean")
+
+
+HEAD_SCORES = {f.__name__: f for f in
+               (prefix_matching, induction, previous_token, duplicate_token, current_token, first_token)}
+
+
+def repeated_random_tokens(batch: int, seq_len: int, d_vocab: int, bos_id: int, seed: int) -> torch.Tensor:
+    """[BOS, r_1..r_L, r_1..r_L] with r uniform over non-special tokens: (batch, 1 + 2L)."""
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randint(bos_id + 1, d_vocab, (batch, seq_len), generator=generator)
+    bos = torch.full((batch, 1), bos_id)
+    return torch.cat([bos, einops.repeat(random, "b l -> b (2 l)")], dim=1)
+
+
+def head_scores(model, tokens: torch.Tensor, seq_len: int, names) -> torch.Tensor:
+    """(n_scores, n_layers, n_heads) scores from one forward pass caching only attention patterns."""
+    unknown = sorted(set(names) - set(HEAD_SCORES))
+    if unknown:
+        raise UserError(f"unknown head score(s) {unknown}; analysis.head_scores.names takes {sorted(HEAD_SCORES)}")
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"),
+                                    return_type=None)
+    return torch.stack([
+        torch.stack([HEAD_SCORES[n](cache["pattern", layer], seq_len) for layer in range(model.cfg.n_layers)])
+        for n in names])
+
+
+def per_token_losses(model, tokens: torch.Tensor, batch: int) -> torch.Tensor:
+    """(n_sequences, n_ctx - 1) next-token losses: entry [s, i] is the loss of predicting token i + 1."""
+    return torch.cat([model(chunk, return_type="loss", loss_per_token=True) for chunk in tokens.split(batch)])
+
+
+def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int):
+    """Head-score table and stacked per-token losses (n_checkpoints, n_sequences, n_ctx - 1) for one model."""
+    hs = analysis_cfg.head_scores
+    rows, losses = [], []
+    sample = None
+    for path in checkpoints:
+        meta = checkpoint_meta(path)
+        model = load_checkpoint(path)
+        if sample is None:  # the same tokens for every checkpoint of the model
+            n_ctx, d_vocab = model.cfg.n_ctx, model.cfg.d_vocab
+            require_tokens(eval_tokens, n_ctx, "eval")
+            if 2 * hs.seq_len + 1 > n_ctx:
+                raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
+                                f"lower it to at most {(n_ctx - 1) // 2}")
+            repeated = repeated_random_tokens(hs.batch, hs.seq_len, d_vocab, bos_id, seed)
+            sample = sample_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx,
+                                    torch.Generator().manual_seed(seed))
+        with torch.inference_mode():
+            scores = head_scores(model, repeated, hs.seq_len, list(hs.names))
+            losses.append(per_token_losses(model, sample, analysis_cfg.eval.batch).numpy())
+        for (s, layer, head), value in np.ndenumerate(scores.numpy()):
+            rows.append({"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
+                         "score": hs.names[s], "value": float(value)})
+    steps = [checkpoint_meta(p)["step"] for p in checkpoints]
+    tokens_seen = [checkpoint_meta(p)["tokens_seen"] for p in checkpoints]
+    return pd.DataFrame(rows), np.stack(losses), np.array(steps), np.array(tokens_seen)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Score every checkpoint of one model (head scores + losses).")
+    parser.add_argument("--data", type=Path, required=True, help="data directory (eval.npy, manifest.json)")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
+    parser.add_argument("--heads-out", type=Path, required=True, help="head-score table (.parquet)")
+    parser.add_argument("--losses-out", type=Path, required=True, help="per-token losses (.npz)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
+    args = parser.parse_args()
+    from pipeline.config import compose
+
+    cfg = compose(args.overrides)
+    torch.set_num_threads(cfg.analysis.threads)
+    bos_id = json.loads((args.data / "manifest.json").read_text())["eot_id"]
+    heads, losses, steps, tokens_seen = analyse_checkpoints(
+        sorted(args.checkpoints), load_split(args.data, "eval"), bos_id, cfg.analysis, cfg.seed)
+    heads.insert(0, "model", cfg.model.name)
+    write_table(heads, args.heads_out)
+    with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, losses=losses.astype(np.float32), steps=steps, tokens_seen=tokens_seen)
+
+
+if __name__ == "__main__":
+    run_cli(main)

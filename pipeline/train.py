@@ -1,0 +1,95 @@
+"""Train an attention-only model on the cached tokens and save log-spaced checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.data import load_split, require_tokens, sample_windows
+from pipeline.io import UserError, run_cli, write_table
+from pipeline.model import AttnOnlyTransformer, hooked_config_kwargs, hooked_transformer, save_checkpoint
+
+
+def checkpoint_steps(train_cfg) -> list[int]:
+    """Step 0 plus `n_checkpoints` log-spaced steps from `first_checkpoint` to the final step."""
+    steps = np.geomspace(train_cfg.first_checkpoint, train_cfg.steps, train_cfg.n_checkpoints)
+    return sorted({0, *np.round(steps).astype(int).tolist(), int(train_cfg.steps)})
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}.safetensors"
+
+
+def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path) -> list[dict]:
+    """Train with AdamW (linear warm-up, then constant LR), checkpointing at `checkpoint_steps`.
+
+    Returns the training log: one row per step with loss and tokens seen.
+    """
+    from tqdm import tqdm
+
+    require_tokens(tokens, model_cfg.n_ctx, "train")
+    config_kwargs = hooked_config_kwargs(model_cfg, d_vocab)
+    model = AttnOnlyTransformer.from_hooked(hooked_transformer(config_kwargs, seed=seed))
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=train_cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, train_cfg.warmup_steps)))
+    generator = torch.Generator().manual_seed(seed)
+    tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
+    save_at = set(checkpoint_steps(train_cfg))
+    log = []
+    bar = tqdm(range(train_cfg.steps + 1), desc=str(model_cfg.name), file=sys.stderr, mininterval=1.0)
+    start = time.perf_counter()
+    for step in bar:
+        if step in save_at:
+            save_checkpoint(out_dir / checkpoint_name(step), model, config_kwargs, step, step * tokens_per_step)
+        if step == train_cfg.steps:
+            break
+        batch = sample_windows(tokens, train_cfg.batch_size, model_cfg.n_ctx, generator)
+        logits = model(batch)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten())
+        if not torch.isfinite(loss):
+            raise UserError(f"training loss became {loss.item()} at step {step} of {model_cfg.name}; "
+                            f"lower train.lr (now {train_cfg.lr}) or raise train.warmup_steps")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        log.append({"step": step + 1, "tokens_seen": (step + 1) * tokens_per_step, "train_loss": loss.item()})
+        bar.set_postfix(loss=f"{loss.item():.3f}",
+                        tok_s=f"{(step + 1) * tokens_per_step / (time.perf_counter() - start):.0f}",
+                        refresh=False)
+    return log
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Train one attention-only model, saving checkpoints.")
+    parser.add_argument("--data", type=Path, required=True, help="data directory (train.npy, manifest.json)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    parser.add_argument("--log", type=Path, required=True, help="training-loss table to write (.csv)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
+    args = parser.parse_args()
+    from pipeline.config import compose
+
+    cfg = compose(args.overrides)
+    torch.set_num_threads(cfg.train.threads)
+    import pandas as pd
+
+    require_tokens(load_split(args.data, "eval"), cfg.model.n_ctx, "eval")
+    d_vocab = json.loads((args.data / "manifest.json").read_text())["vocab_size"]
+    log = train(cfg.model, cfg.train, load_split(args.data, "train"), d_vocab, cfg.seed, args.out)
+    write_table(pd.DataFrame(log).assign(model=cfg.model.name), args.log)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,79 @@
+rule score_checkpoints:
+    input:
+        checkpoints=CHECKPOINTS,
+        eval=rules.prepare_corpus.output.eval,
+        manifest=rules.prepare_corpus.output.manifest,
+    output:
+        heads=RUN / "models" / "{model}" / "head_scores.parquet",
+        losses=RUN / "models" / "{model}" / "token_losses.npz",
+    log:
+        RUN / "logs" / "score_checkpoints_{model}.log",
+    benchmark:
+        RUN / "benchmarks" / "score_checkpoints_{model}.tsv"
+    params:
+        cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "seed"),
+        overrides=lambda wc: cli_overrides(wc.model),
+        data=RUN / "data",
+    threads: CFG.analysis.threads
+    shell:
+        "{PY} -m pipeline.scores --data {params.data} --checkpoints {input.checkpoints} "
+        "--heads-out {output.heads} --losses-out {output.losses} {params.overrides} 2>&1 | tee {log}"
+
+
+rule score_icl:
+    input:
+        losses=rules.score_checkpoints.output.losses,
+    output:
+        icl=RUN / "models" / "{model}" / "icl.parquet",
+        positions=RUN / "models" / "{model}" / "loss_by_position.parquet",
+    log:
+        RUN / "logs" / "score_icl_{model}.log",
+    params:
+        cfg=lambda wc: params_of(wc.model, "analysis.icl", "seed"),
+        overrides=lambda wc: cli_overrides(wc.model),
+    shell:
+        "{PY} -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
+        "--positions-out {output.positions} {params.overrides} 2>&1 | tee {log}"
+
+
+rule loss_pca:
+    input:
+        losses=rules.score_checkpoints.output.losses,
+    output:
+        RUN / "models" / "{model}" / "pca.parquet",
+    log:
+        RUN / "logs" / "loss_pca_{model}.log",
+    params:
+        cfg=lambda wc: params_of(wc.model, "analysis.pca", "seed"),
+        overrides=lambda wc: cli_overrides(wc.model),
+    shell:
+        "{PY} -m pipeline.pca --losses {input.losses} --out {output} {params.overrides} 2>&1 | tee {log}"
+
+
+rule detect_phase_window:
+    input:
+        heads=rules.score_checkpoints.output.heads,
+        icl=rules.score_icl.output.icl,
+    output:
+        RUN / "models" / "{model}" / "phase_window.parquet",
+    log:
+        RUN / "logs" / "detect_phase_window_{model}.log",
+    params:
+        cfg=lambda wc: params_of(wc.model, "analysis.window"),
+        overrides=lambda wc: cli_overrides(wc.model),
+    shell:
+        "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} "
+        "{params.overrides} 2>&1 | tee {log}"
+
+
+rule collect_table:
+    input:
+        lambda wc: expand(RUN / "models" / "{model}" / f"{wc.table}.parquet", model=MODELS),
+    output:
+        RUN / "tables" / "{table}.csv",
+    log:
+        RUN / "logs" / "collect_table_{table}.log",
+    wildcard_constraints:
+        table="|".join(TABLES),
+    shell:
+        "{PY} -m pipeline.tables --out {output} {input} 2>&1 | tee {log}"

@@ -1,0 +1,61 @@
+"""Compose the Hydra config once per model and derive every path of the run from it."""
+
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import model_configs, parse_overrides, run_name, section
+from pipeline.io import UserError
+from pipeline.train import checkpoint_name, checkpoint_steps
+
+OVERRIDES = parse_overrides(config.get("overrides"))
+try:
+    MODEL_CFGS = model_configs(OVERRIDES)
+except UserError as err:
+    sys.exit(f"error: {err}")
+MODELS = list(MODEL_CFGS)
+CFG = next(iter(MODEL_CFGS.values()))  # model-independent sections (data, figures, ...) are shared
+RUN = Path(CFG.results_dir) / run_name(CFG, OVERRIDES)
+PY = shlex.quote(sys.executable)
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+
+
+def cli_overrides(model=None):
+    """The overrides a step's CLI recomposes its config from (model=NAME selects that model)."""
+    extra = [f"model={model}"] if model else []
+    return shlex.join([*OVERRIDES, *extra])
+
+
+def params_of(model, *keys):
+    """The config sections a rule depends on, as a Snakemake param (a change reruns the rule)."""
+    return section(MODEL_CFGS[model] if model else CFG, *keys)
+
+
+STEPS = checkpoint_steps(CFG.train)  # the same schedule for every model of the run
+CHECKPOINTS = [str(RUN / "models" / "{model}" / "checkpoints" / checkpoint_name(s)) for s in STEPS]
+
+
+def figure_files(name):
+    return [RUN / "figures" / f"{name}.{ext}" for ext in CFG.figures.formats]
+
+
+FIGURES = ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position"]
+TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]
+
+
+def final_outputs():
+    return [f for name in FIGURES for f in figure_files(name)] + [RUN / "tables" / f"{t}.csv" for t in TABLES]
+
+
+onsuccess:
+    timings = sorted(RUN.glob("benchmarks/*.tsv"))
+    if timings:
+        table = pd.concat([pd.read_csv(t, sep="\t").assign(job=t.stem) for t in timings])
+        print(f"\nPer-step wall times ({RUN}):")
+        print(table[["job", "s", "max_rss"]].rename(columns={"s": "wall_s", "max_rss": "max_rss_mb"})
+              .to_string(index=False, float_format="%.1f"))

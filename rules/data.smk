@@ -1,0 +1,17 @@
+rule prepare_corpus:
+    output:
+        tokenizer=RUN / "data" / "tokenizer.json",
+        train=RUN / "data" / "train.npy",
+        eval=RUN / "data" / "eval.npy",
+        manifest=RUN / "data" / "manifest.json",
+    log:
+        RUN / "logs" / "prepare_corpus.log",
+    benchmark:
+        RUN / "benchmarks" / "prepare_corpus.tsv"
+    params:
+        cfg=params_of(None, "data"),
+        overrides=cli_overrides(),
+        out=RUN / "data",
+    threads: 2
+    shell:
+        "{PY} -m pipeline.data --out {params.out} {params.overrides} 2>&1 | tee {log}"

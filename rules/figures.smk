@@ -1,0 +1,16 @@
+rule plot_figures:
+    input:
+        tables=[RUN / "tables" / f"{t}.csv" for t in TABLES],
+    output:
+        [f for name in FIGURES for f in figure_files(name)],
+    log:
+        RUN / "logs" / "plot_figures.log",
+    benchmark:
+        RUN / "benchmarks" / "plot_figures.tsv"
+    params:
+        cfg=params_of(None, "figures", "analysis.window.score", "analysis.head_scores.names"),
+        overrides=cli_overrides(),
+        tables=RUN / "tables",
+        out=RUN / "figures",
+    shell:
+        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {params.overrides} 2>&1 | tee {log}"

@@ -1,0 +1,23 @@
+rule train_model:
+    input:
+        train=rules.prepare_corpus.output.train,
+        eval=rules.prepare_corpus.output.eval,
+        manifest=rules.prepare_corpus.output.manifest,
+    output:
+        checkpoints=CHECKPOINTS,
+        log_table=RUN / "models" / "{model}" / "train_log.parquet",
+    log:
+        RUN / "logs" / "train_{model}.log",
+    benchmark:
+        RUN / "benchmarks" / "train_{model}.tsv"
+    params:
+        cfg=lambda wc: params_of(wc.model, "data", "model", "train", "seed"),
+        overrides=lambda wc: cli_overrides(wc.model),
+        data=RUN / "data",
+        out=lambda wc: RUN / "models" / wc.model / "checkpoints",
+    threads: CFG.train.threads
+    resources:
+        mem_mb=2000,
+    shell:
+        "{PY} -m pipeline.train --data {params.data} --out {params.out} --log {output.log_table} "
+        "{params.overrides} 2>&1 | tee {log}"

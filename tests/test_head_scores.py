@@ -1,0 +1,56 @@
+"""Head scores on a hand-built model where each head is exactly one kind of head."""
+
+import pytest
+import torch
+
+from handbuilt import EXPECTED_HEAD, handbuilt_model, repeated_distinct_tokens
+from pipeline.io import UserError
+from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens
+
+SEQ_LEN = 20
+
+
+@pytest.fixture(scope="module")
+def scores():
+    model = handbuilt_model()
+    with torch.inference_mode():
+        values = head_scores(model, repeated_distinct_tokens(8, SEQ_LEN), SEQ_LEN, list(HEAD_SCORES))
+    return dict(zip(HEAD_SCORES, values))
+
+
+def test_every_registered_score_has_a_handbuilt_head():
+    assert set(EXPECTED_HEAD) == set(HEAD_SCORES)
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_SCORES))
+def test_designed_head_scores_high_and_others_low(scores, name):
+    layer, head = EXPECTED_HEAD[name]
+    grid = scores[name]
+    # induction's stripe also holds the 2 first-copy rows (BOS, first token) no head can match: L/(L+2).
+    floor = 0.99 * SEQ_LEN / (SEQ_LEN + 2) if name == "induction" else 0.99
+    assert grid[layer, head] >= floor
+    others = grid.clone()
+    others[layer, head] = 0
+    if name == "current_token":  # a duplicate-token head attends to itself until its token repeats
+        others[EXPECTED_HEAD["duplicate_token"]] = 0
+        assert grid[EXPECTED_HEAD["duplicate_token"]] == pytest.approx(0.5, abs=0.01)
+    assert others.max() < 0.1
+
+
+def test_scores_are_attention_fractions(scores):
+    for grid in scores.values():
+        assert grid.shape == (2, 4)
+        assert (grid >= 0).all() and (grid <= 1).all()
+
+
+def test_repeated_random_tokens_layout():
+    tokens = repeated_random_tokens(batch=3, seq_len=5, d_vocab=50, bos_id=0, seed=1)
+    assert tokens.shape == (3, 11)
+    assert (tokens[:, 0] == 0).all() and (tokens[:, 1:] > 0).all()
+    assert torch.equal(tokens[:, 1:6], tokens[:, 6:])
+    assert torch.equal(tokens, repeated_random_tokens(batch=3, seq_len=5, d_vocab=50, bos_id=0, seed=1))
+
+
+def test_unknown_score_is_a_user_error():
+    with pytest.raises(UserError, match="unknown head score"):
+        head_scores(handbuilt_model(), repeated_distinct_tokens(1, SEQ_LEN), SEQ_LEN, ["nonsense"])
