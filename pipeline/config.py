@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.io import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+MODEL_SOURCES = ["trained"]  # where a model's checkpoints come from; each has its rule in rules/
 
 
 def parse_overrides(overrides) -> list[str]:
@@ -36,10 +37,43 @@ def compose(overrides=()) -> DictConfig:
             cfg = hydra_compose("config", overrides=list(overrides))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as err:
-        first_line = str(err).strip().splitlines()[0]
-        raise UserError(f"bad config override {list(overrides)}: {first_line} "
+        lines = []
+        for line in map(str.strip, str(err).splitlines()):
+            if line.startswith(("Config search path", "full_key", "object_type")):
+                break
+            lines.append(line)
+        reason = " ".join(filter(None, lines))
+        raise UserError(f"bad config override {list(overrides)}: {reason} "
                         f"(overrides look like key=value or group=option; groups live in {CONF_DIR})") from None
+    _check_types(cfg, overrides)
     return cfg
+
+
+GROUPS = ("data", "model", "train", "analysis", "figures", "+experiment", "experiment")
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _check_types(cfg: DictConfig, overrides):
+    """Refuse a value override whose type differs from the YAML default's (e.g. train.steps=many)."""
+    choices = [o for o in overrides if o.split("=", 1)[0] in GROUPS]
+    if len(choices) == len(overrides):
+        return
+    defaults = dict(_leaves(OmegaConf.to_container(compose(choices))))
+    for key, value in _leaves(OmegaConf.to_container(cfg)):
+        default = defaults.get(key)
+        if default is None or value is None or isinstance(value, type(default)):
+            continue
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        raise UserError(f"{key} must be {type(default).__name__} like its default {default!r}, got {value!r}; "
+                        f"fix the override")
 
 
 def split_model_override(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
@@ -58,11 +92,16 @@ def model_configs(overrides) -> dict[str, DictConfig]:
     models, rest = split_model_override(parse_overrides(overrides))
     base = compose(rest)
     models = models or list(base.models)
-    known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+    known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.stem.startswith("_"))
     for m in models:
         if m not in known:
             raise UserError(f"unknown model '{m}'; choose one of {known} (conf/model/<name>.yaml)")
-    return {m: compose([f"model={m}", *rest]) for m in models}
+    configs = {m: compose([f"model={m}", *rest]) for m in models}
+    for m, cfg in configs.items():
+        if cfg.model.source not in MODEL_SOURCES:
+            raise UserError(f"model {m} has source '{cfg.model.source}', which this pipeline cannot produce; "
+                            f"model sources: {MODEL_SOURCES}")
+    return configs
 
 
 def run_name(cfg: DictConfig, overrides) -> str:

@@ -91,18 +91,16 @@ def tokenize(tokenizer, texts: list[str]) -> np.ndarray:
 def build_corpus(docs: list[tuple[str, str]], vocab_size: int, eval_fraction: float):
     """Tokenizer, train and eval token streams, and a manifest, from the documents.
 
-    Every k-th document (k = 1/eval_fraction) is held out for eval, so both splits span the corpus.
+    The eval split is the last `eval_fraction` of the token stream: deterministic, and it works for a
+    corpus of any number of documents (one long .txt file included).
     """
     if vocab_size > 2**16:
         raise UserError(f"data.vocab_size {vocab_size} does not fit uint16 token ids; use at most 65536")
     texts = [text for _, text in docs]
     tokenizer = train_tokenizer(texts, vocab_size)
-    every = max(2, round(1 / eval_fraction))
-    eval_ids = set(range(0, len(docs), every))
-    splits = {
-        "train": tokenize(tokenizer, [t for i, t in enumerate(texts) if i not in eval_ids]),
-        "eval": tokenize(tokenizer, [t for i, t in enumerate(texts) if i in eval_ids]),
-    }
+    tokens = tokenize(tokenizer, texts)
+    n_eval = int(round(tokens.size * eval_fraction))
+    splits = {"train": tokens[: tokens.size - n_eval], "eval": tokens[tokens.size - n_eval:]}
     assembled = hashlib.sha256("\0".join(f"{n}\0{t}" for n, t in docs).encode()).hexdigest()
     manifest = {
         "n_documents": len(docs),
@@ -143,9 +141,12 @@ def main():
     args = parser.parse_args()
     from pipeline.config import compose
 
-    data_cfg = compose(args.overrides).data
+    cfg = compose(args.overrides)
+    data_cfg = cfg.data
     tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), data_cfg.vocab_size,
                                                data_cfg.eval_fraction)
+    for name, tokens in splits.items():  # refuse before writing anything
+        require_tokens(tokens, cfg.model.n_ctx, name)
     with atomic_path(args.out / "tokenizer.json") as tmp:
         tokenizer.save(str(tmp))
     for name, tokens in splits.items():

@@ -64,10 +64,14 @@ HEAD_SCORES = {f.__name__: f for f in
                (prefix_matching, induction, previous_token, duplicate_token, current_token, first_token)}
 
 
-def repeated_random_tokens(batch: int, seq_len: int, d_vocab: int, bos_id: int, seed: int) -> torch.Tensor:
-    """[BOS, r_1..r_L, r_1..r_L] with r uniform over non-special tokens: (batch, 1 + 2L)."""
+def repeated_random_tokens(batch: int, seq_len: int, vocab: torch.Tensor, bos_id: int, seed: int) -> torch.Tensor:
+    """[BOS, r_1..r_L, r_1..r_L] with r uniform over the token ids in `vocab`: (batch, 1 + 2L).
+
+    Like seed 003's range of common ids, `vocab` should hold only tokens the model has seen: a byte-level
+    BPE keeps ~160 byte tokens that never occur in the corpus and whose embeddings are never trained.
+    """
     generator = torch.Generator().manual_seed(seed)
-    random = torch.randint(bos_id + 1, d_vocab, (batch, seq_len), generator=generator)
+    random = vocab[torch.randint(0, len(vocab), (batch, seq_len), generator=generator)]
     bos = torch.full((batch, 1), bos_id)
     return torch.cat([bos, einops.repeat(random, "b l -> b (2 l)")], dim=1)
 
@@ -98,12 +102,13 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
         meta = checkpoint_meta(path)
         model = load_checkpoint(path)
         if sample is None:  # the same tokens for every checkpoint of the model
-            n_ctx, d_vocab = model.cfg.n_ctx, model.cfg.d_vocab
+            n_ctx = model.cfg.n_ctx
             require_tokens(eval_tokens, n_ctx, "eval")
             if 2 * hs.seq_len + 1 > n_ctx:
                 raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
                                 f"lower it to at most {(n_ctx - 1) // 2}")
-            repeated = repeated_random_tokens(hs.batch, hs.seq_len, d_vocab, bos_id, seed)
+            seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
+            repeated = repeated_random_tokens(hs.batch, hs.seq_len, seen[seen != bos_id], bos_id, seed)
             sample = sample_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx,
                                     torch.Generator().manual_seed(seed))
         with torch.inference_mode():

@@ -37,6 +37,11 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
     require_tokens(tokens, model_cfg.n_ctx, "train")
     config_kwargs = hooked_config_kwargs(model_cfg, d_vocab)
     model = AttnOnlyTransformer.from_hooked(hooked_transformer(config_kwargs, seed=seed))
+    if model_cfg.embed_init_std:  # TransformerLens's 0.8/sqrt(d_model) leaves positions too weak; see conf
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for weight in (model.embed.W_E, model.pos_embed.W_pos):
+                weight.copy_(torch.randn(weight.shape, generator=generator) * model_cfg.embed_init_std)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},

@@ -12,12 +12,11 @@ rule score_checkpoints:
         RUN / "benchmarks" / "score_checkpoints_{model}.tsv"
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "seed"),
-        overrides=lambda wc: cli_overrides(wc.model),
         data=RUN / "data",
     threads: CFG.analysis.threads
     shell:
         "{PY} -m pipeline.scores --data {params.data} --checkpoints {input.checkpoints} "
-        "--heads-out {output.heads} --losses-out {output.losses} {params.overrides} 2>&1 | tee {log}"
+        "--heads-out {output.heads} --losses-out {output.losses} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
 
 
 rule score_icl:
@@ -30,10 +29,9 @@ rule score_icl:
         RUN / "logs" / "score_icl_{model}.log",
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.icl", "seed"),
-        overrides=lambda wc: cli_overrides(wc.model),
     shell:
         "{PY} -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
-        "--positions-out {output.positions} {params.overrides} 2>&1 | tee {log}"
+        "--positions-out {output.positions} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
 
 
 rule loss_pca:
@@ -45,9 +43,8 @@ rule loss_pca:
         RUN / "logs" / "loss_pca_{model}.log",
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.pca", "seed"),
-        overrides=lambda wc: cli_overrides(wc.model),
     shell:
-        "{PY} -m pipeline.pca --losses {input.losses} --out {output} {params.overrides} 2>&1 | tee {log}"
+        "{PY} -m pipeline.pca --losses {input.losses} --out {output} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
 
 
 rule detect_phase_window:
@@ -60,10 +57,9 @@ rule detect_phase_window:
         RUN / "logs" / "detect_phase_window_{model}.log",
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.window"),
-        overrides=lambda wc: cli_overrides(wc.model),
     shell:
         "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} "
-        "{params.overrides} 2>&1 | tee {log}"
+        "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
 
 
 rule collect_table:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import model_configs, parse_overrides, run_name, section
+from pipeline.config import model_configs, parse_overrides, run_name, section, split_model_override
 from pipeline.io import UserError
 from pipeline.train import checkpoint_name, checkpoint_steps
 
@@ -19,16 +19,13 @@ MODELS = list(MODEL_CFGS)
 CFG = next(iter(MODEL_CFGS.values()))  # model-independent sections (data, figures, ...) are shared
 RUN = Path(CFG.results_dir) / run_name(CFG, OVERRIDES)
 PY = shlex.quote(sys.executable)
+# What each step's CLI recomposes its config from; rules append model={wildcards.model}. It is used in
+# shell templates, not params, so only the config sections a rule declares in params trigger its rerun.
+CLI_OVERRIDES = shlex.join(split_model_override(OVERRIDES)[1])
 
 
 wildcard_constraints:
     model="|".join(MODELS),
-
-
-def cli_overrides(model=None):
-    """The overrides a step's CLI recomposes its config from (model=NAME selects that model)."""
-    extra = [f"model={model}"] if model else []
-    return shlex.join([*OVERRIDES, *extra])
 
 
 def params_of(model, *keys):

@@ -10,8 +10,7 @@ rule prepare_corpus:
         RUN / "benchmarks" / "prepare_corpus.tsv"
     params:
         cfg=params_of(None, "data"),
-        overrides=cli_overrides(),
         out=RUN / "data",
     threads: 2
     shell:
-        "{PY} -m pipeline.data --out {params.out} {params.overrides} 2>&1 | tee {log}"
+        "{PY} -m pipeline.data --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"

@@ -9,8 +9,7 @@ rule plot_figures:
         RUN / "benchmarks" / "plot_figures.tsv"
     params:
         cfg=params_of(None, "figures", "analysis.window.score", "analysis.head_scores.names"),
-        overrides=cli_overrides(),
         tables=RUN / "tables",
         out=RUN / "figures",
     shell:
-        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {params.overrides} 2>&1 | tee {log}"
+        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"

@@ -12,7 +12,6 @@ rule train_model:
         RUN / "benchmarks" / "train_{model}.tsv"
     params:
         cfg=lambda wc: params_of(wc.model, "data", "model", "train", "seed"),
-        overrides=lambda wc: cli_overrides(wc.model),
         data=RUN / "data",
         out=lambda wc: RUN / "models" / wc.model / "checkpoints",
     threads: CFG.train.threads
@@ -20,4 +19,4 @@ rule train_model:
         mem_mb=2000,
     shell:
         "{PY} -m pipeline.train --data {params.data} --out {params.out} --log {output.log_table} "
-        "{params.overrides} 2>&1 | tee {log}"
+        "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"

@@ -44,11 +44,12 @@ def test_scores_are_attention_fractions(scores):
 
 
 def test_repeated_random_tokens_layout():
-    tokens = repeated_random_tokens(batch=3, seq_len=5, d_vocab=50, bos_id=0, seed=1)
+    vocab = torch.tensor([3, 7, 9, 40])
+    tokens = repeated_random_tokens(batch=3, seq_len=5, vocab=vocab, bos_id=0, seed=1)
     assert tokens.shape == (3, 11)
-    assert (tokens[:, 0] == 0).all() and (tokens[:, 1:] > 0).all()
+    assert (tokens[:, 0] == 0).all() and torch.isin(tokens[:, 1:], vocab).all()
     assert torch.equal(tokens[:, 1:6], tokens[:, 6:])
-    assert torch.equal(tokens, repeated_random_tokens(batch=3, seq_len=5, d_vocab=50, bos_id=0, seed=1))
+    assert torch.equal(tokens, repeated_random_tokens(batch=3, seq_len=5, vocab=vocab, bos_id=0, seed=1))
 
 
 def test_unknown_score_is_a_user_error():

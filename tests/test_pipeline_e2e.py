@@ -1,0 +1,76 @@
+"""The whole Snakemake pipeline on the tiny experiment, in a temp dir: every table and figure appears,
+a rerun does nothing, and changing an analysis parameter reruns only the rules that depend on it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = "overrides=[+experiment=tiny]"
+
+
+def snakemake(workdir, *args, config=TINY):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", "--config", config, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, workdir / "results" / "tiny", result
+
+
+def test_every_table_and_figure_is_written(tiny_run):
+    _, run, _ = tiny_run
+    for table in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]:
+        assert len(pd.read_csv(run / "tables" / f"{table}.csv")) > 0
+    for figure in ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca",
+                   "loss_by_position"]:
+        for ext in ["png", "pdf"]:
+            assert (run / "figures" / f"{figure}.{ext}").stat().st_size > 5000
+    assert not list(run.rglob(".*.tmp*")), "temporary files were left behind"
+
+
+def test_tables_hold_one_row_per_model_checkpoint_layer_head_score(tiny_run):
+    _, run, _ = tiny_run
+    heads = pd.read_csv(run / "tables" / "head_scores.csv")
+    steps = sorted(heads.step.unique())
+    assert steps[0] == 0 and steps[-1] == 30 and len(steps) == 5  # step 0 + 4 log-spaced, final included
+    per_model = heads.groupby("model").size().to_dict()
+    assert per_model == {"attn_only_1l": 5 * 1 * 4 * 6, "attn_only_2l": 5 * 2 * 4 * 6}
+    assert heads.value.between(0, 1).all()
+    icl = pd.read_csv(run / "tables" / "icl.csv")
+    assert len(icl) == 10 and icl.icl_se.gt(0).all() and icl.loss.notna().all()
+    # Training lowers the loss of both models from its initial ~log(vocab).
+    first, last = icl[icl.step == 0], icl[icl.step == 30]
+    assert (last.loss.to_numpy() < first.loss.to_numpy() - 0.3).all()
+    pca = pd.read_csv(run / "tables" / "pca.csv")
+    assert pca.pc1_explained.iloc[0] > pca.pc2_explained.iloc[0] > 0
+
+
+def test_rerun_does_nothing(tiny_run):
+    workdir, _, _ = tiny_run
+    result = snakemake(workdir, "-n")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_analysis_change_reruns_only_downstream_rules(tiny_run):
+    workdir, _, _ = tiny_run
+    result = snakemake(workdir, "-n", config="overrides=[+experiment=tiny,analysis.icl.window=2]")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-2000:]
+    assert "score_icl" in out and "plot_figures" in out
+    for untouched in ["prepare_corpus", "train_model", "score_checkpoints", "loss_pca"]:
+        assert f"rule {untouched}:" not in out and f"\n{untouched} " not in out
+
+
+def test_per_step_wall_times_are_printed(tiny_run):
+    _, _, result = tiny_run
+    assert "Per-step wall times" in result.stdout + result.stderr
