@@ -127,6 +127,18 @@ def sample_windows(tokens: np.ndarray, n: int, n_ctx: int, generator):
     return torch.from_numpy(np.stack([tokens[s:s + n_ctx] for s in starts]).astype(np.int64))
 
 
+def eval_windows(tokens: np.ndarray, n: int, n_ctx: int):
+    """`n` disjoint, evenly spaced windows of `n_ctx` tokens: the fixed eval sample, (n, n_ctx) int64."""
+    import torch
+
+    if tokens.size < n * n_ctx:
+        raise UserError(f"the eval split has {tokens.size} tokens, fewer than analysis.eval.n_sequences={n} "
+                        f"disjoint {n_ctx}-token sequences; lower analysis.eval.n_sequences or raise "
+                        f"data.eval_fraction")
+    starts = np.linspace(0, tokens.size - n_ctx, n).astype(np.int64)
+    return torch.from_numpy(np.stack([tokens[s:s + n_ctx] for s in starts]).astype(np.int64))
+
+
 def require_tokens(tokens: np.ndarray, n_ctx: int, split: str):
     """Refuse a split that cannot fill one full-context sequence."""
     if tokens.size < n_ctx + 1:

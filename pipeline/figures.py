@@ -71,28 +71,46 @@ def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[st
     return fig
 
 
+def heatmap_steps(steps: list[int], windows: pd.DataFrame, n: int) -> list[int]:
+    """`n` checkpoints to show: the first trained one, the window's start and end, the last (log-spread
+    when there is no window)."""
+    trained = [s for s in sorted(steps) if s > 0]
+    found = windows[windows.has_window]
+    if len(found) and n >= 4:
+        w = found.iloc[0]
+        picks = [trained[0], int(w.start_step), int(w.end_step), trained[-1]]
+        picks += list(np.array(trained)[np.linspace(0, len(trained) - 1, n - 4 + 2).round().astype(int)][1:-1])
+    else:
+        picks = list(np.array(trained)[np.linspace(0, len(trained) - 1, n).round().astype(int)])
+    return sorted(set(picks))
+
+
 def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_checkpoints: int) -> plt.Figure:
-    """Layer x head heatmaps of `score` at checkpoints spread over training (first, window, last)."""
+    """Layer x head heatmaps of `score` per model at the first, window-start, window-end, last checkpoints."""
     models = _models(heads)
-    fig, axes = plt.subplots(len(models), n_checkpoints, figsize=(2.6 * n_checkpoints, 1.2 + 0.9 * len(models) *
-                             max(2, heads.layer.max() + 1) / 2), squeeze=False)
+    heads = heads[heads.score == score]
+    picks = heatmap_steps(heads.step.unique().tolist(), windows, n_checkpoints)
+    layers = [heads[heads.model == m].layer.max() + 1 for m in models]
+    fig, axes = plt.subplots(len(models), len(picks), figsize=(2.4 * len(picks), 0.9 + 0.55 * sum(layers)),
+                             squeeze=False, layout="constrained", gridspec_kw={"height_ratios": layers})
     for row, model in enumerate(models):
-        subset = heads[(heads.model == model) & (heads.score == score)]
-        steps = np.array(sorted(subset.step.unique()))
-        picks = steps[np.unique(np.linspace(0, len(steps) - 1, n_checkpoints).round().astype(int))]
-        for col, ax in enumerate(axes[row]):
-            if col >= len(picks):
-                ax.axis("off")
-                continue
-            at = subset[subset.step == picks[col]]
-            grid = at.pivot(index="layer", columns="head", values="value")
-            image = ax.imshow(grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for col, step in enumerate(picks):
+            ax = axes[row, col]
+            at = heads[(heads.model == model) & (heads.step == step)]
+            grid = at.pivot(index="layer", columns="head", values="value").to_numpy()
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            for (layer, head), value in np.ndenumerate(grid):
+                ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if value > 0.6 else "white")
             ax.set_xticks(range(grid.shape[1]))
             ax.set_yticks(range(grid.shape[0]))
-            ax.set_xlabel("head")
-            ax.set_ylabel(f"{model}\nlayer" if col == 0 else "layer")
-            ax.set_title(f"step {picks[col]} ({at.tokens_seen.iloc[0]:.2g} tok)", fontsize=9)
-    fig.colorbar(image, ax=axes, label=f"{score.replace('_', '-')} score", shrink=0.8)
+            if row == len(models) - 1:
+                ax.set_xlabel("head")
+            if col == 0:
+                ax.set_ylabel(f"{model}\nlayer")
+            if row == 0:
+                ax.set_title(f"step {step}\n{at.tokens_seen.iloc[0]:.2g} tokens", fontsize=9)
+    fig.colorbar(image, ax=axes, label=f"{score.replace('_', '-')} score", shrink=0.9)
     return fig
 
 
@@ -126,6 +144,7 @@ def loss_curves(icl: pd.DataFrame, train_log: pd.DataFrame, windows: pd.DataFram
         line = _trained(icl[icl.model == model])
         ax.plot(line.tokens_seen, line.loss, "o-", ms=3, color=MODEL_COLORS[i], label=f"{model} (eval)")
     _log_tokens(ax)
+    ax.set_xlim(left=_trained(icl).tokens_seen.min() / 2)
     ax.set_ylabel("loss (nats / token)")
     ax.set_ylim(top=min(ax.get_ylim()[1], 6))
     ax.legend()
@@ -157,8 +176,9 @@ def pca_trajectories(pca: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
-    """Loss vs token position at the first, pre-window, post-window and last checkpoints."""
+def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positions) -> plt.Figure:
+    """Loss vs token position at the first, pre-window, end-of-window and last checkpoints; dotted lines
+    mark the two ICL-score positions."""
     models = _models(positions)
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.8), squeeze=False, sharey=True)
     reference = windows[windows.has_window]
@@ -168,13 +188,15 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame) -> plt.Figu
         picks = {steps[1]: "early", steps[-1]: "final"}
         if len(reference):  # the same steps for every model, so 1L and 2L compare at equal training
             w = reference.iloc[0]
-            picks[max(s for s in steps if s <= w.start_step)] = "before window"
-            picks[w.end_step] = "after window"
+            picks[int(w.before_step)] = "before window"
+            picks[int(w.end_step)] = "end of window"
         colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(picks)))
         for color, step in zip(colors, sorted(picks)):
             line = subset[subset.step == step].sort_values("position")
             ax.plot(line.position + 1, line.loss.rolling(5, center=True, min_periods=1).mean(), color=color,
                     label=f"step {step} ({picks[step]})")
+        for position in icl_positions:
+            ax.axvline(position + 1, color="gray", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("token position in context")
         ax.set_title(model)
@@ -212,7 +234,8 @@ def main():
         "icl_score": icl_score(t["icl"], windows),
         "loss": loss_curves(t["icl"], t["train_log"], windows),
         "pca": pca_trajectories(t["pca"], windows),
-        "loss_by_position": loss_by_position(t["loss_by_position"], windows),
+        "loss_by_position": loss_by_position(t["loss_by_position"], windows,
+                                             t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }
     for name, fig in figures.items():
         save(fig, args.out / name, cfg.figures.formats, cfg.figures.dpi)

@@ -3,7 +3,8 @@
 Window = from the first checkpoint where the running max (over checkpoints) of the max-over-heads score
 has covered `low` of its total rise to the first where it has covered `high` of it. Models whose score
 rises less than `min_rise` (1-layer models) have no window. The ICL score just before and just after
-the window is recorded beside it, since that change is the paper's central claim.
+the window (at the checkpoint before its start, and at its end) is recorded beside it, since that
+change is the paper's central claim.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def window_table(heads: pd.DataFrame, icl: pd.DataFrame, window_cfg) -> pd.DataF
     if found is not None:
         start, end = found
         before, after = max(start - 1, 0), end
-        row.update(start_step=best.step.iloc[start], end_step=best.step.iloc[end],
+        row.update(before_step=best.step.iloc[before], start_step=best.step.iloc[start], end_step=best.step.iloc[end],
                    start_tokens=best.tokens_seen.iloc[start], end_tokens=best.tokens_seen.iloc[end],
                    icl_before=icl.icl_score.iloc[before], icl_after=icl.icl_score.iloc[after],
                    icl_change=icl.icl_score.iloc[after] - icl.icl_score.iloc[before])

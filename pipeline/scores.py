@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data import load_split, require_tokens, sample_windows
+from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint
 
@@ -109,8 +109,7 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
                                 f"lower it to at most {(n_ctx - 1) // 2}")
             seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
             repeated = repeated_random_tokens(hs.batch, hs.seq_len, seen[seen != bos_id], bos_id, seed)
-            sample = sample_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx,
-                                    torch.Generator().manual_seed(seed))
+            sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx)
         with torch.inference_mode():
             scores = head_scores(model, repeated, hs.seq_len, list(hs.names))
             losses.append(per_token_losses(model, sample, analysis_cfg.eval.batch).numpy())

@@ -1,0 +1,227 @@
+"""Side-by-side performance ratios of the pipeline, each with its goal and PASS/FAIL.
+
+    python scripts/benchmark.py                 # everything (includes a cold default run, ~8 min)
+    python scripts/benchmark.py --skip-pipeline # only the in-process ratios (~3 min)
+
+Every ratio compares two things measured in this one run on this machine, so machine speed cancels:
+  1. training: our trainer (checkpoints, logging, progress bar included) vs a bare forward+backward+step
+     loop of the same SDPA twin (goal >= 0.9x); a HookedTransformer training loop is reported beside.
+  2. analysis: our per-checkpoint analysis (load, head scores, per-token losses) vs the bare
+     HookedTransformer forward over the same eval tokens (goal <= 1.3x).
+  3. seed loops: seed 003's per-analysis loops (reload the checkpoint for every analysis, full
+     `run_with_cache`) vs our single pass, on the same checkpoints and data (goal >= 5x), scores equal.
+  4. whole pipeline: cold default run wall time and peak RSS (<= 600 s, <= 4 GiB), no-op rerun (<= 5 s).
+Results go to results/bench/ (benchmark.csv, benchmark.png). On a GPU machine, 1-3 also run on CUDA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import compose
+from pipeline.data import build_corpus, eval_windows, load_documents, sample_windows
+from pipeline.icl import icl_per_sequence
+from pipeline.model import AttnOnlyTransformer, hooked_config_kwargs, hooked_transformer, load_checkpoint
+from pipeline.scores import HEAD_SCORES, analyse_checkpoints, repeated_random_tokens
+from pipeline.train import checkpoint_name, checkpoint_steps, train
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS: list[dict] = []
+
+
+def record(name: str, ours: float, reference: float, goal: str, unit: str, note: str = ""):
+    """Add one measured ratio; `goal` is like '>= 0.9' or '<= 1.3'."""
+    ratio = ours / reference
+    op, bound = goal.split()
+    ok = ratio >= float(bound) if op == ">=" else ratio <= float(bound)
+    ROWS.append({"measure": name, "ours": ours, "reference": reference, "unit": unit, "ratio": ratio,
+                 "goal": goal, "result": "PASS" if ok else "FAIL", "note": note})
+    print(f"{name:<44} {ours:>10.3g} vs {reference:>10.3g} {unit:<8} ratio {ratio:6.2f}  goal {goal:<7} "
+          f"{'PASS' if ok else 'FAIL'}  {note}", flush=True)
+
+
+def corpus(cfg):
+    _, splits, manifest = build_corpus(load_documents(cfg.data), cfg.data.vocab_size, cfg.data.eval_fraction)
+    return splits["train"], splits["eval"], manifest
+
+
+def bare_loop(model, tokens, cfg, steps: int, device: str) -> float:
+    """Tokens/s of a tight forward+backward+AdamW loop on pre-sampled batches (no logging, no saving)."""
+    generator = torch.Generator().manual_seed(0)
+    batches = [sample_windows(tokens, cfg.train.batch_size, cfg.model.n_ctx, generator).to(device)
+               for _ in range(steps)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    for i, batch in enumerate(batches):
+        if i == 3:  # warm-up steps excluded
+            _sync(device)
+            start = time.perf_counter()
+        logits = model(batch)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    _sync(device)
+    return (steps - 3) * batches[0].numel() / (time.perf_counter() - start)
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_training(cfg, train_tokens, d_vocab, workdir: Path, steps: int):
+    kwargs = hooked_config_kwargs(cfg.model, d_vocab)
+    twin = bare_loop(AttnOnlyTransformer.from_hooked(hooked_transformer(kwargs, seed=0)), train_tokens, cfg,
+                     steps, "cpu")
+    hooked = bare_loop(hooked_transformer(kwargs, seed=0), train_tokens, cfg, steps, "cpu")
+    # Our trainer with the default run's checkpoint density (31 checkpoints per 3000 steps).
+    train_cfg = cfg.train.copy()
+    train_cfg.steps = steps
+    train_cfg.n_checkpoints = max(1, round(cfg.train.n_checkpoints * steps / cfg.train.steps))
+    train_cfg.first_checkpoint = max(1, steps // 10)
+    start = time.perf_counter()
+    train(cfg.model, train_cfg, train_tokens, d_vocab, cfg.seed, workdir / "bench_ckpt")
+    ours = steps * cfg.train.batch_size * cfg.model.n_ctx / (time.perf_counter() - start)
+    record("training tok/s: trainer vs bare SDPA loop", ours, twin, ">= 0.9", "tok/s",
+           f"HookedTransformer loop {hooked:.0f} tok/s ({hooked / twin:.2f}x the twin)")
+    return workdir / "bench_ckpt"
+
+
+def seed_style_scores(paths, eval_tokens, repeated, cfg):
+    """Seed 003's loops: every analysis reloads each checkpoint and caches every activation."""
+    hs, icl = cfg.analysis.head_scores, cfg.analysis.icl
+    prefix, icl_scores, losses, pca_losses = [], [], [], []
+    for path in paths:  # prefix-matching loop
+        model = load_checkpoint(path)
+        _, cache = model.run_with_cache(repeated)
+        prefix.append(torch.stack([HEAD_SCORES["prefix_matching"](cache["pattern", layer], hs.seq_len)
+                                   for layer in range(model.cfg.n_layers)]))
+    for store in (icl_scores, losses, pca_losses):  # ICL loop, loss-curve loop, PCA loop
+        for path in paths:
+            model = load_checkpoint(path)
+            per_token = []
+            for batch in eval_tokens.split(cfg.analysis.eval.batch):
+                logits, _ = model.run_with_cache(batch)
+                per_token.append(-logits.log_softmax(-1)[:, :-1].gather(-1, batch[:, 1:, None])[..., 0])
+            per_token = torch.cat(per_token).numpy()
+            store.append(per_token)
+    icl_values = [icl_per_sequence(x, icl.early, icl.late, icl.window).mean() for x in icl_scores]
+    return torch.stack(prefix), np.array(icl_values), np.array([x.mean() for x in losses])
+
+
+def bench_analysis(cfg, eval_tokens, bos_id, checkpoint_dir: Path):
+    paths = sorted(checkpoint_dir.glob("*.safetensors"))
+    sample = eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, cfg.model.n_ctx)
+    models = [load_checkpoint(p) for p in paths]
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for model in models:
+            for batch in sample.split(cfg.analysis.eval.batch):
+                model(batch, return_type="logits")
+        bare = time.perf_counter() - start
+        start = time.perf_counter()
+        heads, losses, _, _ = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
+        ours = time.perf_counter() - start
+    record("analysis s: per-checkpoint step vs bare forward", ours, bare, "<= 1.3", "s",
+           f"{len(paths)} checkpoints x {sample.numel()} eval tokens")
+
+    seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
+    hs = cfg.analysis.head_scores
+    repeated = repeated_random_tokens(hs.batch, hs.seq_len, seen[seen != bos_id], bos_id, cfg.seed)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        prefix, icl_values, loss_values = seed_style_scores(paths, sample, repeated, cfg)
+        seed_time = time.perf_counter() - start
+    ours_prefix = torch.tensor(heads[heads.score == "prefix_matching"].value.to_numpy()).view(prefix.shape)
+    ours_icl = icl_per_sequence(losses, cfg.analysis.icl.early, cfg.analysis.icl.late,
+                                cfg.analysis.icl.window).mean(axis=-1)
+    torch.testing.assert_close(ours_prefix.float(), prefix.float(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(ours_icl, icl_values, atol=1e-4)
+    np.testing.assert_allclose(losses.mean(axis=(1, 2)), loss_values, atol=1e-4)
+    record("seed-003 loops s vs our single pass", seed_time, ours, ">= 5", "s", "same scores (asserted)")
+
+
+def peak_tree_rss(process) -> float:
+    """Poll a process tree until it exits; the peak of its summed RSS in MiB."""
+    import psutil
+
+    root, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+        except psutil.Error:
+            continue
+        peak = max(peak, rss)
+        time.sleep(0.2)
+    return peak / 2**20
+
+
+def bench_pipeline(workdir: Path):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = peak_tree_rss(process)
+    cold = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"error: the default pipeline failed; rerun `snakemake --cores 2 -d {workdir}` to see why")
+    record("cold default run s (2 cores) vs 10-min budget", cold, 600, "<= 1", "s")
+    record("cold default run peak RSS MiB vs 4 GiB", peak, 4096, "<= 1", "MiB")
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    record("no-op rerun s vs 5 s", time.perf_counter() - start, 5, "<= 1", "s")
+
+
+def plot(table: pd.DataFrame, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(table)))
+    colors = ["tab:green" if r == "PASS" else "tab:red" for r in table.result]
+    ax.barh(table.measure, table.ratio, color=colors)
+    for i, goal in enumerate(table.goal):
+        ax.plot([float(goal.split()[1])] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("ratio (black bar: goal)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-pipeline", action="store_true", help="skip the cold default run (~8 min)")
+    parser.add_argument("--train-steps", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({args.threads} threads)"
+    print(f"device: {device}")
+    cfg = compose(["model=attn_only_2l"])
+    train_tokens, eval_tokens, manifest = corpus(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoints = bench_training(cfg, train_tokens, manifest["vocab_size"], Path(tmp), args.train_steps)
+        bench_analysis(cfg, eval_tokens, manifest["eot_id"], checkpoints)
+        if not args.skip_pipeline:
+            bench_pipeline(Path(tmp) / "pipeline")
+    table = pd.DataFrame(ROWS).assign(device=device)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "benchmark.csv", index=False)
+    plot(table, args.out / "benchmark.png")
+    print(f"\n{(table.result == 'PASS').sum()}/{len(table)} PASS; table and plot in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
