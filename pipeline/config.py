@@ -16,12 +16,22 @@ MODEL_SOURCES = ["trained"]  # where a model's checkpoints come from; each has i
 
 
 def parse_overrides(overrides) -> list[str]:
-    """Accept a list, a YAML-ish '[a=1, b=2]' string or a single 'a=1' string from `--config overrides=`."""
+    """Accept a list, a '[a=1, b=[x,y]]' string or a single 'a=1' string from `--config overrides=`."""
     if overrides is None:
         return []
     if isinstance(overrides, str):
-        overrides = overrides.strip().strip("[]")
-        overrides = [o.strip() for o in re.split(r",(?![^\[]*\])", overrides) if o.strip()]
+        text = overrides.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        parts, depth, current = [], 0, ""
+        for char in text:  # split on commas outside brackets
+            depth += {"[": 1, "]": -1}.get(char, 0)
+            if char == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += char
+        overrides = [p.strip() for p in [*parts, current] if p.strip()]
     return [str(o) for o in overrides]
 
 
