@@ -207,10 +207,12 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positio
 
 
 def save(fig: plt.Figure, stem: Path, formats, dpi: int):
+    """Write the figure in each format, atomically; no creation date, so reruns give identical bytes."""
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
+        metadata = {"CreationDate": None} if fmt == "pdf" else {}
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
 
 
