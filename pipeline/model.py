@@ -131,18 +131,21 @@ def checkpoint_meta(path: Path) -> dict:
     return json.loads(Path(path).with_suffix(".json").read_text())
 
 
-def load_checkpoint(path: Path):
-    """Load a saved checkpoint as a `transformer_lens.HookedTransformer` in eval mode."""
+def load_weights(model, path: Path):
+    """Copy a checkpoint's weights into an existing HookedTransformer of the same config, in place."""
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist; rerun the training rule (snakemake --cores 2)")
-    meta = checkpoint_meta(path)
-    model = hooked_transformer(meta["config"])
     missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
     missing = [k for k in missing if not k.endswith(_HOOKED_BUFFERS)]
     if missing or unexpected:
         raise UserError(f"checkpoint {path} does not match its config (missing {missing[:3]}, "
                         f"unexpected {unexpected[:3]}); delete it and retrain")
-    return model.eval()
+    return model
+
+
+def load_checkpoint(path: Path):
+    """Load a saved checkpoint as a `transformer_lens.HookedTransformer` in eval mode."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"checkpoint {path} does not exist; rerun the training rule (snakemake --cores 2)")
+    return load_weights(hooked_transformer(checkpoint_meta(path)["config"]), path).eval()

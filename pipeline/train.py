@@ -27,6 +27,17 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:06d}.safetensors"
 
 
+def initial_model(model_cfg, config_kwargs: dict, seed: int) -> AttnOnlyTransformer:
+    """The training twin at step 0: TransformerLens's init, then std-`embed_init_std` embeddings."""
+    model = AttnOnlyTransformer.from_hooked(hooked_transformer(config_kwargs, seed=seed))
+    if model_cfg.embed_init_std:  # TransformerLens's 0.8/sqrt(d_model) leaves positions too weak; see conf
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for weight in (model.embed.W_E, model.pos_embed.W_pos):
+                weight.copy_(torch.randn(weight.shape, generator=generator) * model_cfg.embed_init_std)
+    return model
+
+
 def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path) -> list[dict]:
     """Train with AdamW (linear warm-up, then constant LR), checkpointing at `checkpoint_steps`.
 
@@ -36,12 +47,7 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
 
     require_tokens(tokens, model_cfg.n_ctx, "train")
     config_kwargs = hooked_config_kwargs(model_cfg, d_vocab)
-    model = AttnOnlyTransformer.from_hooked(hooked_transformer(config_kwargs, seed=seed))
-    if model_cfg.embed_init_std:  # TransformerLens's 0.8/sqrt(d_model) leaves positions too weak; see conf
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            for weight in (model.embed.W_E, model.pos_embed.W_pos):
-                weight.copy_(torch.randn(weight.shape, generator=generator) * model_cfg.embed_init_std)
+    model = initial_model(model_cfg, config_kwargs, seed)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},

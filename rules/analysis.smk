@@ -11,7 +11,7 @@ rule score_checkpoints:
     benchmark:
         RUN / "benchmarks" / "score_checkpoints_{model}.tsv"
     params:
-        cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "seed"),
+        cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
         data=RUN / "data",
     threads: CFG.analysis.threads
     shell:
