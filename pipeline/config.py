@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import re
@@ -132,3 +133,16 @@ def section(cfg: DictConfig, *keys: str) -> str:
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
     return json.dumps({k: plain(OmegaConf.select(cfg, k)) for k in keys}, sort_keys=True)
+
+
+def cli(description: str, **paths) -> tuple[argparse.Namespace, DictConfig]:
+    """A step's CLI: required path options (`name=help` or `name=argparse kwargs`) then Hydra overrides.
+
+    Returns the parsed arguments and the config composed from the overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    for name, spec in paths.items():
+        spec = {"help": spec} if isinstance(spec, str) else spec
+        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, **spec)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=attn_only_2l train.steps=100")
+    args = parser.parse_args()
+    return args, compose(args.overrides)

@@ -6,7 +6,6 @@ conf/data/<name>.yaml whose `source:` names it.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import json
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.config import cli
 from pipeline.io import UserError, atomic_path, run_cli
 
 EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
@@ -147,13 +147,7 @@ def require_tokens(tokens: np.ndarray, n_ctx: int, split: str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Build the corpus, tokenizer and token cache.")
-    parser.add_argument("--out", type=Path, required=True, help="data directory to write")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("Build the corpus, tokenizer and token cache.", out="data directory to write")
     data_cfg = cfg.data
     tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), data_cfg.vocab_size,
                                                data_cfg.eval_fraction)

@@ -6,7 +6,6 @@ figures can be rebuilt in a notebook from results/<run>/tables/*.csv without rer
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline.config import cli
 from pipeline.io import atomic_path, run_cli  # noqa: E402
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
@@ -217,14 +217,8 @@ def save(fig: plt.Figure, stem: Path, formats, dpi: int):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Draw every figure of a run from its tables.")
-    parser.add_argument("--tables", type=Path, required=True, help="directory of the run's tables (*.csv)")
-    parser.add_argument("--out", type=Path, required=True, help="figure directory")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("Draw every figure of a run from its tables.", tables="directory of the run's tables (*.csv)",
+                    out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
          for name in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]}
     windows = t["phase_window"]

@@ -7,12 +7,11 @@ negative means later tokens are predicted better thanks to the context. Each pos
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config import cli
 from pipeline.io import UserError, run_cli, write_table
 
 
@@ -65,15 +64,9 @@ def loss_by_position(losses: np.ndarray, steps, tokens_seen) -> pd.DataFrame:
 
 
 def main():
-    parser = argparse.ArgumentParser(description="ICL scores and loss curves from cached per-token losses.")
-    parser.add_argument("--losses", type=Path, required=True, help="per-token losses (.npz)")
-    parser.add_argument("--icl-out", type=Path, required=True, help="per-checkpoint table (.parquet)")
-    parser.add_argument("--positions-out", type=Path, required=True, help="loss-by-position table (.parquet)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("ICL scores and loss curves from cached per-token losses.",
+                    losses="per-token losses (.npz)", icl_out="per-checkpoint table (.parquet)",
+                    positions_out="loss-by-position table (.parquet)")
     cached = np.load(args.losses)
     for table, path in [(icl_table(cached["losses"], cached["steps"], cached["tokens_seen"], cfg.analysis.icl,
                                    cfg.seed), args.icl_out),

@@ -6,14 +6,13 @@ one random position per eval sequence; features are standardised across checkpoi
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.config import cli
 from pipeline.io import run_cli, write_table
 
 
@@ -38,14 +37,8 @@ def pca_table(losses, steps, tokens_seen, n_components: int, seed: int) -> pd.Da
 
 
 def main():
-    parser = argparse.ArgumentParser(description="PCA of per-token losses across checkpoints.")
-    parser.add_argument("--losses", type=Path, required=True, help="per-token losses (.npz)")
-    parser.add_argument("--out", type=Path, required=True, help="PCA table (.parquet)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("PCA of per-token losses across checkpoints.", losses="per-token losses (.npz)",
+                    out="PCA table (.parquet)")
     cached = np.load(args.losses)
     table = pca_table(cached["losses"], cached["steps"], cached["tokens_seen"], cfg.analysis.pca.n_components,
                       cfg.seed)

@@ -9,12 +9,11 @@ change is the paper's central claim.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.config import cli
 from pipeline.io import run_cli, write_table
 
 
@@ -49,15 +48,8 @@ def window_table(heads: pd.DataFrame, icl: pd.DataFrame, window_cfg) -> pd.DataF
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Detect the phase-change window of one model.")
-    parser.add_argument("--heads", type=Path, required=True, help="head-score table (.parquet)")
-    parser.add_argument("--icl", type=Path, required=True, help="ICL table (.parquet)")
-    parser.add_argument("--out", type=Path, required=True, help="window table (.parquet)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("Detect the phase-change window of one model.", heads="head-score table (.parquet)",
+                    icl="ICL table (.parquet)", out="window table (.parquet)")
     table = window_table(pd.read_parquet(args.heads), pd.read_parquet(args.icl), cfg.analysis.window)
     table.insert(0, "model", cfg.model.name)
     write_table(table, args.out)

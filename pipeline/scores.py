@@ -10,7 +10,6 @@ patterns (batch, head, query, key) of sequences laid out as [BOS, r_1..r_L, r_1.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 import torch
 
 from pipeline.data import eval_windows, load_split, require_tokens
+from pipeline.config import cli
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 
@@ -139,16 +139,10 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Score every checkpoint of one model (head scores + losses).")
-    parser.add_argument("--data", type=Path, required=True, help="data directory (eval.npy, manifest.json)")
-    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
-    parser.add_argument("--heads-out", type=Path, required=True, help="head-score table (.parquet)")
-    parser.add_argument("--losses-out", type=Path, required=True, help="per-token losses (.npz)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("Score every checkpoint of one model (head scores + per-token losses).",
+                    data="data directory (eval.npy, manifest.json)",
+                    checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
+                    heads_out="head-score table (.parquet)", losses_out="per-token losses (.npz)")
     torch.set_num_threads(cfg.analysis.threads)
     bos_id = json.loads((args.data / "manifest.json").read_text())["eot_id"]
     heads, losses, steps, tokens_seen = analyse_checkpoints(

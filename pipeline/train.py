@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -12,19 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.config import cli
 from pipeline.data import load_split, require_tokens, sample_windows
 from pipeline.io import UserError, run_cli, write_table
 from pipeline.model import AttnOnlyTransformer, hooked_config_kwargs, hooked_transformer, save_checkpoint
-
-
-def checkpoint_steps(train_cfg) -> list[int]:
-    """Step 0 plus `n_checkpoints` log-spaced steps from `first_checkpoint` to the final step."""
-    steps = np.geomspace(train_cfg.first_checkpoint, train_cfg.steps, train_cfg.n_checkpoints)
-    return sorted({0, *np.round(steps).astype(int).tolist(), int(train_cfg.steps)})
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step_{step:06d}.safetensors"
+from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 
 def initial_model(model_cfg, config_kwargs: dict, seed: int) -> AttnOnlyTransformer:
@@ -84,15 +75,9 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Train one attention-only model, saving checkpoints.")
-    parser.add_argument("--data", type=Path, required=True, help="data directory (train.npy, manifest.json)")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
-    parser.add_argument("--log", type=Path, required=True, help="training-loss table to write (.csv)")
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides (model=NAME selects the model)")
-    args = parser.parse_args()
-    from pipeline.config import compose
-
-    cfg = compose(args.overrides)
+    args, cfg = cli("Train one attention-only model, saving checkpoints.",
+                    data="data directory (train.npy, eval.npy, manifest.json)",
+                    out="checkpoint directory to write", log="training-loss table to write (.parquet)")
     torch.set_num_threads(cfg.train.threads)
     import pandas as pd
 

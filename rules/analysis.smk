@@ -14,6 +14,8 @@ rule score_checkpoints:
         cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
         data=RUN / "data",
     threads: CFG.analysis.threads
+    resources:
+        **resources_of("score_checkpoints"),
     shell:
         "{PY} -m pipeline.scores --data {params.data} --checkpoints {input.checkpoints} "
         "--heads-out {output.heads} --losses-out {output.losses} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
@@ -29,6 +31,8 @@ rule score_icl:
         RUN / "logs" / "score_icl_{model}.log",
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.icl", "seed"),
+    resources:
+        **resources_of("score_icl"),
     shell:
         "{PY} -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
         "--positions-out {output.positions} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
@@ -43,6 +47,8 @@ rule loss_pca:
         RUN / "logs" / "loss_pca_{model}.log",
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.pca", "seed"),
+    resources:
+        **resources_of("loss_pca"),
     shell:
         "{PY} -m pipeline.pca --losses {input.losses} --out {output} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
 
@@ -57,6 +63,8 @@ rule detect_phase_window:
         RUN / "logs" / "detect_phase_window_{model}.log",
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.window"),
+    resources:
+        **resources_of("detect_phase_window"),
     shell:
         "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} "
         "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
@@ -71,5 +79,7 @@ rule collect_table:
         RUN / "logs" / "collect_table_{table}.log",
     wildcard_constraints:
         table="|".join(TABLES),
+    resources:
+        **resources_of("collect_table"),
     shell:
         "{PY} -m pipeline.tables --out {output} {input} 2>&1 | tee {log}"

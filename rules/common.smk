@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline.config import model_configs, parse_overrides, run_name, section, split_model_override
 from pipeline.io import UserError
-from pipeline.train import checkpoint_name, checkpoint_steps
+from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 OVERRIDES = parse_overrides(config.get("overrides"))
 try:
@@ -26,6 +26,11 @@ CLI_OVERRIDES = shlex.join(split_model_override(OVERRIDES)[1])
 
 wildcard_constraints:
     model="|".join(MODELS),
+
+
+def resources_of(rule_name):
+    """The rule's resources from conf/config.yaml (falling back to `default`)."""
+    return dict(CFG.resources.get(rule_name, CFG.resources.default))
 
 
 def params_of(model, *keys):

@@ -12,5 +12,7 @@ rule prepare_corpus:
         cfg=params_of(None, "data"),
         out=RUN / "data",
     threads: 2
+    resources:
+        **resources_of("prepare_corpus"),
     shell:
         "{PY} -m pipeline.data --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"

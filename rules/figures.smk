@@ -11,5 +11,7 @@ rule plot_figures:
         cfg=params_of(None, "figures", "analysis.window.score", "analysis.head_scores.names"),
         tables=RUN / "tables",
         out=RUN / "figures",
+    resources:
+        **resources_of("plot_figures"),
     shell:
         "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"

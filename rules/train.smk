@@ -16,7 +16,7 @@ rule train_model:
         out=lambda wc: RUN / "models" / wc.model / "checkpoints",
     threads: CFG.train.threads
     resources:
-        mem_mb=2000,
+        **resources_of("train_model"),
     shell:
         "{PY} -m pipeline.train --data {params.data} --out {params.out} --log {output.log_table} "
         "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"

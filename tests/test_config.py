@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.config import CONF_DIR, compose, model_configs, parse_overrides, run_name, section
 from pipeline.io import UserError
-from pipeline.train import checkpoint_steps
+from pipeline.schedule import checkpoint_steps
 
 
 @pytest.mark.parametrize("group, option", [(p.parent.name, p.stem) for p in sorted(CONF_DIR.glob("*/*.yaml"))

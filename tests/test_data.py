@@ -1,0 +1,63 @@
+"""Data sources, tokenizer and token cache."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from pipeline.data import DATA_SOURCES, EOT, build_corpus, eval_windows, load_documents
+from pipeline.io import UserError
+
+
+def test_stdlib_source_is_sorted_and_skips_test_folders():
+    docs = DATA_SOURCES["stdlib"](OmegaConf.create({"exclude_dirs": ["test", "tests", "idlelib"]}))
+    names = [name for name, _ in docs]
+    assert names == sorted(names) and len(names) > 300
+    assert not any(part in ("test", "tests", "idlelib") for n in names for part in n.split("/")[:-1])
+    assert "argparse.py" in names
+
+
+@pytest.fixture
+def mixed_corpus(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha beta gamma " * 50)
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"body": f"row {i} delta epsilon"}) for i in range(5)))
+    pd.DataFrame({"body": ["zeta eta theta", "iota kappa"]}).to_parquet(tmp_path / "c.parquet")
+    return tmp_path
+
+
+def files_cfg(tmp_path, column="body", paths=("*.txt", "*.jsonl", "*.parquet")):
+    return OmegaConf.create({"source": "files", "paths": [str(tmp_path / p) for p in paths],
+                             "text_column": column, "max_files": None})
+
+
+def test_files_source_reads_txt_jsonl_parquet_in_sorted_order(mixed_corpus):
+    docs = load_documents(files_cfg(mixed_corpus))
+    assert len(docs) == 1 + 5 + 2
+    assert [n.split("#")[0].rsplit("/", 1)[-1] for n, _ in docs] == ["a.txt"] + ["b.jsonl"] * 5 + ["c.parquet"] * 2
+    assert docs[-1][1] == "iota kappa"
+
+
+def test_corpus_build_is_deterministic_with_a_tail_eval_split(mixed_corpus):
+    docs = load_documents(files_cfg(mixed_corpus))
+    tok1, splits1, manifest1 = build_corpus(docs, vocab_size=300, eval_fraction=0.25)
+    tok2, splits2, manifest2 = build_corpus(docs, vocab_size=300, eval_fraction=0.25)
+    assert manifest1 == manifest2 and tok1.to_str() == tok2.to_str()
+    assert all(np.array_equal(splits1[k], splits2[k]) for k in splits1)
+    train, eval_ = splits1["train"], splits1["eval"]
+    assert train.dtype == np.uint16
+    assert eval_.size == round(0.25 * (train.size + eval_.size))
+    assert manifest1["n_tokens"] == {"train": train.size, "eval": eval_.size}
+    assert (np.concatenate([train, eval_]) == manifest1["eot_id"]).sum() == len(docs)  # one EOT per document
+    assert tok1.token_to_id(EOT) == manifest1["eot_id"]
+    assert tok1.decode(train[:5].tolist()).startswith("alpha")
+
+
+def test_eval_windows_are_disjoint_and_refuse_too_many():
+    tokens = np.arange(1000, dtype=np.uint16)
+    windows = eval_windows(tokens, n=4, n_ctx=100)
+    assert windows.shape == (4, 100) and windows[0, 0] == 0 and windows[-1, -1] == 999
+    assert len(set(windows.flatten().tolist())) == 400
+    with pytest.raises(UserError, match="analysis.eval.n_sequences"):
+        eval_windows(tokens, n=11, n_ctx=100)
