@@ -196,14 +196,17 @@ def plot(table: pd.DataFrame, path: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(table)))
+    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.45 * len(table)))
     colors = ["tab:green" if r == "PASS" else "tab:red" for r in table.result]
     ax.barh(table.measure, table.ratio, color=colors)
     for i, goal in enumerate(table.goal):
         ax.plot([float(goal.split()[1])] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("ratio (black bar: goal)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.1, 0.3, 1, 3, 10]))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("ratio, ours / reference (black bar: goal; green PASS, red FAIL)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

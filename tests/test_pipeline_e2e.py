@@ -74,3 +74,15 @@ def test_analysis_change_reruns_only_downstream_rules(tiny_run):
 def test_per_step_wall_times_are_printed(tiny_run):
     _, _, result = tiny_run
     assert "Per-step wall times" in result.stdout + result.stderr
+
+
+def test_two_clean_runs_give_identical_bytes(tiny_run, tmp_path):
+    _, first, _ = tiny_run
+    result = snakemake(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    second = tmp_path / "results" / "tiny"
+    compared = sorted(p.relative_to(first) for p in first.rglob("*")
+                      if p.suffix in {".csv", ".safetensors", ".npy", ".json", ".pdf"})
+    assert len(compared) > 20
+    for path in compared:
+        assert (first / path).read_bytes() == (second / path).read_bytes(), f"{path} differs between runs"
