@@ -58,10 +58,10 @@ DATA_SOURCES = {"stdlib": stdlib_documents, "files": file_documents}
 
 
 def load_documents(data_cfg) -> list[tuple[str, str]]:
-    """Documents of the configured source, truncated to `max_files`; refuses an empty corpus."""
+    """Documents of the configured source, truncated to `max_documents`; refuses an empty corpus."""
     if data_cfg.source not in DATA_SOURCES:
         raise UserError(f"unknown data source '{data_cfg.source}'; choose one of {sorted(DATA_SOURCES)}")
-    docs = DATA_SOURCES[data_cfg.source](data_cfg)[: data_cfg.max_files or None]
+    docs = DATA_SOURCES[data_cfg.source](data_cfg)[: data_cfg.max_documents or None]
     docs = [(name, text) for name, text in docs if text.strip()]
     if not docs:
         raise UserError(f"the '{data_cfg.source}' corpus is empty; give it files with text (data.paths)")
@@ -143,7 +143,7 @@ def require_tokens(tokens: np.ndarray, n_ctx: int, split: str):
     """Refuse a split that cannot fill one full-context sequence."""
     if tokens.size < n_ctx + 1:
         raise UserError(f"the {split} split has {tokens.size} tokens, fewer than one {n_ctx}-token sequence; "
-                        f"add text to the corpus (data.max_files/data.paths) or lower model.n_ctx")
+                        f"add text to the corpus (data.max_documents/data.paths) or lower model.n_ctx")
 
 
 def main():

@@ -68,10 +68,9 @@ def main():
                     losses="per-token losses (.npz)", icl_out="per-checkpoint table (.parquet)",
                     positions_out="loss-by-position table (.parquet)")
     cached = np.load(args.losses)
-    for table, path in [(icl_table(cached["losses"], cached["steps"], cached["tokens_seen"], cfg.analysis.icl,
-                                   cfg.seed), args.icl_out),
-                        (loss_by_position(cached["losses"], cached["steps"], cached["tokens_seen"]),
-                         args.positions_out)]:
+    losses, steps, tokens_seen = cached["losses"], cached["steps"], cached["tokens_seen"]  # read each once
+    for table, path in [(icl_table(losses, steps, tokens_seen, cfg.analysis.icl, cfg.seed), args.icl_out),
+                        (loss_by_position(losses, steps, tokens_seen), args.positions_out)]:
         table.insert(0, "model", cfg.model.name)
         write_table(table, path)
 

@@ -29,7 +29,7 @@ def mixed_corpus(tmp_path):
 
 def files_cfg(tmp_path, column="body", paths=("*.txt", "*.jsonl", "*.parquet")):
     return OmegaConf.create({"source": "files", "paths": [str(tmp_path / p) for p in paths],
-                             "text_column": column, "max_files": None})
+                             "text_column": column, "max_documents": None})
 
 
 def test_files_source_reads_txt_jsonl_parquet_in_sorted_order(mixed_corpus):
