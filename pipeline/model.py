@@ -97,9 +97,9 @@ class AttnOnlyTransformer(nn.Module):
         pos = self.pos_embed.W_pos[:T]  # (T, D): shortformer adds them to query/key inputs only
         for block in self.blocks:
             h = F.layer_norm(x, x.shape[-1:], block.ln1.w, block.ln1.b, eps=1e-5)
-            a = block.attn
-            q = self._heads(h + pos, a.W_Q, a.b_Q)
-            k = self._heads(h + pos, a.W_K, a.b_K)
+            a, qk_in = block.attn, h + pos
+            q = self._heads(qk_in, a.W_Q, a.b_Q)
+            k = self._heads(qk_in, a.W_K, a.b_K)
             v = self._heads(h, a.W_V, a.b_V)
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, E)
             z = z.transpose(1, 2).reshape(*x.shape[:2], -1)  # (B, T, H*E)
