@@ -76,6 +76,12 @@ def repeated_random_tokens(batch: int, seq_len: int, vocab: torch.Tensor, bos_id
     return torch.cat([bos, einops.repeat(random, "b l -> b (2 l)")], dim=1)
 
 
+def head_score_tokens(eval_tokens: np.ndarray, bos_id: int, head_scores_cfg, seed: int) -> torch.Tensor:
+    """The fixed repeated-random-token batch of a run, drawn from the token ids the eval split contains."""
+    seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
+    return repeated_random_tokens(head_scores_cfg.batch, head_scores_cfg.seq_len, seen[seen != bos_id], bos_id, seed)
+
+
 def head_scores(model, tokens: torch.Tensor, seq_len: int, names) -> torch.Tensor:
     """(n_scores, n_layers, n_heads) scores from one forward pass caching only attention patterns."""
     unknown = sorted(set(names) - set(HEAD_SCORES))
@@ -121,8 +127,7 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
             if 2 * hs.seq_len + 1 > n_ctx:
                 raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
                                 f"lower it to at most {(n_ctx - 1) // 2}")
-            seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
-            repeated = repeated_random_tokens(hs.batch, hs.seq_len, seen[seen != bos_id], bos_id, seed)
+            repeated = head_score_tokens(eval_tokens, bos_id, hs, seed)
             sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx)
             forward = compiled(model, analysis_cfg.compile)
         else:

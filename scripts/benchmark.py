@@ -32,7 +32,7 @@ from pipeline.config import compose
 from pipeline.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.icl import icl_per_sequence
 from pipeline.model import hooked_config_kwargs, hooked_transformer, load_checkpoint, load_weights
-from pipeline.scores import HEAD_SCORES, analyse_checkpoints, compiled, per_token_losses, repeated_random_tokens
+from pipeline.scores import HEAD_SCORES, analyse_checkpoints, compiled, head_score_tokens, per_token_losses
 from pipeline.train import initial_model, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -143,9 +143,7 @@ def bench_seed_loops(cfg, eval_tokens, bos_id, paths: list[Path], n_sequences: i
     heads, losses, _, _ = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
     ours = time.perf_counter() - start
     sample = eval_windows(eval_tokens, n_sequences, cfg.model.n_ctx)
-    seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
-    hs = cfg.analysis.head_scores
-    repeated = repeated_random_tokens(hs.batch, hs.seq_len, seen[seen != bos_id], bos_id, cfg.seed)
+    repeated = head_score_tokens(eval_tokens, bos_id, cfg.analysis.head_scores, cfg.seed)
     with torch.no_grad():
         start = time.perf_counter()
         prefix, icl_values, loss_values = seed_style_scores(paths, sample, repeated, cfg)
