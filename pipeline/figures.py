@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.config import cli
 from pipeline.io import atomic_path, run_cli  # noqa: E402
+from pipeline.phase import steps_around_window  # noqa: E402
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
                      "axes.spines.right": False, "legend.frameon": False})
@@ -71,25 +72,11 @@ def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[st
     return fig
 
 
-def heatmap_steps(steps: list[int], windows: pd.DataFrame, n: int) -> list[int]:
-    """`n` checkpoints to show: the first trained one, the window's start and end, the last (log-spread
-    when there is no window)."""
-    trained = [s for s in sorted(steps) if s > 0]
-    found = windows[windows.has_window]
-    if len(found) and n >= 4:
-        w = found.iloc[0]
-        picks = [trained[0], int(w.start_step), int(w.end_step), trained[-1]]
-        picks += list(np.array(trained)[np.linspace(0, len(trained) - 1, n - 4 + 2).round().astype(int)][1:-1])
-    else:
-        picks = list(np.array(trained)[np.linspace(0, len(trained) - 1, n).round().astype(int)])
-    return sorted(set(picks))
-
-
 def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_checkpoints: int) -> plt.Figure:
     """Layer x head heatmaps of `score` per model at the first, window-start, window-end, last checkpoints."""
     models = _models(heads)
     heads = heads[heads.score == score]
-    picks = heatmap_steps(heads.step.unique().tolist(), windows, n_checkpoints)
+    picks = steps_around_window(heads.step.unique().tolist(), windows, n_checkpoints)
     layers = [heads[heads.model == m].layer.max() + 1 for m in models]
     fig, axes = plt.subplots(len(models), len(picks), figsize=(2.4 * len(picks), 0.9 + 0.55 * sum(layers)),
                              squeeze=False, layout="constrained", gridspec_kw={"height_ratios": layers})

@@ -47,6 +47,20 @@ def window_table(heads: pd.DataFrame, icl: pd.DataFrame, window_cfg) -> pd.DataF
     return pd.DataFrame([row])
 
 
+def steps_around_window(steps: list[int], windows: pd.DataFrame, n: int) -> list[int]:
+    """`n` checkpoints to show or probe: the first trained one, the window's start and end, the last
+    (log-spread when there is no window)."""
+    trained = [s for s in sorted(steps) if s > 0]
+    found = windows[windows.has_window]
+    if len(found) and n >= 4:
+        w = found.iloc[0]
+        picks = [trained[0], int(w.start_step), int(w.end_step), trained[-1]]
+        picks += list(np.array(trained)[np.linspace(0, len(trained) - 1, n - 4 + 2).round().astype(int)][1:-1])
+    else:
+        picks = list(np.array(trained)[np.linspace(0, len(trained) - 1, n).round().astype(int)])
+    return sorted(set(picks))
+
+
 def main():
     args, cfg = cli("Detect the phase-change window of one model.", heads="head-score table (.parquet)",
                     icl="ICL table (.parquet)", out="window table (.parquet)")

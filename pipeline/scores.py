@@ -76,10 +76,16 @@ def repeated_random_tokens(batch: int, seq_len: int, vocab: torch.Tensor, bos_id
     return torch.cat([bos, einops.repeat(random, "b l -> b (2 l)")], dim=1)
 
 
+def seen_tokens(eval_tokens: np.ndarray, bos_id: int) -> torch.Tensor:
+    """The token ids the eval split contains, BOS excluded: the vocabulary of every random-token probe."""
+    seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
+    return seen[seen != bos_id]
+
+
 def head_score_tokens(eval_tokens: np.ndarray, bos_id: int, head_scores_cfg, seed: int) -> torch.Tensor:
     """The fixed repeated-random-token batch of a run, drawn from the token ids the eval split contains."""
-    seen = torch.from_numpy(np.unique(eval_tokens).astype(np.int64))
-    return repeated_random_tokens(head_scores_cfg.batch, head_scores_cfg.seq_len, seen[seen != bos_id], bos_id, seed)
+    return repeated_random_tokens(head_scores_cfg.batch, head_scores_cfg.seq_len, seen_tokens(eval_tokens, bos_id),
+                                  bos_id, seed)
 
 
 def head_scores(model, tokens: torch.Tensor, seq_len: int, names) -> torch.Tensor:

@@ -83,3 +83,31 @@ rule collect_table:
         **resources_of("collect_table"),
     shell:
         "{PY} -m pipeline.tables --out {output} {input} 2>&1 | tee {log}"
+
+
+rule causal_checkpoints:
+    input:
+        checkpoints=CHECKPOINTS,
+        losses=rules.score_checkpoints.output.losses,
+        heads=rules.score_checkpoints.output.heads,
+        window=rules.detect_phase_window.output,
+        eval=rules.prepare_corpus.output.eval,
+        tokenizer=rules.prepare_corpus.output.tokenizer,
+    output:
+        [RUN / "models" / "{model}" / f"{t}.parquet" for t in CAUSAL_TABLES],
+    log:
+        RUN / "logs" / "causal_checkpoints_{model}.log",
+    benchmark:
+        RUN / "benchmarks" / "causal_checkpoints_{model}.tsv"
+    params:
+        cfg=lambda wc: params_of(wc.model, "analysis.ablation", "analysis.patching", "analysis.token_loss.text",
+                                 "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
+        data=RUN / "data",
+        out=lambda wc: RUN / "models" / wc.model,
+    threads: CFG.analysis.threads
+    resources:
+        **resources_of("causal_checkpoints"),
+    shell:
+        "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {input.checkpoints} "
+        "--losses {input.losses} --heads {input.heads} --window {input.window} --out {params.out} "
+        "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"

@@ -46,12 +46,23 @@ def figure_files(name):
     return [RUN / "figures" / f"{name}.{ext}" for ext in CFG.figures.formats]
 
 
+def report_figures(names, category):
+    """A figure rule's outputs; the PNGs go into `snakemake --report` with report/<name>.rst as caption."""
+    return [report(f, caption=f"../report/{name}.rst", category=category) if f.suffix == ".png" else f
+            for name in names for f in figure_files(name)]
+
+
 FIGURES = ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position"]
-TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]
+CAUSAL_FIGURES = ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution",
+                  "copying", "token_loss_change", "token_loss_over_training"]
+CAUSAL_TABLES = ["ablation", "patching", "logit_attribution", "copying", "token_losses"]
+BASE_TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]
+TABLES = BASE_TABLES + CAUSAL_TABLES
 
 
 def final_outputs():
-    return [f for name in FIGURES for f in figure_files(name)] + [RUN / "tables" / f"{t}.csv" for t in TABLES]
+    figures = [f for name in FIGURES + CAUSAL_FIGURES for f in figure_files(name)]
+    return figures + [RUN / "figures" / "token_loss_change.html"] + [RUN / "tables" / f"{t}.csv" for t in TABLES]
 
 
 onsuccess:

@@ -1,8 +1,8 @@
 rule plot_figures:
     input:
-        tables=[RUN / "tables" / f"{t}.csv" for t in TABLES],
+        tables=[RUN / "tables" / f"{t}.csv" for t in BASE_TABLES],
     output:
-        [f for name in FIGURES for f in figure_files(name)],
+        report_figures(FIGURES, "1. Phase change"),
     log:
         RUN / "logs" / "plot_figures.log",
     benchmark:
@@ -15,3 +15,24 @@ rule plot_figures:
         **resources_of("plot_figures"),
     shell:
         "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"
+
+
+rule plot_causal_figures:
+    input:
+        tables=[RUN / "tables" / f"{t}.csv" for t in CAUSAL_TABLES + ["head_scores", "phase_window"]],
+    output:
+        report_figures(CAUSAL_FIGURES, "2. Causal evidence"),
+        html=report(RUN / "figures" / "token_loss_change.html", caption="../report/token_loss_change_html.rst",
+                    category="2. Causal evidence"),
+    log:
+        RUN / "logs" / "plot_causal_figures.log",
+    benchmark:
+        RUN / "benchmarks" / "plot_causal_figures.tsv"
+    params:
+        cfg=params_of(None, "figures", "analysis.ablation.score", "analysis.token_loss.track"),
+        tables=RUN / "tables",
+        out=RUN / "figures",
+    resources:
+        **resources_of("plot_causal_figures"),
+    shell:
+        "{PY} -m pipeline.causal_figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"

@@ -1,12 +1,14 @@
 """A 2-layer attn-only shortformer HookedTransformer whose weights are set by hand so that each head is
 exactly one known kind of head.
 
-Residual dims: [token one-hot (V) | previous-token one-hot (V) | position block (N_CTX)]. Embeddings write
-only the token block; shortformer positions (one-hot in the position block) enter only queries and keys.
+Residual dims: [token one-hot (V) | previous-token one-hot (V) | position block (N_CTX) | output (V)].
+Embeddings write only the token block; shortformer positions (one-hot in the position block) enter only
+queries and keys; the unembedding reads only the output block, which only the induction head writes.
 
     L0H0 previous-token (and copies that token into the previous-token block)
     L0H1 first-token    L0H2 duplicate-token    L0H3 uniform (no query/key weights)
-    L1H0 induction: query = current token, key = previous token written by L0H0
+    L1H0 induction: query = current token, key = previous token written by L0H0; copies the attended
+         token into the output block, so the second copy of a repeated sequence is predicted
     L1H1 current-token  L1H2, L1H3 uniform
 """
 
@@ -17,7 +19,8 @@ VOCAB, N_CTX = 24, 48
 TOK = torch.arange(VOCAB)
 PREV = VOCAB + TOK
 POS = 2 * VOCAB + torch.arange(N_CTX)
-D_MODEL = 2 * VOCAB + N_CTX
+OUT = 2 * VOCAB + N_CTX + TOK
+D_MODEL = 3 * VOCAB + N_CTX
 SCALE = 30.0
 
 EXPECTED_HEAD = {"previous_token": (0, 0), "first_token": (0, 1), "duplicate_token": (0, 2),
@@ -55,6 +58,9 @@ def handbuilt_model() -> HookedTransformer:
                     sign=-1.0)
         a1.W_Q[0, TOK, TOK] = SCALE
         a1.W_K[0, PREV, TOK] = SCALE
+        a1.W_V[0, TOK, TOK] = 1.0
+        a1.W_O[0, TOK, OUT] = 3.0
+        model.unembed.W_U[OUT, TOK] = 10.0
         _positional(a1, 1, query_dims=pos, key_dims=pos)
     return model
 

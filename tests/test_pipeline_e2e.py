@@ -10,6 +10,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = "overrides=[+experiment=tiny]"
+TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log",
+          "ablation", "patching", "logit_attribution", "copying", "token_losses"]
+FIGURES = ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position",
+           "ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "copying",
+           "token_loss_change", "token_loss_over_training"]
 
 
 def snakemake(workdir, *args, config=TINY):
@@ -28,12 +33,12 @@ def tiny_run(tmp_path_factory):
 
 def test_every_table_and_figure_is_written(tiny_run):
     _, run, _ = tiny_run
-    for table in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]:
+    for table in TABLES:
         assert len(pd.read_csv(run / "tables" / f"{table}.csv")) > 0
-    for figure in ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca",
-                   "loss_by_position"]:
+    for figure in FIGURES:
         for ext in ["png", "pdf"]:
             assert (run / "figures" / f"{figure}.{ext}").stat().st_size > 5000
+    assert "<span title='before" in (run / "figures" / "token_loss_change.html").read_text()
     assert not list(run.rglob(".*.tmp*")), "temporary files were left behind"
 
 
@@ -52,6 +57,32 @@ def test_tables_hold_one_row_per_model_checkpoint_layer_head_score(tiny_run):
     assert (last.loss.to_numpy() < first.loss.to_numpy() - 0.3).all()
     pca = pd.read_csv(run / "tables" / "pca.csv")
     assert pca.pc1_explained.iloc[0] > pca.pc2_explained.iloc[0] > 0
+
+
+def test_causal_tables_cover_every_checkpoint(tiny_run):
+    _, run, _ = tiny_run
+    ablation = pd.read_csv(run / "tables" / "ablation.csv")
+    # tiny: top_k=1, so one head and one control head, zero- and mean-ablated, beside the intact row
+    assert ablation.groupby("model").size().to_dict() == {"attn_only_1l": 5 * 5, "attn_only_2l": 5 * 5}
+    intact = ablation[ablation.heads == "none"].set_index(["model", "step"]).icl_score
+    icl = pd.read_csv(run / "tables" / "icl.csv").set_index(["model", "step"]).icl_score
+    assert intact.notna().all() and (intact.index == icl.index).all()
+    patching = pd.read_csv(run / "tables" / "patching.csv")
+    assert set(patching.activation) == {"head_out", "resid_pre"} and patching.value.notna().all()
+    copying = pd.read_csv(run / "tables" / "copying.csv")
+    assert copying.copying.between(-1, 1).all() and len(copying) == 5 * (4 + 8)
+    tokens = pd.read_csv(run / "tables" / "token_losses.csv")
+    assert (tokens.groupby(["model", "step"]).size() == 63).all()  # n_ctx - 1 positions per checkpoint
+
+
+def test_report_collects_every_figure_with_its_caption(tiny_run):
+    workdir, _, _ = tiny_run
+    result = snakemake(workdir, "--report", "report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (workdir / "report.html").read_text()
+    for figure in FIGURES:
+        assert f"{figure}.png" in report
+    assert report.count("Produced by rule") == len(FIGURES) + 1  # + the HTML token-loss map
 
 
 def test_rerun_does_nothing(tiny_run):

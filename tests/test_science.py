@@ -20,7 +20,7 @@ def default_run(tmp_path_factory):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, result.stderr[-3000:]
     tables = workdir / "results" / "default" / "tables"
-    return {name: pd.read_csv(tables / f"{name}.csv") for name in ["head_scores", "icl", "phase_window"]}
+    return {name: pd.read_csv(tables / f"{name}.csv") for name in ["head_scores", "icl", "phase_window", "ablation"]}
 
 
 def best_prefix_matching(heads, model):
@@ -49,3 +49,15 @@ def test_window_is_detected_for_2l_only_and_icl_improves_across_it(default_run):
 
 def test_icl_score_is_precise_enough(default_run):
     assert default_run["icl"].icl_se.max() <= 0.05
+
+
+def test_ablating_the_induction_heads_removes_the_icl_gain(default_run):
+    """Olsson's causal argument on the final 2L checkpoint: the gain (-ICL score) mostly goes with the
+    induction heads, and not with as many random heads of the same layer."""
+    ablation = default_run["ablation"]
+    final = ablation[(ablation.model == "attn_only_2l") & (ablation.step == ablation.step.max())]
+    gain = -final.set_index(["heads", "method"]).icl_score
+    assert gain[("none", "none")] > 0.1
+    for method in ["zero", "mean"]:
+        assert 1 - gain[("induction", method)] / gain[("none", "none")] >= 0.5
+        assert 1 - gain[("control", method)] / gain[("none", "none")] < 0.2

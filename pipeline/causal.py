@@ -1,0 +1,260 @@
+"""Causal evidence across checkpoints: head ablation, activation patching, direct logit attribution,
+copying scores and per-token losses on a chosen text (Olsson et al. 2022; seeds 001, 003, 004).
+
+Runs once the head scores and the phase window are known: the ablated heads are the final checkpoint's
+induction heads, and the patching heatmaps are taken around the detected window. Each checkpoint's
+weights are loaded once into one HookedTransformer. The intact per-token losses are read from
+score_checkpoints's cache, never recomputed; the forward passes here are only the interventions.
+
+The induction task (seed 004): A, B, C are random token sequences; clean = [BOS, A, A], corruptions
+[BOS, X, Y] for the configured pairs (AB, BA, BB, BC). The metric is the correct second-copy token's
+logit minus the mean logit (a logit difference that every corruption shares), normalised so the clean
+run scores 1 and the corrupted run 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import einops
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config import cli
+from pipeline.data import eval_windows, load_split
+from pipeline.icl import icl_per_sequence, bootstrap_se
+from pipeline.io import UserError, run_cli, write_table
+from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
+from pipeline.phase import steps_around_window
+from pipeline.scores import compiled, per_token_losses, seen_tokens
+
+Head = tuple[int, int]
+
+
+def induction_heads(heads: pd.DataFrame, ablation_cfg) -> list[Head]:
+    """The final checkpoint's heads by `score`: the top `top_k`, or (top_k null) all above `threshold`."""
+    final = heads[(heads.score == ablation_cfg.score) & (heads.step == heads.step.max())]
+    final = final.sort_values(["value", "layer", "head"], ascending=[False, True, True])
+    chosen = final.head(ablation_cfg.top_k) if ablation_cfg.top_k else final[final.value >= ablation_cfg.threshold]
+    return [(int(r.layer), int(r.head)) for r in chosen.itertuples()]
+
+
+def control_heads(ablated: list[Head], n_layers: int, n_heads: int, seed: int) -> list[Head]:
+    """As many random other heads, drawn first from the ablated heads' own layers (a head of an earlier
+    layer may be the previous-token half of the circuit, which would not be a control)."""
+    rng = np.random.default_rng(seed)
+    layers = {layer for layer, _ in ablated}
+    others = [(lay, h) for lay in range(n_layers) for h in range(n_heads) if (lay, h) not in ablated]
+    same, rest = [o for o in others if o[0] in layers], [o for o in others if o[0] not in layers]
+    ordered = [same[i] for i in rng.permutation(len(same))] + [rest[i] for i in rng.permutation(len(rest))]
+    return sorted(ordered[: len(ablated)])
+
+
+def mean_head_outputs(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Each head's mean `z` over sequences and positions: (n_layers, n_heads, d_head)."""
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"), return_type=None)
+    return torch.stack([cache["z", layer].mean(dim=(0, 1)) for layer in range(model.cfg.n_layers)])
+
+
+@contextlib.contextmanager
+def ablated(model, heads: list[Head], mean_z: torch.Tensor | None = None):
+    """Zero-ablate `heads` (or mean-ablate them, given `mean_z`) by editing W_O and b_O in place.
+
+    Equivalent to replacing each head's `hook_z` by 0 (or its mean) with a hook, but it leaves the
+    compiled forward usable. The weights are restored on exit."""
+    layers = sorted({layer for layer, _ in heads})
+    saved = {layer: (model.blocks[layer].attn.W_O.clone(), model.blocks[layer].attn.b_O.clone()) for layer in layers}
+    with torch.no_grad():
+        for layer, head in heads:
+            attn = model.blocks[layer].attn
+            if mean_z is not None:
+                attn.b_O += mean_z[layer, head] @ attn.W_O[head]
+            attn.W_O[head] = 0.0
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for layer, (W_O, b_O) in saved.items():
+                model.blocks[layer].attn.W_O.copy_(W_O)
+                model.blocks[layer].attn.b_O.copy_(b_O)
+
+
+def induction_task(vocab: torch.Tensor, bos_id: int, batch: int, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
+    """Random sequences A, B, C (batch, seq_len) over `vocab`, with a BOS column under key 'BOS'."""
+    generator = torch.Generator().manual_seed(seed)
+    parts = vocab[torch.randint(0, len(vocab), (3, batch, seq_len), generator=generator)]
+    return {"A": parts[0], "B": parts[1], "C": parts[2], "BOS": torch.full((batch, 1), bos_id)}
+
+
+def induction_tokens(parts: dict[str, torch.Tensor], pair: str) -> torch.Tensor:
+    """[BOS, X, Y] for pair 'XY' (e.g. 'AA' clean, 'AB' corrupted)."""
+    if len(pair) != 2 or not set(pair) <= {"A", "B", "C"}:
+        raise UserError(f"corruption '{pair}' is not two letters of A, B, C; "
+                        f"analysis.patching.corruptions takes pairs like AB, BA, BB, BC")
+    return torch.cat([parts["BOS"], parts[pair[0]], parts[pair[1]]], dim=1)
+
+
+def answer_directions(model, answers: torch.Tensor) -> torch.Tensor:
+    """Unembedding direction of each answer token minus the mean direction: (batch, pos, d_model)."""
+    W_U = model.W_U - model.W_U.mean(dim=-1, keepdim=True)
+    return einops.rearrange(W_U[:, answers], "d b p -> b p d")
+
+
+def logit_difference(logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """Mean over second-copy positions of (correct-token logit - mean logit); answers = A[:, 1:]."""
+    logits = logits[:, -answers.shape[1] - 1:-1]
+    return (logits.gather(-1, answers[..., None])[..., 0] - logits.mean(dim=-1)).mean()
+
+
+def patching_and_attribution(model, parts, corruptions, resid: bool, min_gap: float):
+    """Per corruption: head-output patching (layer, head), and resid_pre patching (layer, pos) when `resid`,
+    both normalised (clean 1, corrupted 0; NaN when the clean-corrupted gap is under `min_gap`). Also the
+    direct logit attribution of each head and the logit lens per layer on the clean run."""
+    import transformer_lens.patching as patching
+
+    answers = parts["A"][:, 1:]
+    clean_tokens = induction_tokens(parts, "AA")
+    wanted = ("hook_z", "hook_resid_pre", "hook_resid_post", "ln_final.hook_scale")
+    clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith(wanted))
+    clean = logit_difference(clean_logits, answers).item()
+    rows = []
+    for pair in corruptions:
+        corrupted_tokens = induction_tokens(parts, pair)
+        corrupted = logit_difference(model(corrupted_tokens), answers).item()
+        if abs(clean - corrupted) < min_gap:
+            continue
+
+        def metric(logits):
+            return (logit_difference(logits, answers) - corrupted) / (clean - corrupted)
+
+        kinds = {"head_out": patching.get_act_patch_attn_head_out_all_pos}
+        if resid:
+            kinds["resid_pre"] = patching.get_act_patch_resid_pre
+        for kind, patch in kinds.items():
+            for (layer, index), value in np.ndenumerate(patch(model, corrupted_tokens, cache, metric).numpy()):
+                rows.append({"corruption": pair, "activation": kind, "layer": layer, "index": index,
+                             "value": float(value), "clean_logit_diff": clean, "corrupted_logit_diff": corrupted})
+    directions = answer_directions(model, answers)
+    second_copy = slice(-answers.shape[1] - 1, -1)
+    heads, head_labels = cache.stack_head_results(layer=-1, apply_ln=True, return_labels=True)
+    lens, lens_labels = cache.accumulated_resid(apply_ln=True, return_labels=True)
+    attribution = [{"kind": kind, "component": label, "value": float(value)}
+                   for kind, stack, labels in [("head", heads, head_labels), ("logit_lens", lens, lens_labels)]
+                   for label, value in zip(labels, einops.einsum(stack[:, :, second_copy], directions,
+                                                                 "c b p d, b p d -> c") / answers.numel())]
+    return rows, attribution
+
+
+def copying_scores(model, vocab: torch.Tensor) -> torch.Tensor:
+    """Olsson et al.'s copying score per head: sum(eigenvalues) / sum(|eigenvalues|) of the full OV circuit
+    W_E W_OV W_U restricted to `vocab` (FactoredMatrix: never materialises vocab x vocab). (layers, heads)"""
+    full_ov = model.W_E[vocab] @ model.OV @ model.W_U[:, vocab]
+    eigenvalues = full_ov.eigenvalues
+    return (eigenvalues.sum(dim=-1) / eigenvalues.abs().sum(dim=-1)).real
+
+
+def most_repetitive(sample: torch.Tensor) -> int:
+    """Index of the sequence with the most repeated token bigrams (repeated names, identifiers)."""
+    bigrams = sample[:, :-1] * 65536 + sample[:, 1:]
+    return int(torch.tensor([len(b) - len(torch.unique(b)) for b in bigrams]).argmax())
+
+
+def ablation_row(losses: np.ndarray, condition: str, method: str, heads: list[Head], icl_cfg, seed: int) -> dict:
+    """ICL score (with bootstrap SE) and mean loss of per-token `losses` (n_sequences, positions)."""
+    per_sequence = icl_per_sequence(losses, icl_cfg.early, icl_cfg.late, icl_cfg.window)
+    return {"heads": condition, "method": method, "ablated": " ".join(f"L{lay}H{h}" for lay, h in heads),
+            "icl_score": float(per_sequence.mean()), "loss": float(losses.mean()),
+            "icl_se": float(bootstrap_se(per_sequence, icl_cfg.n_bootstrap, seed))}
+
+
+def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, windows: pd.DataFrame,
+                   eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int, text_tokens=None):
+    """Every causal table of one model: ablation, patching, logit attribution, copying, text losses.
+
+    `cached` holds score_checkpoints's per-token losses; `text_tokens` (1, T) is the text whose per-token
+    losses are tracked, by default the eval sequence with the most repeated bigrams (losses read from cache).
+    """
+    abl, pat, icl_cfg = analysis_cfg.ablation, analysis_cfg.patching, analysis_cfg.icl
+    model = load_checkpoint(checkpoints[0])
+    sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, model.cfg.n_ctx)
+    subset = np.unique(np.linspace(0, len(sample) - 1, abl.n_sequences).round().astype(int))
+    vocab = seen_tokens(eval_tokens, bos_id)
+    parts = induction_task(vocab, bos_id, pat.batch, pat.seq_len, seed)
+    targets = induction_heads(heads, abl)
+    conditions = {"induction": targets, "control": control_heads(targets, model.cfg.n_layers, model.cfg.n_heads, seed)}
+    resid_steps = set(steps_around_window(heads.step.unique().tolist(), windows, pat.resid_checkpoints))
+    text_index = most_repetitive(sample) if text_tokens is None else None
+    if text_index is not None:
+        text_tokens = sample[text_index:text_index + 1]
+    forward = compiled(model, analysis_cfg.compile)
+    cached_steps = list(cached["steps"])
+    tables = {name: [] for name in ["ablation", "patching", "logit_attribution", "copying", "token_losses"]}
+    for i, path in enumerate(checkpoints):
+        if i:
+            load_weights(model, path)
+        meta = checkpoint_meta(path)
+        at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
+        intact = cached["losses"][cached_steps.index(meta["step"])]
+        with torch.no_grad():
+            if targets:
+                tables["ablation"].append({**at, **ablation_row(intact[subset], "none", "none", [], icl_cfg, seed)})
+                mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences])
+                for condition, chosen in conditions.items():
+                    for method in abl.methods:
+                        with ablated(model, chosen, mean_z if method == "mean" else None):
+                            losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
+                        tables["ablation"].append({**at, **ablation_row(losses, condition, method, chosen,
+                                                                        icl_cfg, seed)})
+            patched, attribution = patching_and_attribution(model, parts, list(pat.corruptions),
+                                                            meta["step"] in resid_steps, pat.min_gap)
+            tables["patching"] += [{**at, **row} for row in patched]
+            tables["logit_attribution"] += [{**at, **row} for row in attribution]
+            for (layer, head), value in np.ndenumerate(copying_scores(model, vocab).numpy()):
+                tables["copying"].append({**at, "layer": layer, "head": head, "copying": float(value)})
+            text_losses = (intact[text_index] if text_index is not None
+                           else model(text_tokens, return_type="loss", loss_per_token=True)[0].numpy())
+        tables["token_losses"] += [{**at, "position": p, "token_id": int(text_tokens[0, p + 1]), "loss": float(v)}
+                                   for p, v in enumerate(text_losses)]
+    return {name: pd.DataFrame(rows) for name, rows in tables.items()}
+
+
+def text_to_tokens(tokenizer_path: Path, text: str, bos_id: int, n_ctx: int) -> torch.Tensor:
+    """[BOS, tokens of `text`] truncated to the context: (1, T)."""
+    from tokenizers import Tokenizer
+
+    ids = [bos_id] + Tokenizer.from_file(str(tokenizer_path)).encode(text).ids
+    if len(ids) < 3:
+        raise UserError("analysis.token_loss.text is too short to score; give it at least two tokens of text")
+    return torch.tensor([ids[:n_ctx]])
+
+
+def main():
+    args, cfg = cli("Ablation, activation patching, logit attribution, copying scores and text losses of one model.",
+                    data="data directory (eval.npy, manifest.json, tokenizer.json)",
+                    checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
+                    losses="per-token losses (.npz) from score_checkpoints", heads="head-score table (.parquet)",
+                    window="phase-window table (.parquet)", out="directory for the per-model tables (.parquet)")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching draws a bar per call
+    torch.set_num_threads(cfg.analysis.threads)
+    from tokenizers import Tokenizer
+
+    bos_id = json.loads((args.data / "manifest.json").read_text())["eot_id"]
+    text = cfg.analysis.token_loss.text
+    text_tokens = text_to_tokens(args.data / "tokenizer.json", text, bos_id, cfg.model.n_ctx) if text else None
+    cached = dict(np.load(args.losses))
+    tables = analyse_causal(sorted(args.checkpoints), cached, pd.read_parquet(args.heads),
+                            pd.read_parquet(args.window), load_split(args.data, "eval"), bos_id, cfg.analysis,
+                            cfg.seed, text_tokens)
+    tokenizer = Tokenizer.from_file(str(args.data / "tokenizer.json"))
+    tables["token_losses"]["token"] = [tokenizer.decode([i]) for i in tables["token_losses"].token_id]
+    for name, table in tables.items():
+        table.insert(0, "model", cfg.model.name)
+        write_table(table, args.out / f"{name}.parquet")
+
+
+if __name__ == "__main__":
+    run_cli(main)
