@@ -17,8 +17,10 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/analysis.smk"
 include: "rules/figures.smk"
+include: "rules/provenance.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        rules.provenance.output,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import einops
@@ -24,12 +25,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import cli
+from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split
 from pipeline.icl import icl_per_sequence, bootstrap_se
-from pipeline.io import UserError, run_cli, write_table
+from pipeline.io import StepCache, UserError, run_cli, sha256_file, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 from pipeline.phase import steps_around_window
+from pipeline.tables import CAUSAL_TABLES
 from pipeline.scores import compiled, per_token_losses, seen_tokens
 
 Head = tuple[int, int]
@@ -112,7 +114,8 @@ def logit_difference(logits: torch.Tensor, answers: torch.Tensor) -> torch.Tenso
 
 def patching_and_attribution(model, parts, corruptions, resid: bool, min_gap: float):
     """Per corruption: head-output patching (layer, head), and resid_pre patching (layer, pos) when `resid`,
-    both normalised (clean 1, corrupted 0; NaN when the clean-corrupted gap is under `min_gap`). Also the
+    both normalised (clean 1, corrupted 0; NaN, not patched, when the clean-corrupted gap is under `min_gap`).
+    Also the
     direct logit attribution of each head and the logit lens per layer on the clean run."""
     import transformer_lens.patching as patching
 
@@ -125,17 +128,18 @@ def patching_and_attribution(model, parts, corruptions, resid: bool, min_gap: fl
     for pair in corruptions:
         corrupted_tokens = induction_tokens(parts, pair)
         corrupted = logit_difference(model(corrupted_tokens), answers).item()
-        if abs(clean - corrupted) < min_gap:
-            continue
+        separated = abs(clean - corrupted) >= min_gap
 
         def metric(logits):
             return (logit_difference(logits, answers) - corrupted) / (clean - corrupted)
 
-        kinds = {"head_out": patching.get_act_patch_attn_head_out_all_pos}
+        kinds = {"head_out": (patching.get_act_patch_attn_head_out_all_pos, model.cfg.n_heads)}
         if resid:
-            kinds["resid_pre"] = patching.get_act_patch_resid_pre
-        for kind, patch in kinds.items():
-            for (layer, index), value in np.ndenumerate(patch(model, corrupted_tokens, cache, metric).numpy()):
+            kinds["resid_pre"] = (patching.get_act_patch_resid_pre, clean_tokens.shape[1])
+        for kind, (patch, width) in kinds.items():
+            values = (patch(model, corrupted_tokens, cache, metric).numpy() if separated
+                      else np.full((model.cfg.n_layers, width), np.nan))  # the ratio is undefined: not patched
+            for (layer, index), value in np.ndenumerate(values):
                 rows.append({"corruption": pair, "activation": kind, "layer": layer, "index": index,
                              "value": float(value), "clean_logit_diff": clean, "corrupted_logit_diff": corrupted})
     directions = answer_directions(model, answers)
@@ -172,11 +176,13 @@ def ablation_row(losses: np.ndarray, condition: str, method: str, heads: list[He
 
 
 def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, windows: pd.DataFrame,
-                   eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int, text_tokens=None):
+                   eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int, text_tokens=None,
+                   cache: StepCache | None = None):
     """Every causal table of one model: ablation, patching, logit attribution, copying, text losses.
 
     `cached` holds score_checkpoints's per-token losses; `text_tokens` (1, T) is the text whose per-token
     losses are tracked, by default the eval sequence with the most repeated bigrams (losses read from cache).
+    Checkpoints found in `cache` (finished by an interrupted run) are not analysed again.
     """
     abl, pat, icl_cfg = analysis_cfg.ablation, analysis_cfg.patching, analysis_cfg.icl
     model = load_checkpoint(checkpoints[0])
@@ -192,34 +198,39 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
         text_tokens = sample[text_index:text_index + 1]
     forward = compiled(model, analysis_cfg.compile)
     cached_steps = list(cached["steps"])
-    tables = {name: [] for name in ["ablation", "patching", "logit_attribution", "copying", "token_losses"]}
+    tables = {name: [] for name in CAUSAL_TABLES}
     for i, path in enumerate(checkpoints):
-        if i:
-            load_weights(model, path)
-        meta = checkpoint_meta(path)
-        at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
-        intact = cached["losses"][cached_steps.index(meta["step"])]
-        with torch.no_grad():
-            if targets:
-                tables["ablation"].append({**at, **ablation_row(intact[subset], "none", "none", [], icl_cfg, seed)})
-                mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences])
-                for condition, chosen in conditions.items():
-                    for method in abl.methods:
-                        with ablated(model, chosen, mean_z if method == "mean" else None):
-                            losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
-                        tables["ablation"].append({**at, **ablation_row(losses, condition, method, chosen,
-                                                                        icl_cfg, seed)})
-            patched, attribution = patching_and_attribution(model, parts, list(pat.corruptions),
-                                                            meta["step"] in resid_steps, pat.min_gap)
-            tables["patching"] += [{**at, **row} for row in patched]
-            tables["logit_attribution"] += [{**at, **row} for row in attribution]
-            for (layer, head), value in np.ndenumerate(copying_scores(model, vocab).numpy()):
-                tables["copying"].append({**at, "layer": layer, "head": head, "copying": float(value)})
-            text_losses = (intact[text_index] if text_index is not None
-                           else model(text_tokens, return_type="loss", loss_per_token=True)[0].numpy())
-        tables["token_losses"] += [{**at, "position": p, "token_id": int(text_tokens[0, p + 1]), "loss": float(v)}
-                                   for p, v in enumerate(text_losses)]
-    return {name: pd.DataFrame(rows) for name, rows in tables.items()}
+        result = cache.load(path) if cache else None
+        if result is None:
+            if i:
+                load_weights(model, path)
+            meta = checkpoint_meta(path)
+            intact = cached["losses"][cached_steps.index(meta["step"])]
+            rows = {name: [] for name in CAUSAL_TABLES}
+            with torch.no_grad():
+                if targets:
+                    rows["ablation"].append(ablation_row(intact[subset], "none", "none", [], icl_cfg, seed))
+                    mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences])
+                    for condition, chosen in conditions.items():
+                        for method in abl.methods:
+                            with ablated(model, chosen, mean_z if method == "mean" else None):
+                                losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
+                            rows["ablation"].append(ablation_row(losses, condition, method, chosen, icl_cfg, seed))
+                rows["patching"], rows["logit_attribution"] = patching_and_attribution(
+                    model, parts, list(pat.corruptions), meta["step"] in resid_steps, pat.min_gap)
+                rows["copying"] = [{"layer": layer, "head": head, "copying": float(value)}
+                                   for (layer, head), value in np.ndenumerate(copying_scores(model, vocab).numpy())]
+                text_losses = (intact[text_index] if text_index is not None
+                               else model(text_tokens, return_type="loss", loss_per_token=True)[0].numpy())
+            rows["token_losses"] = [{"position": p, "token_id": int(text_tokens[0, p + 1]), "loss": float(v)}
+                                    for p, v in enumerate(text_losses)]
+            at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
+            result = {name: pd.DataFrame([{**at, **row} for row in table]) for name, table in rows.items()}
+            if cache:
+                cache.save(path, result)
+        for name in CAUSAL_TABLES:
+            tables[name].append(result[name])
+    return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
 
 
 def text_to_tokens(tokenizer_path: Path, text: str, bos_id: int, n_ctx: int) -> torch.Tensor:
@@ -237,7 +248,8 @@ def main():
                     data="data directory (eval.npy, manifest.json, tokenizer.json)",
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
                     losses="per-token losses (.npz) from score_checkpoints", heads="head-score table (.parquet)",
-                    window="phase-window table (.parquet)", out="directory for the per-model tables (.parquet)")
+                    window="phase-window table (.parquet)", out="directory for the per-model tables (.parquet)",
+                    cache="directory for finished checkpoints' results (resumes a killed job)")
     os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching draws a bar per call
     torch.set_num_threads(cfg.analysis.threads)
     from tokenizers import Tokenizer
@@ -246,14 +258,18 @@ def main():
     text = cfg.analysis.token_loss.text
     text_tokens = text_to_tokens(args.data / "tokenizer.json", text, bos_id, cfg.model.n_ctx) if text else None
     cached = dict(np.load(args.losses))
+    inputs = "".join(sha256_file(p) for p in (args.losses, args.heads, args.window))
+    cache = StepCache(args.cache, section(cfg, "analysis", "seed") + inputs)
     tables = analyse_causal(sorted(args.checkpoints), cached, pd.read_parquet(args.heads),
                             pd.read_parquet(args.window), load_split(args.data, "eval"), bos_id, cfg.analysis,
-                            cfg.seed, text_tokens)
+                            cfg.seed, text_tokens, cache)
     tokenizer = Tokenizer.from_file(str(args.data / "tokenizer.json"))
     tables["token_losses"]["token"] = [tokenizer.decode([i]) for i in tables["token_losses"].token_id]
     for name, table in tables.items():
         table.insert(0, "model", cfg.model.name)
         write_table(table, args.out / f"{name}.parquet")
+    print(f"causal_checkpoints {cfg.model.name}: {cache.summary()}", file=sys.stderr)
+    cache.clear()
 
 
 if __name__ == "__main__":

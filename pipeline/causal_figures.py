@@ -15,8 +15,8 @@ import pandas as pd
 from pipeline.config import cli
 from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save
 from pipeline.io import UserError, atomic_path, run_cli
+from pipeline.tables import CAUSAL_TABLES
 
-CAUSAL_TABLES = ["ablation", "patching", "logit_attribution", "copying", "token_losses"]
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
                   ("induction", "mean"): dict(color="tab:red", ls="--", label="induction heads mean-ablated"),
@@ -29,14 +29,15 @@ def _no_data(ax, text):
     ax.set_axis_off()
 
 
-def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame, models: list[str]) -> plt.Figure:
-    """ICL score vs tokens seen with the induction heads ablated, a random control ablated, and intact."""
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False, sharey=True)
+def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
+    """ICL score vs tokens seen with the induction heads ablated, a random control ablated, and intact,
+    for each model that has heads above the ablation threshold."""
+    models = _models(ablation) if len(ablation) else []
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.5 * max(1, len(models)), 3.8), squeeze=False)
+    if not models:
+        _no_data(axes[0, 0], "no model has a head above the ablation threshold")
     for ax, model in zip(axes[0], models):
         rows = _trained(ablation[ablation.model == model])
-        if rows.empty:
-            _no_data(ax, f"{model}: no head reaches the ablation threshold")
-            continue
         _shade(ax, windows, model)
         for (heads, method), line in rows.groupby(["heads", "method"]):
             style = ABLATION_STYLE[(heads, method)]
@@ -45,49 +46,36 @@ def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame, models: list[str
                     ls=style["ls"], label=label)
         ax.axhline(0, color="gray", lw=0.8)
         _log_tokens(ax)
+        ax.set_ylabel("ICL score (nats)")
         ax.set_title(f"{model}: ICL score under head ablation")
         ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("ICL score (nats)")
     fig.tight_layout()
     return fig
 
 
-def _heatmap(ax, grid, vmin=-1, vmax=1):
-    return ax.imshow(grid, vmin=vmin, vmax=vmax, cmap="RdBu", aspect="auto")
-
-
-def patching_heatmaps(patching: pd.DataFrame, activation: str, models: list[str]) -> plt.Figure:
+def patching_heatmaps(patching: pd.DataFrame, activation: str) -> plt.Figure:
     """Normalised patching effect of each head (or residual position) at the probed checkpoints:
-    one row per model and corruption, one column per checkpoint."""
+    one row per model and corruption, one column per checkpoint; blank = not separated (gap < min_gap)."""
     rows = patching[patching.activation == activation]
-    steps = sorted(patching[patching.activation == "resid_pre"].step.unique())
-    keys = [(m, c) for m in models for c in sorted(rows[rows.model == m].corruption.unique())]
-    if not keys or not steps:
-        fig, ax = plt.subplots(figsize=(5, 2))
-        _no_data(ax, "no corruption separated clean from corrupted at any probed checkpoint")
-        return fig
+    probed = patching[patching.activation == "resid_pre"]
+    keys = rows[["model", "corruption"]].drop_duplicates().sort_values(["model", "corruption"]).to_numpy()
     wide = activation == "resid_pre"
-    fig, axes = plt.subplots(len(keys), len(steps), figsize=((4.2 if wide else 2.3) * len(steps), 1.3 * len(keys) + 1),
-                             squeeze=False, layout="constrained")
-    image = None
+    fig, axes = plt.subplots(len(keys), probed.step.nunique(), squeeze=False, layout="constrained",
+                             figsize=((4.2 if wide else 2.3) * probed.step.nunique(), 1.3 * len(keys) + 1))
     for r, (model, corruption) in enumerate(keys):
-        for c, step in enumerate(steps):
+        for c, step in enumerate(sorted(probed.step.unique())):
             ax = axes[r, c]
             at = rows[(rows.model == model) & (rows.corruption == corruption) & (rows.step == step)]
-            if at.empty:
-                _no_data(ax, "gap < min_gap")
-                continue
-            image = _heatmap(ax, at.pivot(index="layer", columns="index", values="value").to_numpy())
-            ax.set_yticks(range(at.layer.max() + 1))
-            if r == 0:
-                ax.set_title(f"step {step}\n{at.tokens_seen.iloc[0]:.2g} tokens", fontsize=9)
+            grid = at.pivot(index="layer", columns="index", values="value").to_numpy()
+            image = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu", aspect="auto")
+            ax.set_yticks(range(grid.shape[0]))
+            ax.set_title(f"step {step} ({at.tokens_seen.iloc[0]:.2g} tokens)", fontsize=7)
             if c == 0:
                 ax.set_ylabel(f"{model}\n{corruption}: layer", fontsize=8)
             if r == len(keys) - 1:
                 ax.set_xlabel("position" if wide else "head")
-    if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="patched metric (clean = 1, corrupted = 0)")
-    fig.suptitle(f"Activation patching of {'resid_pre' if wide else 'head outputs'} on the induction task")
+    fig.colorbar(image, ax=axes, shrink=0.6, label="patched metric (clean = 1, corrupted = 0)")
+    fig.suptitle(f"Activation patching of {'the residual stream' if wide else 'head outputs'} on the induction task")
     return fig
 
 
@@ -270,9 +258,9 @@ def main():
          for name in [*CAUSAL_TABLES, "head_scores", "phase_window"]}
     windows, score, models = t["phase_window"], cfg.analysis.ablation.score, _models(t["head_scores"])
     figures = {
-        "ablation": ablation_icl(t["ablation"], windows, models),
-        "patching_heads": patching_heatmaps(t["patching"], "head_out", models),
-        "patching_resid": patching_heatmaps(t["patching"], "resid_pre", models),
+        "ablation": ablation_icl(t["ablation"], windows),
+        "patching_heads": patching_heatmaps(t["patching"], "head_out"),
+        "patching_resid": patching_heatmaps(t["patching"], "resid_pre"),
         "patching_over_training": patching_over_training(t["patching"], t["head_scores"], windows, score, models),
         "logit_attribution": logit_attribution(t["logit_attribution"], windows, models),
         "copying": copying_vs_prefix_matching(t["copying"], t["head_scores"], windows, score, models),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,3 +46,72 @@ def run_cli(main):
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class StepCache:
+    """Per-checkpoint results of a job, kept outside its declared outputs so that a killed job, rerun,
+    resumes instead of analysing a finished checkpoint again. Entries are keyed by the checkpoint's bytes
+    and a fingerprint of the config; each is written atomically (a directory renamed into place).
+    `clear()` once the job's outputs are written."""
+
+    def __init__(self, directory: Path, fingerprint: str):
+        self.directory, self.fingerprint = Path(directory), fingerprint
+        self.reused = self.computed = 0
+
+    def _entry(self, checkpoint: Path) -> Path:
+        if not Path(checkpoint).is_file():
+            raise UserError(f"checkpoint {checkpoint} does not exist; rerun the training rule (snakemake --cores 2)")
+        key = hashlib.sha256(f"{self.fingerprint}\0{sha256_file(checkpoint)}".encode()).hexdigest()[:20]
+        return self.directory / f"{Path(checkpoint).stem}-{key}"
+
+    def load(self, checkpoint: Path) -> dict | None:
+        """The cached results of `checkpoint` (name -> DataFrame or array), or None."""
+        import numpy as np
+        import pandas as pd
+
+        entry = self._entry(checkpoint)
+        if not entry.is_dir():
+            return None
+        self.reused += 1
+        return {p.stem: pd.read_parquet(p) if p.suffix == ".parquet" else np.load(p) for p in entry.iterdir()}
+
+    def save(self, checkpoint: Path, results: dict):
+        import numpy as np
+
+        entry = self._entry(checkpoint)
+        tmp = entry.with_name(f".{entry.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, value in results.items():
+            if isinstance(value, np.ndarray):
+                np.save(tmp / f"{name}.npy", value)
+            else:
+                value.to_parquet(tmp / f"{name}.parquet", index=False)
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+        self.computed += 1
+
+    def clear(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def summary(self) -> str:
+        return f"{self.computed} checkpoint(s) analysed, {self.reused} reused from an interrupted run"
+
+
+def require_writable(directory: Path, setting: str):
+    """Refuse an output directory that cannot be created or written, before any job starts."""
+    existing = Path(directory).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{setting}={directory} cannot be written ({existing} is not a writable directory); "
+                        f"set {setting} to a directory you can write")

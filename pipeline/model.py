@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.io import UserError, atomic_path
+from pipeline.io import UserError, atomic_path, sha256_file
 
 # Buffers HookedTransformer creates itself; a checkpoint never needs to carry them.
 _HOOKED_BUFFERS = ("attn.mask", "attn.IGNORE")
@@ -114,28 +114,43 @@ def trainable_state_dict(state_dict: dict) -> dict:
 
 
 def save_checkpoint(path: Path, model: nn.Module, config_kwargs: dict, step: int, tokens_seen: int):
-    """Write weights (safetensors) and a JSON sidecar (HookedTransformerConfig kwargs, step, tokens)."""
+    """Write weights (safetensors), then a JSON sidecar: HookedTransformerConfig kwargs, step, tokens seen
+    and the weights' sha256 (checked on every load)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().contiguous() for k, v in trainable_state_dict(model.state_dict()).items()}
-    meta = {"config": config_kwargs, "step": step, "tokens_seen": tokens_seen}
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=1))
+    state = {k: v.detach().cpu().contiguous() for k, v in trainable_state_dict(model.state_dict()).items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
+    meta = {"config": config_kwargs, "step": step, "tokens_seen": tokens_seen, "sha256": sha256_file(path)}
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
 
 
 def checkpoint_meta(path: Path) -> dict:
-    """The JSON sidecar of a checkpoint: config kwargs, step and tokens seen."""
-    return json.loads(Path(path).with_suffix(".json").read_text())
+    """The JSON sidecar of a checkpoint: config kwargs, step, tokens seen, sha256 of the weights."""
+    sidecar = Path(path).with_suffix(".json")
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"checkpoint sidecar {sidecar} is missing or unreadable ({err.__class__.__name__}); "
+                        f"delete the run's models/ directory and rerun training") from None
 
 
 def load_weights(model, path: Path):
-    """Copy a checkpoint's weights into an existing HookedTransformer of the same config, in place."""
+    """Copy a checkpoint's weights into an existing HookedTransformer of the same config, in place,
+    after checking them against the sha256 in the sidecar."""
     from safetensors.torch import load_file
 
-    missing, unexpected = model.load_state_dict(load_file(str(path)), strict=False)
+    expected = checkpoint_meta(path).get("sha256")
+    if expected and sha256_file(path) != expected:
+        raise UserError(f"checkpoint {path} does not match the sha256 in its sidecar (corrupted or altered); "
+                        f"delete it and rerun training")
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for truncated/garbled files
+        raise UserError(f"checkpoint {path} cannot be read ({err}); delete it and rerun training") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith(_HOOKED_BUFFERS)]
     if missing or unexpected:
         raise UserError(f"checkpoint {path} does not match its config (missing {missing[:3]}, "

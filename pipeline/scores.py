@@ -11,6 +11,7 @@ patterns (batch, head, query, key) of sequences laid out as [BOS, r_1..r_L, r_1.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import einops
@@ -19,8 +20,8 @@ import pandas as pd
 import torch
 
 from pipeline.data import eval_windows, load_split, require_tokens
-from pipeline.config import cli
-from pipeline.io import UserError, atomic_path, run_cli, write_table
+from pipeline.config import cli, section
+from pipeline.io import StepCache, UserError, atomic_path, run_cli, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 
 
@@ -115,53 +116,66 @@ def compiled(model, enabled: bool):
     return torch.compile(model, dynamic=False) if enabled else model
 
 
-def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int):
+def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int,
+                        cache: StepCache | None = None):
     """Head-score table and stacked per-token losses (n_checkpoints, n_sequences, n_ctx - 1) for one model.
 
     One HookedTransformer is built and each checkpoint's weights are loaded into it once; head scores
-    run it eagerly with hooks, per-token losses run its compiled forward.
+    run it eagerly with hooks, per-token losses run its compiled forward. Checkpoints found in `cache`
+    (finished by an interrupted run) are not analysed again.
     """
     hs = analysis_cfg.head_scores
-    rows, losses, steps, tokens_seen = [], [], [], []
-    model = None
+    tables, losses, model = [], [], None
     for path in checkpoints:
-        meta = checkpoint_meta(path)
-        if model is None:
-            model = load_checkpoint(path)
-            n_ctx = model.cfg.n_ctx
-            require_tokens(eval_tokens, n_ctx, "eval")
-            if 2 * hs.seq_len + 1 > n_ctx:
-                raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
-                                f"lower it to at most {(n_ctx - 1) // 2}")
-            repeated = head_score_tokens(eval_tokens, bos_id, hs, seed)
-            sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx)
-            forward = compiled(model, analysis_cfg.compile)
-        else:
-            load_weights(model, path)
-        with torch.no_grad():  # not inference_mode: torch.compile's guards reject inference tensors
-            scores = head_scores(model, repeated, hs.seq_len, list(hs.names))
-            losses.append(per_token_losses(forward, sample, analysis_cfg.eval.batch).numpy())
-        for (s, layer, head), value in np.ndenumerate(scores.numpy()):
-            rows.append({"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
-                         "score": hs.names[s], "value": float(value)})
-        steps.append(meta["step"])
-        tokens_seen.append(meta["tokens_seen"])
-    return pd.DataFrame(rows), np.stack(losses), np.array(steps), np.array(tokens_seen)
+        result = cache.load(path) if cache else None
+        if result is None:
+            if model is None:
+                model = load_checkpoint(path)
+                n_ctx = model.cfg.n_ctx
+                require_tokens(eval_tokens, n_ctx, "eval")
+                if 2 * hs.seq_len + 1 > n_ctx:
+                    raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
+                                    f"lower it to at most {(n_ctx - 1) // 2}")
+                repeated = head_score_tokens(eval_tokens, bos_id, hs, seed)
+                sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx)
+                forward = compiled(model, analysis_cfg.compile)
+            else:
+                load_weights(model, path)
+            with torch.no_grad():  # not inference_mode: torch.compile's guards reject inference tensors
+                scores = head_scores(model, repeated, hs.seq_len, list(hs.names)).numpy()
+                result = {"losses": per_token_losses(forward, sample, analysis_cfg.eval.batch).numpy()}
+            meta = checkpoint_meta(path)
+            result["heads"] = pd.DataFrame(
+                [{"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
+                  "score": hs.names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])
+            if cache:
+                cache.save(path, result)
+        tables.append(result["heads"])
+        losses.append(result["losses"])
+    heads = pd.concat(tables, ignore_index=True)
+    steps = heads.groupby("step", sort=False).tokens_seen.first()
+    return heads, np.stack(losses), steps.index.to_numpy(), steps.to_numpy()
 
 
 def main():
     args, cfg = cli("Score every checkpoint of one model (head scores + per-token losses).",
                     data="data directory (eval.npy, manifest.json)",
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
-                    heads_out="head-score table (.parquet)", losses_out="per-token losses (.npz)")
+                    heads_out="head-score table (.parquet)", losses_out="per-token losses (.npz)",
+                    cache="directory for finished checkpoints' results (resumes a killed job)")
     torch.set_num_threads(cfg.analysis.threads)
-    bos_id = json.loads((args.data / "manifest.json").read_text())["eot_id"]
+    manifest = (args.data / "manifest.json").read_text()
+    cache = StepCache(args.cache, section(cfg, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed")
+                      + manifest)
     heads, losses, steps, tokens_seen = analyse_checkpoints(
-        sorted(args.checkpoints), load_split(args.data, "eval"), bos_id, cfg.analysis, cfg.seed)
+        sorted(args.checkpoints), load_split(args.data, "eval"), json.loads(manifest)["eot_id"], cfg.analysis,
+        cfg.seed, cache)
     heads.insert(0, "model", cfg.model.name)
     write_table(heads, args.heads_out)
     with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
         np.savez(f, losses=losses.astype(np.float32), steps=steps, tokens_seen=tokens_seen)
+    print(f"score_checkpoints {cfg.model.name}: {cache.summary()}", file=sys.stderr)
+    cache.clear()
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ import pandas as pd
 
 from pipeline.io import run_cli, write_table
 
+CAUSAL_TABLES = ["ablation", "patching", "logit_attribution", "copying", "token_losses"]  # pipeline.causal's
+
 
 def collect(paths: list[Path]) -> pd.DataFrame:
-    """Concatenate per-model parquet tables (each already carries its `model` column)."""
-    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    """Concatenate per-model parquet tables (each already carries its `model` column). Empty ones (a model
+    with no induction head to ablate) are skipped so they cannot turn integer columns into floats."""
+    frames = [pd.read_parquet(p) for p in paths]
+    return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
 
 
 def main():

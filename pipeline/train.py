@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -10,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from pipeline.config import cli
 from pipeline.data import load_split, require_tokens, sample_windows
-from pipeline.io import UserError, run_cli, write_table
+from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.model import AttnOnlyTransformer, hooked_config_kwargs, hooked_transformer, save_checkpoint
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
@@ -29,16 +32,38 @@ def initial_model(model_cfg, config_kwargs: dict, seed: int) -> AttnOnlyTransfor
     return model
 
 
-def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path) -> list[dict]:
+def _publish(state_dir: Path, out_dir: Path, step: int):
+    """Hard-link a finished checkpoint (weights + sidecar) from the state directory into the output
+    directory (copy where links are unsupported)."""
+    weights = Path(checkpoint_name(step))
+    for name in (weights, weights.with_suffix(".json")):
+        target = Path(out_dir) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(Path(state_dir) / name, target)
+        except OSError:
+            shutil.copyfile(Path(state_dir) / name, target)
+
+
+def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path, state_dir: Path) -> list[dict]:
     """Train with AdamW (linear warm-up, then constant LR), checkpointing at `checkpoint_steps`.
 
+    Resumable: every checkpoint (and every `resume_every` steps) the weights, optimizer, LR schedule,
+    sampler RNG and log so far are saved in `state_dir`, where the checkpoints themselves also live
+    (hard-linked into `out_dir`, which Snakemake empties when a job fails). A rerun with the same
+    config continues from there and ends with the same bytes as an uninterrupted run.
     Returns the training log: one row per step with loss and tokens seen.
     """
     from tqdm import tqdm
 
     require_tokens(tokens, model_cfg.n_ctx, "train")
+    device = torch.device(train_cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device=cuda but no GPU is visible to this job; use train.device=cpu "
+                        "or request one (+resources.train_model.gpu=1 with profiles/slurm)")
     config_kwargs = hooked_config_kwargs(model_cfg, d_vocab)
-    model = initial_model(model_cfg, config_kwargs, seed)
+    model = initial_model(model_cfg, config_kwargs, seed).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": train_cfg.weight_decay},
@@ -48,15 +73,37 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
     generator = torch.Generator().manual_seed(seed)
     tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
     save_at = set(checkpoint_steps(train_cfg))
-    log = []
-    bar = tqdm(range(train_cfg.steps + 1), desc=str(model_cfg.name), file=sys.stderr, mininterval=1.0)
-    start = time.perf_counter()
+    fingerprint = json.dumps([config_kwargs, OmegaConf.to_container(train_cfg), seed, int(tokens.size)])
+    state_path, start, log = Path(state_dir) / "resume.pt", 0, []
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        if state["fingerprint"] == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            generator.set_state(state["generator"])
+            start, log = state["step"], state["log"]
+            for step in sorted(s for s in save_at if s <= start):
+                _publish(state_dir, out_dir, step)
+            print(f"{model_cfg.name}: resuming from step {start} of an interrupted run", file=sys.stderr)
+
+    def save_state(step: int):
+        with atomic_path(state_path) as tmp:
+            torch.save({"fingerprint": fingerprint, "step": step, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                        "generator": generator.get_state(), "log": log}, tmp)
+
+    bar = tqdm(range(start, train_cfg.steps + 1), desc=str(model_cfg.name), file=sys.stderr, mininterval=1.0)
+    began = time.perf_counter()
     for step in bar:
-        if step in save_at:
-            save_checkpoint(out_dir / checkpoint_name(step), model, config_kwargs, step, step * tokens_per_step)
+        if step in save_at and (step > start or step == 0):
+            save_checkpoint(Path(state_dir) / checkpoint_name(step), model, config_kwargs, step, step * tokens_per_step)
+            _publish(state_dir, out_dir, step)
         if step == train_cfg.steps:
             break
-        batch = sample_windows(tokens, train_cfg.batch_size, model_cfg.n_ctx, generator)
+        if step > start and (step in save_at or step % train_cfg.resume_every == 0):
+            save_state(step)
+        batch = sample_windows(tokens, train_cfg.batch_size, model_cfg.n_ctx, generator).to(device)
         logits = model(batch)
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), batch[:, 1:].flatten())
         if not torch.isfinite(loss):
@@ -69,7 +116,7 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
         schedule.step()
         log.append({"step": step + 1, "tokens_seen": (step + 1) * tokens_per_step, "train_loss": loss.item()})
         bar.set_postfix(loss=f"{loss.item():.3f}",
-                        tok_s=f"{(step + 1) * tokens_per_step / (time.perf_counter() - start):.0f}",
+                        tok_s=f"{(step + 1 - start) * tokens_per_step / (time.perf_counter() - began):.0f}",
                         refresh=False)
     return log
 
@@ -77,14 +124,16 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
 def main():
     args, cfg = cli("Train one attention-only model, saving checkpoints.",
                     data="data directory (train.npy, eval.npy, manifest.json)",
-                    out="checkpoint directory to write", log="training-loss table to write (.parquet)")
+                    out="checkpoint directory to write", log="training-loss table to write (.parquet)",
+                    state="directory for the resume state (kept only while training is unfinished)")
     torch.set_num_threads(cfg.train.threads)
     import pandas as pd
 
     require_tokens(load_split(args.data, "eval"), cfg.model.n_ctx, "eval")
     d_vocab = json.loads((args.data / "manifest.json").read_text())["vocab_size"]
-    log = train(cfg.model, cfg.train, load_split(args.data, "train"), d_vocab, cfg.seed, args.out)
+    log = train(cfg.model, cfg.train, load_split(args.data, "train"), d_vocab, cfg.seed, args.out, args.state)
     write_table(pd.DataFrame(log).assign(model=cfg.model.name), args.log)
+    shutil.rmtree(args.state)  # finished: the checkpoints live on in --out
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ rule score_checkpoints:
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
         data=RUN / "data",
+        cache=lambda wc: RUN / "models" / wc.model / "cache" / "score_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads
     resources:
         **resources_of("score_checkpoints"),
     shell:
         "{PY} -m pipeline.scores --data {params.data} --checkpoints {input.checkpoints} "
-        "--heads-out {output.heads} --losses-out {output.losses} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
+        "--heads-out {output.heads} --losses-out {output.losses} --cache {params.cache} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
 
 
 rule score_icl:
@@ -104,10 +105,12 @@ rule causal_checkpoints:
                                  "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
         data=RUN / "data",
         out=lambda wc: RUN / "models" / wc.model,
+        cache=lambda wc: RUN / "models" / wc.model / "cache" / "causal_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads
     resources:
         **resources_of("causal_checkpoints"),
     shell:
         "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {input.checkpoints} "
         "--losses {input.losses} --heads {input.heads} --window {input.window} --out {params.out} "
+        "--cache {params.cache} "
         "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"

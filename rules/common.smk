@@ -7,16 +7,18 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import model_configs, parse_overrides, run_name, section, split_model_override
-from pipeline.io import UserError
+from pipeline.io import UserError, require_writable
 from pipeline.schedule import checkpoint_name, checkpoint_steps
+from pipeline.tables import CAUSAL_TABLES
 
 OVERRIDES = parse_overrides(config.get("overrides"))
 try:
     MODEL_CFGS = model_configs(OVERRIDES)
+    CFG = next(iter(MODEL_CFGS.values()))  # model-independent sections (data, figures, ...) are shared
+    require_writable(CFG.results_dir, "results_dir")
 except UserError as err:
     sys.exit(f"error: {err}")
 MODELS = list(MODEL_CFGS)
-CFG = next(iter(MODEL_CFGS.values()))  # model-independent sections (data, figures, ...) are shared
 RUN = Path(CFG.results_dir) / run_name(CFG, OVERRIDES)
 PY = shlex.quote(sys.executable)
 # What each step's CLI recomposes its config from; rules append model={wildcards.model}. It is used in
@@ -55,7 +57,6 @@ def report_figures(names, category):
 FIGURES = ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position"]
 CAUSAL_FIGURES = ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution",
                   "copying", "token_loss_change", "token_loss_over_training"]
-CAUSAL_TABLES = ["ablation", "patching", "logit_attribution", "copying", "token_losses"]
 BASE_TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]
 TABLES = BASE_TABLES + CAUSAL_TABLES
 

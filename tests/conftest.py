@@ -1,4 +1,31 @@
+import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (handbuilt.py) by name
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = "overrides=[+experiment=tiny]"
+
+
+def snakemake(workdir, *args, config=TINY, env=None, timeout=600):
+    """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--cores", "2", "--config", config, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One clean local run of the tiny experiment: (workdir, run directory, completed process)."""
+    workdir = tmp_path_factory.mktemp("tiny")
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, workdir / "results" / "tiny", result
+
+
+def result_files(run: Path, suffixes=(".csv",)) -> list[Path]:
+    """A run's result files (relative paths) with the given suffixes, sorted."""
+    return sorted(p.relative_to(run) for p in run.rglob("*") if p.suffix in suffixes)

@@ -1,0 +1,69 @@
+"""The run's provenance file: the resolved config of every model and its hash, package versions, the git
+commit, the corpus and checkpoint hashes, and the sha256 of every table and figure, so any result file
+can be traced (by its hash) to exactly what produced it. No timestamps: a rerun gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from pipeline.config import CONF_DIR, model_configs, parse_overrides
+from pipeline.io import atomic_path, run_cli, sha256_file
+
+PACKAGES = ["torch", "transformer-lens", "snakemake", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
+            "scikit-learn", "tokenizers", "safetensors", "matplotlib", "einops"]
+
+
+def git_state(repo: Path) -> dict:
+    """Commit of the pipeline's checkout and whether tracked files differ from it."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode:
+        return {"commit": None, "note": "not a git checkout"}
+    return {"commit": head.stdout.strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout)}
+
+
+def provenance(overrides: list[str], data_manifest: dict, checkpoints: list[Path], outputs: list[Path]) -> dict:
+    """Everything that determines the run's results, and the hash of each result."""
+    configs = {name: OmegaConf.to_container(cfg) for name, cfg in model_configs(overrides).items()}
+    canonical = json.dumps(configs, sort_keys=True)
+    return {
+        "overrides": overrides,
+        "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "config": configs,
+        "git": git_state(CONF_DIR.parent),
+        "python": sys.version.split()[0],
+        "packages": {name: metadata.version(name) for name in PACKAGES},
+        "corpus": {k: data_manifest.get(k) for k in ["text_sha256", "tokenizer_sha256", "n_tokens", "n_documents"]},
+        "checkpoints": {str(p): json.loads(p.with_suffix(".json").read_text()).get("sha256") or sha256_file(p)
+                        for p in sorted(checkpoints)},
+        "outputs": {str(p): sha256_file(p) for p in sorted(outputs)},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Write the run's provenance file.")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--manifest", type=Path, required=True, help="the corpus manifest.json")
+    parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
+    parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="tables and figures to hash")
+    parser.add_argument("--overrides", default="", help="the run's Hydra overrides, as given to snakemake")
+    args = parser.parse_args()
+    record = provenance(parse_overrides(args.overrides), json.loads(args.manifest.read_text()), args.checkpoints,
+                        args.outputs)
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,53 @@
+"""Cluster submission through a real SLURM: tests/slurm/cluster.sh brings up a single-node cluster on this
+machine (installing Debian's slurm-wlm and munge if needed; root), Snakemake submits the tiny pipeline
+with profiles/slurm, and every job must be recorded by SLURM and the tables must equal a local run's.
+
+Deselected by default (`-m slurm` runs it; CI does, as a separate step)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, TINY, result_files
+
+pytestmark = pytest.mark.slurm
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("slurm") / "cluster"
+    started = subprocess.run(["bash", str(CLUSTER), "start", str(directory)], capture_output=True, text=True,
+                             timeout=900)
+    assert started.returncode == 0, started.stdout + started.stderr
+    yield directory
+    subprocess.run(["bash", str(CLUSTER), "stop", str(directory)], timeout=60)
+
+
+def test_tiny_pipeline_runs_through_slurm_with_local_results(cluster, tiny_run, tmp_path):
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+           "--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--jobs", "4",
+           "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+           "--slurm-status-command", "squeue", "--latency-wait", "5", "--config", TINY]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", out))
+    jobs_run = int(re.search(r"(\d+) of \1 steps \(100%\) done", out).group(1))
+    assert len(submitted) == jobs_run - 1  # every job but the `all` target went through sbatch
+    records = (cluster / "jobcomp.log").read_text()
+    completed = set(re.findall(r"JobId=(\d+) .*JobState=COMPLETED", records))
+    assert submitted <= completed, f"jobs missing from SLURM's completion log: {submitted - completed}"
+    print(f"\n{len(submitted)} SLURM jobs, e.g.\n" + "\n".join(records.splitlines()[:3]))
+
+    _, local, _ = tiny_run
+    on_slurm = tmp_path / "results" / "tiny"
+    tables = result_files(local)
+    assert tables == result_files(on_slurm) and len(tables) == 11
+    for table in tables:
+        assert (local / table).read_bytes() == (on_slurm / table).read_bytes(), f"{table} differs from the local run"
