@@ -24,18 +24,13 @@ ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("control", "mean"): dict(color="tab:blue", ls="--", label="random control heads mean-ablated")}
 
 
-def _no_data(ax, text):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="gray")
-    ax.set_axis_off()
-
-
 def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """ICL score vs tokens seen with the induction heads ablated, a random control ablated, and intact,
     for each model that has heads above the ablation threshold."""
     models = _models(ablation) if len(ablation) else []
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.5 * max(1, len(models)), 3.8), squeeze=False)
     if not models:
-        _no_data(axes[0, 0], "no model has a head above the ablation threshold")
+        axes[0, 0].text(0.5, 0.5, "no model has a head above the ablation threshold", ha="center", color="gray")
     for ax, model in zip(axes[0], models):
         rows = _trained(ablation[ablation.model == model])
         _shade(ax, windows, model)
@@ -54,27 +49,39 @@ def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
 
 
 def patching_heatmaps(patching: pd.DataFrame, activation: str) -> plt.Figure:
-    """Normalised patching effect of each head (or residual position) at the probed checkpoints:
-    one row per model and corruption, one column per checkpoint; blank = not separated (gap < min_gap)."""
+    """Normalised patching effect of each head (or residual position) at each model's probed checkpoints
+    (around its own window): one row per model and corruption that was ever patched; a checkpoint where
+    clean and corrupted runs do not differ by min_gap is left unpatched."""
     rows = patching[patching.activation == activation]
-    probed = patching[patching.activation == "resid_pre"]
-    keys = rows[["model", "corruption"]].drop_duplicates().sort_values(["model", "corruption"]).to_numpy()
-    wide = activation == "resid_pre"
-    fig, axes = plt.subplots(len(keys), probed.step.nunique(), squeeze=False, layout="constrained",
-                             figsize=((4.2 if wide else 2.3) * probed.step.nunique(), 1.3 * len(keys) + 1))
+    probed = patching[patching.activation == "resid_pre"].groupby("model").step.unique().map(sorted)
+    patched = rows[rows.value.notna()]  # a model whose runs never separate (no induction: 1L) has no row
+    keys = patched[["model", "corruption"]].drop_duplicates().sort_values(["model", "corruption"]).to_numpy()
+    if not len(keys):
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no model separates clean from corrupted runs", ha="center", color="gray")
+        return fig
+    wide, n_cols = activation == "resid_pre", probed.map(len).max()
+    fig, axes = plt.subplots(len(keys), n_cols, squeeze=False, layout="constrained",
+                             figsize=((4.2 if wide else 2.3) * n_cols, 1.3 * len(keys) + 1))
+    image = None
     for r, (model, corruption) in enumerate(keys):
-        for c, step in enumerate(sorted(probed.step.unique())):
+        for c, step in enumerate(probed[model]):
             ax = axes[r, c]
             at = rows[(rows.model == model) & (rows.corruption == corruption) & (rows.step == step)]
             grid = at.pivot(index="layer", columns="index", values="value").to_numpy()
-            image = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu", aspect="auto")
+            if np.isnan(grid).all():
+                ax.text(0.5, 0.5, "clean ~ corrupted:\nnot patched", ha="center", va="center", fontsize=7,
+                        color="gray", transform=ax.transAxes)
+            else:
+                image = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu", aspect="auto")
             ax.set_yticks(range(grid.shape[0]))
             ax.set_title(f"step {step} ({at.tokens_seen.iloc[0]:.2g} tokens)", fontsize=7)
             if c == 0:
                 ax.set_ylabel(f"{model}\n{corruption}: layer", fontsize=8)
             if r == len(keys) - 1:
                 ax.set_xlabel("position" if wide else "head")
-    fig.colorbar(image, ax=axes, shrink=0.6, label="patched metric (clean = 1, corrupted = 0)")
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="patched metric (clean = 1, corrupted = 0)")
     fig.suptitle(f"Activation patching of {'the residual stream' if wide else 'head outputs'} on the induction task")
     return fig
 
@@ -154,11 +161,14 @@ def copying_vs_prefix_matching(copying: pd.DataFrame, heads: pd.DataFrame, windo
 
 
 def window_steps(tokens: pd.DataFrame, windows: pd.DataFrame, model: str) -> tuple[int, int, int]:
-    """(first trained, before window, end of window) steps; without a window, (first, first, last)."""
+    """(first trained, before window, end of window) steps of the model's window, else of another model's
+    (so a 1-layer model is compared across the same training span); with no window at all, (first,
+    first, last)."""
     steps = sorted(_trained(tokens).step.unique())
-    window = windows[(windows.model == model) & windows.has_window]
-    if window.empty:
+    found = windows[windows.has_window]
+    if found.empty:
         return steps[0], steps[0], steps[-1]
+    window = found[found.model == model] if model in set(found.model) else found
     return steps[0], int(window.before_step.iloc[0]), int(window.end_step.iloc[0])
 
 
@@ -182,7 +192,7 @@ def token_loss_change(tokens: pd.DataFrame, windows: pd.DataFrame, models: list[
         change = loss_change(rows, before, after)
         n = len(change) // per_row * per_row
         grid = change.change.to_numpy()[:n].reshape(-1, per_row)
-        image = ax.imshow(grid, cmap="RdBu_r", vmin=-4, vmax=4, aspect="auto")
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=-3, vmax=3, aspect="auto")
         for (r, c), _ in np.ndenumerate(grid):
             ax.text(c, r, _show(change.token.iloc[r * per_row + c])[:8], ha="center", va="center", fontsize=6)
         ax.set_xticks([])
@@ -203,7 +213,7 @@ def token_loss_html(tokens: pd.DataFrame, windows: pd.DataFrame, models: list[st
         _, before, after = window_steps(rows, windows, model)
         parts.append(f"<h3>{html.escape(model)}: loss(step {after}) - loss(step {before}); blue = better</h3><p>")
         for r in loss_change(rows, before, after).itertuples():
-            red, green, blue, _ = cmap(np.clip((r.change + 4) / 8, 0, 1))
+            red, green, blue, _ = cmap(np.clip((r.change + 3) / 6, 0, 1))
             title = f"before {r.before:.2f}, after {r.after:.2f}, change {r.change:+.2f}"
             parts.append(f"<span title='{title}' style='background:rgb({red * 255:.0f},{green * 255:.0f},"
                          f"{blue * 255:.0f})'>{html.escape(r.token)}</span>")

@@ -67,9 +67,12 @@ def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_
     kill_when(cmd, tmp_path, lambda: any(models.glob("*/train_state/resume.pt")))
     assert not list(models.glob("*/train_log.parquet")) or not list(models.glob("*/head_scores.parquet"))
 
+    unlock = subprocess.run([*cmd, "--unlock"], capture_output=True, text=True)  # Snakemake's lock outlives a kill
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
     second = kill_when(cmd, tmp_path, lambda: any(p.name.startswith("step_") for p in models.glob("*/cache/*/*")))
     assert "resuming from step" in second
 
+    assert subprocess.run([*cmd, "--unlock"], capture_output=True).returncode == 0
     third = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0, third.stderr[-3000:]
     finished = analysed(third.stdout + third.stderr)
