@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.io import UserError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-MODEL_SOURCES = ["trained"]  # where a model's checkpoints come from; each has its rule in rules/
+MODEL_SOURCES = ["trained", "hub"]  # where a model's checkpoints come from; each has its rule in rules/
 
 
 def parse_overrides(overrides) -> list[str]:
@@ -101,8 +101,7 @@ def split_model_override(overrides: list[str]) -> tuple[list[str] | None, list[s
 def model_configs(overrides) -> dict[str, DictConfig]:
     """One fully composed config per model of the run, keyed by model name."""
     models, rest = split_model_override(parse_overrides(overrides))
-    base = compose(rest)
-    models = models or list(base.models)
+    models = models or list(compose(rest).models)
     known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.stem.startswith("_"))
     for m in models:
         if m not in known:
@@ -142,7 +141,7 @@ def cli(description: str, **paths) -> tuple[argparse.Namespace, DictConfig]:
     parser = argparse.ArgumentParser(description=description)
     for name, spec in paths.items():
         spec = {"help": spec} if isinstance(spec, str) else spec
-        parser.add_argument(f"--{name.replace('_', '-')}", type=Path, required=True, **spec)
+        parser.add_argument(f"--{name.replace('_', '-')}", **{"type": Path, "required": True, **spec})
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=attn_only_2l train.steps=100")
     args = parser.parse_args()
     return args, compose(args.overrides)

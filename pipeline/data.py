@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import cli
+from pipeline.hub import not_cached, use_cache
 from pipeline.io import UserError, atomic_path, run_cli
 
 EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
@@ -54,7 +55,30 @@ def file_documents(data_cfg) -> list[tuple[str, str]]:
     return [(f"{p}#{i}", text) for p in paths for i, text in enumerate(_read_text_file(p, data_cfg.text_column))]
 
 
-DATA_SOURCES = {"stdlib": stdlib_documents, "files": file_documents}
+def pile_documents(data_cfg) -> list[tuple[str, str]]:
+    """Rows of a hub dataset (default NeelNanda/pile-10k): its parquet files fetched into the HF cache,
+    read with `datasets`; the first `max_documents` in dataset order."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        root = Path(snapshot_download(data_cfg.dataset, repo_type="dataset", allow_patterns=["*.parquet"]))
+    except Exception:  # not cached and offline, or unreachable
+        raise not_cached(f"dataset {data_cfg.dataset}", None) from None
+    files = sorted(str(p) for p in root.rglob("*.parquet") if p.name.startswith(f"{data_cfg.split}-"))
+    if not files:
+        raise UserError(f"dataset {data_cfg.dataset} has no '{data_cfg.split}-*.parquet' files; fix data.split")
+    import datasets
+
+    rows = datasets.load_dataset("parquet", data_files=files, split="train")
+    if data_cfg.text_column not in rows.column_names:
+        raise UserError(f"dataset {data_cfg.dataset} has no '{data_cfg.text_column}' column; set data.text_column "
+                        f"to one of {rows.column_names}")
+    texts = rows.select(range(min(len(rows), data_cfg.max_documents or len(rows))))[data_cfg.text_column]
+    return [(f"{data_cfg.dataset}#{i}", text) for i, text in enumerate(texts)]
+
+
+DATA_SOURCES = {"stdlib": stdlib_documents, "files": file_documents, "pile": pile_documents}
+HUB_SOURCES = {"pile"}  # sources read through the HF cache
 
 
 def load_documents(data_cfg) -> list[tuple[str, str]]:
@@ -81,31 +105,57 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     return tokenizer
 
 
-def tokenize(tokenizer, texts: list[str]) -> np.ndarray:
-    """All texts as one uint16 stream, each followed by the end-of-text token."""
+def hub_tokenizer(name: str):
+    """A model's own tokenizer from the hub (its tokenizer.json, through the HF cache)."""
+    from huggingface_hub import hf_hub_download
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(hf_hub_download(name, "tokenizer.json"))
+    except Exception:
+        raise not_cached(f"tokenizer {name}", None) from None
+
+
+def tokenize(tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Each text as uint16 ids followed by the end-of-text token."""
     eot = tokenizer.token_to_id(EOT)
-    ids = [np.array(e.ids + [eot], dtype=np.uint16) for e in tokenizer.encode_batch(texts)]
-    return np.concatenate(ids)
+    if eot is None:
+        raise UserError(f"the tokenizer has no {EOT} token to separate documents; use a GPT-2/NeoX-style tokenizer")
+    return [np.array(e.ids + [eot], dtype=np.uint16) for e in tokenizer.encode_batch(texts)]
 
 
-def build_corpus(docs: list[tuple[str, str]], vocab_size: int, eval_fraction: float):
+def build_corpus(docs: list[tuple[str, str]], tokenizer_name: str, data_cfg):
     """Tokenizer, train and eval token streams, and a manifest, from the documents.
 
-    The eval split is the last `eval_fraction` of the token stream: deterministic, and it works for a
-    corpus of any number of documents (one long .txt file included).
+    `tokenizer_name` is 'bpe' (train a byte-level BPE of data.vocab_size on the documents) or a hub
+    tokenizer (a hub model's own). Documents shorter than data.min_document_tokens are dropped. The eval
+    split is the last `eval_fraction` of the token stream: deterministic, and it works for a corpus of
+    any number of documents (one long .txt file included).
     """
-    if vocab_size > 2**16:
-        raise UserError(f"data.vocab_size {vocab_size} does not fit uint16 token ids; use at most 65536")
     texts = [text for _, text in docs]
-    tokenizer = train_tokenizer(texts, vocab_size)
-    tokens = tokenize(tokenizer, texts)
-    n_eval = int(round(tokens.size * eval_fraction))
+    if tokenizer_name == "bpe":
+        if data_cfg.vocab_size > 2**16:
+            raise UserError(f"data.vocab_size {data_cfg.vocab_size} does not fit uint16 token ids; use at most 65536")
+        tokenizer = train_tokenizer(texts, data_cfg.vocab_size)
+    else:
+        tokenizer = hub_tokenizer(tokenizer_name)
+        if tokenizer.get_vocab_size() > 2**16:
+            raise UserError(f"tokenizer {tokenizer_name} has {tokenizer.get_vocab_size()} tokens, more than uint16 "
+                            f"token ids hold")
+    ids = tokenize(tokenizer, texts)
+    keep = [i for i, doc in enumerate(ids) if doc.size >= (data_cfg.get("min_document_tokens") or 0)]
+    if not keep:
+        raise UserError(f"no document has data.min_document_tokens={data_cfg.min_document_tokens} tokens; "
+                        f"lower it or raise data.max_documents")
+    docs, tokens = [docs[i] for i in keep], np.concatenate([ids[i] for i in keep])
+    n_eval = int(round(tokens.size * data_cfg.eval_fraction))
     splits = {"train": tokens[: tokens.size - n_eval], "eval": tokens[tokens.size - n_eval:]}
     assembled = hashlib.sha256("\0".join(f"{n}\0{t}" for n, t in docs).encode()).hexdigest()
     manifest = {
         "n_documents": len(docs),
         "documents": [name for name, _ in docs],
         "text_sha256": assembled,
+        "tokenizer": tokenizer_name,
         "n_tokens": {k: int(v.size) for k, v in splits.items()},
         "vocab_size": tokenizer.get_vocab_size(),
         "eot_id": tokenizer.token_to_id(EOT),
@@ -147,10 +197,13 @@ def require_tokens(tokens: np.ndarray, n_ctx: int, split: str):
 
 
 def main():
-    args, cfg = cli("Build the corpus, tokenizer and token cache.", out="data directory to write")
+    args, cfg = cli("Build the corpus, tokenizer and token cache.", out="data directory to write",
+                    tokenizer={"type": str, "default": "bpe", "required": False,
+                               "help": "'bpe' (trained on the corpus) or a hub model's tokenizer name"})
     data_cfg = cfg.data
-    tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), data_cfg.vocab_size,
-                                               data_cfg.eval_fraction)
+    if data_cfg.source in HUB_SOURCES or args.tokenizer != "bpe":
+        use_cache(cfg.hub_cache)
+    tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), args.tokenizer, data_cfg)
     for name, tokens in splits.items():  # refuse before writing anything
         require_tokens(tokens, cfg.model.n_ctx, name)
     with atomic_path(args.out / "tokenizer.json") as tmp:
@@ -162,7 +215,7 @@ def main():
     with atomic_path(args.out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
     print(f"corpus: {manifest['n_documents']} documents, {manifest['n_tokens']} tokens, "
-          f"vocab {manifest['vocab_size']}", file=sys.stderr)
+          f"vocab {manifest['vocab_size']} ({args.tokenizer})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -113,16 +113,16 @@ def trainable_state_dict(state_dict: dict) -> dict:
     return {k: v for k, v in state_dict.items() if not k.endswith(_HOOKED_BUFFERS)}
 
 
-def save_checkpoint(path: Path, model: nn.Module, config_kwargs: dict, step: int, tokens_seen: int):
-    """Write weights (safetensors), then a JSON sidecar: HookedTransformerConfig kwargs, step, tokens seen
-    and the weights' sha256 (checked on every load)."""
+def save_checkpoint(path: Path, state_dict: dict, config_kwargs: dict, step: int, tokens_seen: int, **extra):
+    """Write weights (safetensors), then a JSON sidecar: HookedTransformerConfig kwargs, step, tokens seen,
+    the weights' sha256 (checked on every load) and any `extra` fields (e.g. the hub files it came from)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in trainable_state_dict(model.state_dict()).items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in trainable_state_dict(state_dict).items()}
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
-    meta = {"config": config_kwargs, "step": step, "tokens_seen": tokens_seen, "sha256": sha256_file(path)}
+    meta = {"config": config_kwargs, "step": step, "tokens_seen": tokens_seen, "sha256": sha256_file(path), **extra}
     with atomic_path(path.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
 

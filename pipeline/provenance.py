@@ -33,7 +33,7 @@ def git_state(repo: Path) -> dict:
     return {"commit": head.stdout.strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout)}
 
 
-def provenance(overrides: list[str], data_manifest: dict, checkpoints: list[Path], outputs: list[Path]) -> dict:
+def provenance(overrides: list[str], data_manifests: list[dict], checkpoints: list[Path], outputs: list[Path]) -> dict:
     """Everything that determines the run's results, and the hash of each result."""
     configs = {name: OmegaConf.to_container(cfg) for name, cfg in model_configs(overrides).items()}
     canonical = json.dumps(configs, sort_keys=True)
@@ -44,7 +44,8 @@ def provenance(overrides: list[str], data_manifest: dict, checkpoints: list[Path
         "git": git_state(CONF_DIR.parent),
         "python": sys.version.split()[0],
         "packages": {name: metadata.version(name) for name in PACKAGES},
-        "corpus": {k: data_manifest.get(k) for k in ["text_sha256", "tokenizer_sha256", "n_tokens", "n_documents"]},
+        "corpus": [{k: m.get(k) for k in ["tokenizer", "text_sha256", "tokenizer_sha256", "n_tokens", "n_documents"]}
+                   for m in data_manifests],
         "checkpoints": {str(p): json.loads(p.with_suffix(".json").read_text()).get("sha256") or sha256_file(p)
                         for p in sorted(checkpoints)},
         "outputs": {str(p): sha256_file(p) for p in sorted(outputs)},
@@ -54,13 +55,13 @@ def provenance(overrides: list[str], data_manifest: dict, checkpoints: list[Path
 def main():
     parser = argparse.ArgumentParser(description="Write the run's provenance file.")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--manifest", type=Path, required=True, help="the corpus manifest.json")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="each tokenized corpus's manifest.json")
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="tables and figures to hash")
     parser.add_argument("--overrides", default="", help="the run's Hydra overrides, as given to snakemake")
     args = parser.parse_args()
-    record = provenance(parse_overrides(args.overrides), json.loads(args.manifest.read_text()), args.checkpoints,
-                        args.outputs)
+    record = provenance(parse_overrides(args.overrides), [json.loads(p.read_text()) for p in args.manifests],
+                        args.checkpoints, args.outputs)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
 

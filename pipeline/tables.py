@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline.io import run_cli, write_table
 
 CAUSAL_TABLES = ["ablation", "patching", "logit_attribution", "copying", "token_losses"]  # pipeline.causal's
+EMPTY_COLUMNS = {"train_log": ["model", "step", "tokens_seen", "train_loss"]}  # a run of hub models only
 
 
 def collect(paths: list[Path]) -> pd.DataFrame:
@@ -22,9 +23,9 @@ def collect(paths: list[Path]) -> pd.DataFrame:
 def main():
     parser = argparse.ArgumentParser(description="Concatenate per-model tables into one CSV.")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("tables", type=Path, nargs="+")
+    parser.add_argument("tables", type=Path, nargs="*")
     args = parser.parse_args()
-    write_table(collect(args.tables), args.out)
+    write_table(collect(args.tables) if args.tables else pd.DataFrame(columns=EMPTY_COLUMNS[args.out.stem]), args.out)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,8 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
     began = time.perf_counter()
     for step in bar:
         if step in save_at and (step > start or step == 0):
-            save_checkpoint(Path(state_dir) / checkpoint_name(step), model, config_kwargs, step, step * tokens_per_step)
+            save_checkpoint(Path(state_dir) / checkpoint_name(step), model.state_dict(), config_kwargs, step,
+                            step * tokens_per_step)
             _publish(state_dir, out_dir, step)
         if step == train_cfg.steps:
             break

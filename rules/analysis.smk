@@ -1,8 +1,8 @@
 rule score_checkpoints:
     input:
-        checkpoints=CHECKPOINTS,
-        eval=rules.prepare_corpus.output.eval,
-        manifest=rules.prepare_corpus.output.manifest,
+        checkpoints=lambda wc: checkpoint_files(wc.model),
+        eval=data_file("eval.npy"),
+        manifest=data_file("manifest.json"),
     output:
         heads=RUN / "models" / "{model}" / "head_scores.parquet",
         losses=RUN / "models" / "{model}" / "token_losses.npz",
@@ -12,7 +12,7 @@ rule score_checkpoints:
         RUN / "benchmarks" / "score_checkpoints_{model}.tsv"
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
-        data=RUN / "data",
+        data=lambda wc: data_dir(wc.model),
         cache=lambda wc: RUN / "models" / wc.model / "cache" / "score_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads
     resources:
@@ -73,7 +73,8 @@ rule detect_phase_window:
 
 rule collect_table:
     input:
-        lambda wc: expand(RUN / "models" / "{model}" / f"{wc.table}.parquet", model=MODELS),
+        lambda wc: expand(RUN / "models" / "{model}" / f"{wc.table}.parquet",
+                          model=TRAINED if wc.table == "train_log" else MODELS),
     output:
         RUN / "tables" / "{table}.csv",
     log:
@@ -88,12 +89,12 @@ rule collect_table:
 
 rule causal_checkpoints:
     input:
-        checkpoints=CHECKPOINTS,
+        checkpoints=lambda wc: checkpoint_files(wc.model),
         losses=rules.score_checkpoints.output.losses,
         heads=rules.score_checkpoints.output.heads,
         window=rules.detect_phase_window.output,
-        eval=rules.prepare_corpus.output.eval,
-        tokenizer=rules.prepare_corpus.output.tokenizer,
+        eval=data_file("eval.npy"),
+        tokenizer=data_file("tokenizer.json"),
     output:
         [RUN / "models" / "{model}" / f"{t}.parquet" for t in CAUSAL_TABLES],
     log:
@@ -103,7 +104,7 @@ rule causal_checkpoints:
     params:
         cfg=lambda wc: params_of(wc.model, "analysis.ablation", "analysis.patching", "analysis.token_loss.text",
                                  "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
-        data=RUN / "data",
+        data=lambda wc: data_dir(wc.model),
         out=lambda wc: RUN / "models" / wc.model,
         cache=lambda wc: RUN / "models" / wc.model / "cache" / "causal_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads

@@ -1,5 +1,6 @@
 """Compose the Hydra config once per model and derive every path of the run from it."""
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -21,13 +22,23 @@ except UserError as err:
 MODELS = list(MODEL_CFGS)
 RUN = Path(CFG.results_dir) / run_name(CFG, OVERRIDES)
 PY = shlex.quote(sys.executable)
-# What each step's CLI recomposes its config from; rules append model={wildcards.model}. It is used in
-# shell templates, not params, so only the config sections a rule declares in params trigger its rerun.
+# What each step's CLI recomposes its config from; rules append model={wildcards.model} (model-independent
+# steps: the run's first model, whose config carries the shared sections). It is used in shell templates,
+# not params, so only the config sections a rule declares in params trigger its rerun.
 CLI_OVERRIDES = shlex.join(split_model_override(OVERRIDES)[1])
 
 
+def one_of(names):
+    """A wildcard regex matching exactly these names (nothing, for an empty list)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+TRAINED = [m for m in MODELS if MODEL_CFGS[m].model.source == "trained"]
+HUB = [m for m in MODELS if MODEL_CFGS[m].model.source == "hub"]
+
+
 wildcard_constraints:
-    model="|".join(MODELS),
+    model=one_of(MODELS),
 
 
 def resources_of(rule_name):
@@ -40,8 +51,33 @@ def params_of(model, *keys):
     return section(MODEL_CFGS[model] if model else CFG, *keys)
 
 
-STEPS = checkpoint_steps(CFG.train)  # the same schedule for every model of the run
+STEPS = checkpoint_steps(CFG.train)  # the same schedule for every trained model of the run
 CHECKPOINTS = [str(RUN / "models" / "{model}" / "checkpoints" / checkpoint_name(s)) for s in STEPS]
+
+
+def checkpoint_files(model):
+    """A model's checkpoints: the training schedule's, or one per configured hub checkpoint index."""
+    if model in HUB:
+        return [str(RUN / "models" / model / "checkpoints" / f"hub_{i:03d}.safetensors")
+                for i in range(len(MODEL_CFGS[model].model.hub.checkpoints))]
+    return expand(CHECKPOINTS, model=model)
+
+
+def tokenizer_key(name):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+# Each tokenizer gets its own tokenized corpus: "bpe" is trained on the corpus; hub models use their own.
+TOKENIZERS = {tokenizer_key(cfg.model.tokenizer): cfg.model.tokenizer for cfg in MODEL_CFGS.values()}
+
+
+def data_dir(model):
+    return RUN / "data" / tokenizer_key(MODEL_CFGS[model].model.tokenizer)
+
+
+def data_file(name):
+    """Input function: a file of the model's tokenized corpus."""
+    return lambda wc: data_dir(wc.model) / name
 
 
 def figure_files(name):

@@ -14,7 +14,8 @@ rule plot_figures:
     resources:
         **resources_of("plot_figures"),
     shell:
-        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"
+        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} model={MODELS[0]} "
+        "2>&1 | tee {log}"
 
 
 rule plot_causal_figures:
@@ -35,4 +36,5 @@ rule plot_causal_figures:
     resources:
         **resources_of("plot_causal_figures"),
     shell:
-        "{PY} -m pipeline.causal_figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} 2>&1 | tee {log}"
+        "{PY} -m pipeline.causal_figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} "
+        "model={MODELS[0]} 2>&1 | tee {log}"

@@ -1,8 +1,8 @@
 rule provenance:
     input:
         outputs=final_outputs(),
-        checkpoints=expand(CHECKPOINTS, model=MODELS),
-        manifest=rules.prepare_corpus.output.manifest,
+        checkpoints=[f for m in MODELS for f in checkpoint_files(m)],
+        manifests=sorted({str(data_dir(m) / "manifest.json") for m in MODELS}),
     output:
         RUN / "provenance.json",
     log:
@@ -12,5 +12,5 @@ rule provenance:
     resources:
         **resources_of("provenance"),
     shell:
-        "{PY} -m pipeline.provenance --out {output} --manifest {input.manifest} --checkpoints {input.checkpoints} "
+        "{PY} -m pipeline.provenance --out {output} --manifests {input.manifests} --checkpoints {input.checkpoints} "
         "--outputs {input.outputs} --overrides {params.overrides} 2>&1 | tee {log}"

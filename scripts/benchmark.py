@@ -51,7 +51,7 @@ def record(name: str, ours: float, reference: float, goal: str, unit: str, note:
 
 
 def corpus(cfg):
-    _, splits, manifest = build_corpus(load_documents(cfg.data), cfg.data.vocab_size, cfg.data.eval_fraction)
+    _, splits, manifest = build_corpus(load_documents(cfg.data), "bpe", cfg.data)
     return splits["train"], splits["eval"], manifest
 
 
@@ -85,7 +85,7 @@ def bench_training(cfg, train_tokens, d_vocab, workdir: Path, steps: int):
     train_cfg.n_checkpoints = max(1, round(cfg.train.n_checkpoints * steps / cfg.train.steps))
     train_cfg.first_checkpoint = max(1, steps // 10)
     start = time.perf_counter()
-    train(cfg.model, train_cfg, train_tokens, d_vocab, cfg.seed, workdir / "bench_ckpt")
+    train(cfg.model, train_cfg, train_tokens, d_vocab, cfg.seed, workdir / "bench_ckpt", workdir / "bench_state")
     ours = steps * cfg.train.batch_size * cfg.model.n_ctx / (time.perf_counter() - start)
     record("training tok/s: trainer vs bare SDPA loop", ours, twin, ">= 0.9", "tok/s",
            f"HookedTransformer loop {hooked:.0f} tok/s ({hooked / twin:.2f}x the twin)")

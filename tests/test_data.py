@@ -41,8 +41,9 @@ def test_files_source_reads_txt_jsonl_parquet_in_sorted_order(mixed_corpus):
 
 def test_corpus_build_is_deterministic_with_a_tail_eval_split(mixed_corpus):
     docs = load_documents(files_cfg(mixed_corpus))
-    tok1, splits1, manifest1 = build_corpus(docs, vocab_size=300, eval_fraction=0.25)
-    tok2, splits2, manifest2 = build_corpus(docs, vocab_size=300, eval_fraction=0.25)
+    data_cfg = OmegaConf.create({"vocab_size": 300, "eval_fraction": 0.25})
+    tok1, splits1, manifest1 = build_corpus(docs, "bpe", data_cfg)
+    tok2, splits2, manifest2 = build_corpus(docs, "bpe", data_cfg)
     assert manifest1 == manifest2 and tok1.to_str() == tok2.to_str()
     assert all(np.array_equal(splits1[k], splits2[k]) for k in splits1)
     train, eval_ = splits1["train"], splits1["eval"]
@@ -61,3 +62,12 @@ def test_eval_windows_are_disjoint_and_refuse_too_many():
     assert len(set(windows.flatten().tolist())) == 400
     with pytest.raises(UserError, match="analysis.eval.n_sequences"):
         eval_windows(tokens, n=11, n_ctx=100)
+
+
+def test_short_documents_are_dropped(mixed_corpus):
+    docs = load_documents(files_cfg(mixed_corpus))
+    data_cfg = OmegaConf.create({"vocab_size": 300, "eval_fraction": 0.25, "min_document_tokens": 8})
+    _, splits, manifest = build_corpus(docs, "bpe", data_cfg)
+    assert 0 < manifest["n_documents"] < len(docs)
+    with pytest.raises(UserError, match="min_document_tokens"):
+        build_corpus(docs, "bpe", OmegaConf.merge(data_cfg, {"min_document_tokens": 10**6}))

@@ -37,7 +37,7 @@ def test_positions_reach_only_queries_and_keys():
 def test_checkpoint_round_trip(tmp_path):
     kwargs = hooked_config_kwargs(CFG, d_vocab=100)
     twin = AttnOnlyTransformer.from_hooked(hooked_transformer(kwargs, seed=1))
-    save_checkpoint(tmp_path / "step_000007.safetensors", twin, kwargs, step=7, tokens_seen=7 * 128)
+    save_checkpoint(tmp_path / "step_000007.safetensors", twin.state_dict(), kwargs, step=7, tokens_seen=7 * 128)
     loaded = load_checkpoint(tmp_path / "step_000007.safetensors")
     tokens = torch.randint(0, 100, (2, 32))
     with torch.no_grad():

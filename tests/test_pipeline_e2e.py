@@ -108,7 +108,8 @@ def test_provenance_traces_every_table(tiny_run):
     assert len(record["config_sha256"]) == 64 and set(record["config"]) == {"attn_only_1l", "attn_only_2l"}
     assert record["config"]["attn_only_2l"]["model"]["n_layers"] == 2
     assert record["packages"]["torch"].startswith("2.13.0") and record["git"]["commit"]
-    assert record["corpus"]["text_sha256"] == json.loads((run / "data" / "manifest.json").read_text())["text_sha256"]
+    corpus = json.loads((run / "data" / "bpe" / "manifest.json").read_text())
+    assert record["corpus"] == [{k: corpus[k] for k in record["corpus"][0]}]
     assert len(record["checkpoints"]) == 2 * 5
     for table in TABLES:
         path = run / "tables" / f"{table}.csv"

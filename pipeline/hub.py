@@ -1,0 +1,198 @@
+"""Public training checkpoints from the Hugging Face hub (model source `hub`), fetched once and converted.
+
+The fetch rule is where the network is touched: it resolves the configured checkpoint indices against
+TransformerLens's own label list, downloads each checkpoint into the project's HF cache (HF_HOME-style,
+`hub_cache`), records each file's size and sha256 in the cache's manifest and the checkpoint's sidecar,
+and converts the checkpoint into the pipeline's own format (safetensors + sidecar), so the analysis rules
+load it offline exactly like a trained one. One job per checkpoint: each is fetched once, in parallel. Nothing is unpickled: NeelNanda `.pth` files are read with `torch.load(weights_only=True)`
+(TransformerLens itself uses weights_only=False), and a cached file whose sha256 differs from its
+manifest is refused.
+
+Families are a registry: a family is `labels(model_cfg) -> (labels, label_type)` and
+`fetch(model_cfg, label) -> (state_dict, files)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+from pathlib import Path
+
+from pipeline.config import cli
+from pipeline.io import UserError, atomic_path, run_cli, sha256_file
+
+HUB_HOST = ("huggingface.co", 443)
+
+
+def cache_home(hub_cache) -> Path:
+    """The HF_HOME-style cache: `hub_cache` from the config, else $HF_HOME, else resources/hf."""
+    return Path(hub_cache or os.environ.get("HF_HOME") or Path(__file__).resolve().parent.parent / "resources" / "hf")
+
+
+def use_cache(hub_cache) -> bool:
+    """Point huggingface_hub at the project cache and decide whether the hub can be reached (3 s probe);
+    when it cannot, switch the HF libraries to offline mode so they answer from the cache at once.
+    Must run before transformer_lens / huggingface_hub / datasets are imported."""
+    os.environ["HF_HOME"] = str(cache_home(hub_cache))
+    online = os.environ.get("HF_HUB_OFFLINE", "0") in ("0", "", "false")
+    if online:
+        try:
+            socket.create_connection(HUB_HOST, timeout=3).close()
+        except OSError:
+            online = False
+    if not online:
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    return online
+
+
+def not_cached(what: str, hub_cache) -> UserError:
+    return UserError(f"{what} is not in the HF cache {cache_home(hub_cache)} and the hub is unreachable (or "
+                     f"HF_HUB_OFFLINE=1); fetch it on a machine with network (same command) and copy the cache "
+                     f"there, point hub_cache/HF_HOME at a cache that has it, or use a trained model (model=attn_only_2l)")
+
+
+def _neel_repo(model_cfg) -> str:
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    return get_official_model_name(model_cfg.hub.name)
+
+
+def neel_labels(model_cfg):
+    """NeelNanda checkpoints: TransformerLens's label list (it lists the repo's files), or offline, the
+    labels of the checkpoint files in the cached snapshot."""
+    from transformer_lens.loading_from_pretrained import get_checkpoint_labels
+
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        return get_checkpoint_labels(model_cfg.hub.name)
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(_neel_repo(model_cfg), local_files_only=True))
+    except Exception:
+        raise not_cached(f"model {model_cfg.hub.name} ({_neel_repo(model_cfg)})", None) from None
+    labels = sorted(int(m.group(1)) for p in snapshot.glob("checkpoints/*.pth")
+                    if (m := re.match(r".*_(\d+)\.pth$", p.name)))
+    return labels, "token" if labels and labels[-1] > 1e9 else "step"
+
+
+def neel_fetch(model_cfg, label: int):
+    """Config and one checkpoint of a NeelNanda model: (HookedTransformerConfig, state dict, files)."""
+    import torch
+    from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    repo = _neel_repo(model_cfg)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        names = [str(p.relative_to(root)) for root in [Path(snapshot_download(repo, local_files_only=True))]
+                 for p in root.rglob("*.pth")]
+    else:
+        names = list_repo_files(repo)
+    matches = [n for n in names if re.match(rf"checkpoints/.*_{label}\.pth$", n)]
+    if not matches:
+        raise not_cached(f"checkpoint {label} of {model_cfg.hub.name}", None)
+    files = [Path(hf_hub_download(repo, name)) for name in ["config.json", matches[0]]]
+    config = get_pretrained_model_config(model_cfg.hub.name, device="cpu")
+    return config, torch.load(files[1], map_location="cpu", weights_only=True), files
+
+
+def revision_labels(model_cfg):
+    """Pythia and stanford-crfm: TransformerLens's static step lists."""
+    from transformer_lens.loading_from_pretrained import get_checkpoint_labels
+
+    return get_checkpoint_labels(model_cfg.hub.name)
+
+
+def revision_fetch(model_cfg, label: int):
+    """One revision of a Pythia / stanford-crfm model, converted by TransformerLens (the weights are read
+    by transformers, which loads safetensors or unpickles with weights_only)."""
+    from huggingface_hub import snapshot_download
+    from transformer_lens import HookedTransformer
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    model = HookedTransformer.from_pretrained_no_processing(model_cfg.hub.name, checkpoint_value=label, device="cpu")
+    repo = get_official_model_name(model_cfg.hub.name)
+    revision = f"step{label}" if repo.startswith("EleutherAI/") else f"checkpoint-{label}"
+    snapshot = Path(snapshot_download(repo, revision=revision, local_files_only=True))
+    return model.cfg, model.state_dict(), sorted(p for p in snapshot.rglob("*") if p.is_file())
+
+
+HUB_FAMILIES = {"neel": (neel_labels, neel_fetch), "revisions": (revision_labels, revision_fetch)}
+
+
+def resolve(labels: list[int], indices) -> list[int]:
+    """The labels at the configured indices (negative counts from the end), refusing any out of range."""
+    bad = [i for i in indices if not -len(labels) <= i < len(labels)]
+    if bad:
+        raise UserError(f"model.hub.checkpoints {bad} out of range: this model has {len(labels)} checkpoints "
+                        f"(indices {-len(labels)}..{len(labels) - 1}); fix model.hub.checkpoints")
+    return [labels[i] for i in indices]
+
+
+def config_kwargs(config) -> dict:
+    """JSON-safe HookedTransformerConfig kwargs: every plain init field but device/dtype/checkpoint state
+    and the tokenizer."""
+    import dataclasses
+
+    skip = {"device", "dtype", "n_devices", "checkpoint_index", "checkpoint_value", "checkpoint_label_type",
+            "from_checkpoint", "seed", "initializer_range", "default_prepend_bos",
+            "tokenizer_name"}  # the corpus is tokenized once per tokenizer; the model never loads one
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.init and f.name not in skip}
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool, type(None)))}
+
+
+def record_or_verify(path: Path, hub_cache) -> dict:
+    """Size and sha256 of a cached hub file. The first fetch records them in the cache's own manifest
+    (`<cache>/pipeline_manifest/`); later uses must match it, or the file is refused as altered."""
+    entry = {"file": str(path.relative_to(cache_home(hub_cache))), "size": path.stat().st_size,
+             "sha256": sha256_file(path)}
+    record = cache_home(hub_cache) / "pipeline_manifest" / (re.sub(r"[^A-Za-z0-9_.-]", "_", entry["file"]) + ".json")
+    if record.exists():
+        if json.loads(record.read_text())["sha256"] != entry["sha256"]:
+            raise UserError(f"cached file {path} does not match the sha256 in its manifest {record} (corrupted or "
+                            f"altered); delete both and fetch it again")
+    else:
+        with atomic_path(record) as tmp:
+            tmp.write_text(json.dumps(entry, indent=1))
+    return entry
+
+
+def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
+    """Fetch the checkpoint at `position` of model.hub.checkpoints, verify its files against the cache
+    manifest and write it in the pipeline's format; its sidecar lists the source files (size, sha256)."""
+    from pipeline.model import save_checkpoint
+
+    use_cache(hub_cache)
+    family = model_cfg.hub.family
+    if family not in HUB_FAMILIES:
+        raise UserError(f"unknown hub family '{family}'; model.hub.family takes {sorted(HUB_FAMILIES)}")
+    labels_of, fetch = HUB_FAMILIES[family]
+    try:
+        labels, label_type = labels_of(model_cfg)
+        label = resolve(labels, list(model_cfg.hub.checkpoints))[position]
+        config, state, files = fetch(model_cfg, label)
+    except UserError:
+        raise
+    except Exception as err:  # hub / network / format errors from huggingface_hub, transformers, torch
+        reason = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"fetching {model_cfg.hub.name} from the hub failed ({err.__class__.__name__}: {reason}); "
+                        f"check model.hub.name and the network, or use a trained model (model=attn_only_2l)") from None
+    sources = [record_or_verify(Path(p), hub_cache) for p in files]
+    tokens = label if label_type == "token" else label * int(model_cfg.hub.tokens_per_step)
+    save_checkpoint(out, state, config_kwargs(config), int(label), int(tokens), hub=model_cfg.hub.name,
+                    label_type=label_type, index=int(list(model_cfg.hub.checkpoints)[position]), source_files=sources)
+    return {"label": label, "tokens_seen": tokens, "files": sources}
+
+
+def main():
+    args, cfg = cli("Fetch one hub checkpoint into the cache and convert it.", out="checkpoint to write (.safetensors)",
+                    position={"type": int, "help": "position in model.hub.checkpoints"})
+    fetched = fetch_checkpoint(cfg.model, args.position, args.out, cfg.hub_cache)
+    print(f"{cfg.model.name}: checkpoint {fetched['label']} ({fetched['tokens_seen']} tokens) from "
+          f"{len(fetched['files'])} cached file(s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_cli(main)

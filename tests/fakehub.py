@@ -1,0 +1,69 @@
+"""A local Hugging Face cache laid out exactly as huggingface_hub stores downloads, holding what the hub
+model source and the pile data source fetch: a tiny randomly initialised NeelNanda-style attn-only
+model (config.json + checkpoints/<name>_<label>.pth), a tokenizer repo, and a pile-10k-shaped parquet."""
+
+import json
+import sysconfig
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pipeline.data import train_tokenizer
+from pipeline.model import hooked_transformer
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+MODEL_REPO = "NeelNanda/Attn_Only_2L512W_C4_Code"  # TransformerLens's official name of attn-only-2l
+TOKENIZER_REPO = "pipeline-test/tokenizer"
+LABELS = [0, 200_000_000, 400_000_000, 800_000_000, 1_600_000_000]  # tokens seen, as NeelNanda labels are
+N_CTX, VOCAB = 64, 300
+
+
+def snapshot(hub: Path, repo: str, kind: str = "models") -> Path:
+    """The snapshot folder of `repo` at COMMIT, with refs/main pointing at it."""
+    root = hub / f"{kind}--{repo.replace('/', '--')}"
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(COMMIT)
+    folder = root / "snapshots" / COMMIT
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def stdlib_texts(n: int) -> list[str]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [p.read_text(encoding="utf-8", errors="replace") for p in sorted(root.glob("*.py"))[:n]]
+
+
+def build_cache(home: Path) -> dict:
+    """Write the fake cache under `home` (an HF_HOME); returns the checkpoint state dicts by label."""
+    hub = home / "hub"
+    texts = stdlib_texts(80)
+    tokenizer = train_tokenizer(texts, VOCAB)
+    tokenizer.save(str(snapshot(hub, TOKENIZER_REPO) / "tokenizer.json"))
+
+    model = snapshot(hub, MODEL_REPO)
+    (model / "config.json").write_text(json.dumps({
+        "d_model": 32, "n_layers": 2, "d_mlp": -1, "d_head": 8, "n_heads": 4, "n_ctx": N_CTX, "d_vocab": VOCAB,
+        "tokenizer_name": TOKENIZER_REPO, "act_fn": None, "attn_only": True, "normalization_type": "LN",
+        "shortformer_pos": True}))
+    (model / "checkpoints").mkdir(exist_ok=True)
+    states = {}
+    for i, label in enumerate(LABELS):
+        hooked = hooked_transformer(dict(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=N_CTX, d_vocab=VOCAB,
+                                         act_fn=None, attn_only=True, normalization_type="LN",
+                                         positional_embedding_type="shortformer"), seed=i)
+        states[label] = hooked.state_dict()
+        torch.save(states[label], model / "checkpoints" / f"Attn_Only_2L512W_C4_Code_checkpoint_{label}.pth")
+
+    pile = snapshot(hub, "NeelNanda/pile-10k", kind="datasets") / "data"
+    pile.mkdir(exist_ok=True)
+    pd.DataFrame({"text": texts, "meta": [{"pile_set_name": "Github"}] * len(texts)}).to_parquet(
+        pile / "train-00000-of-00001.parquet")
+    return states
+
+
+def overrides(home: Path, *extra: str) -> list[str]:
+    """Hydra overrides running attn_only_2l_hub on data=pile from the fake cache at tiny sizes."""
+    return ["+experiment=tiny", "model=attn_only_2l_hub", "data=pile", f"hub_cache={home}",
+            f"model.tokenizer={TOKENIZER_REPO}", f"model.n_ctx={N_CTX}", "model.icl_late=50",
+            "model.hub.checkpoints=[0,2,-1]", "data.min_document_tokens=65", *extra]

@@ -1,0 +1,110 @@
+"""The hub model source and the pile data source, offline, against a local HF cache the test builds in the
+exact layout huggingface_hub and TransformerLens read (tests/fakehub.py): fetch, verify, convert and
+analyse; tampered files refused; a model that is not cached fails fast in one line."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO
+from fakehub import LABELS, MODEL_REPO, build_cache, overrides
+from pipeline.io import sha256_file
+from test_pipeline_e2e import FIGURES, TABLES
+
+PY = sys.executable
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    home = tmp_path_factory.mktemp("hf")
+    return home, build_cache(home)
+
+
+@pytest.fixture(scope="module")
+def hub_run(cache, tmp_path_factory):
+    home, _ = cache
+    workdir = tmp_path_factory.mktemp("hubrun")
+    config = "overrides=[" + ",".join(f"'{o}'" for o in overrides(home)) + "]"
+    result = subprocess.run([PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
+                             "2", "--config", config], capture_output=True, text=True, timeout=600, env=OFFLINE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir / "results" / "tiny"
+
+
+def test_hub_run_writes_the_same_tables_and_figures_as_the_default(hub_run):
+    for table in TABLES:
+        assert (hub_run / "tables" / f"{table}.csv").exists()
+    for figure in FIGURES:
+        assert (hub_run / "figures" / f"{figure}.png").stat().st_size > 5000
+    heads = pd.read_csv(hub_run / "tables" / "head_scores.csv")
+    assert set(heads.model) == {"attn_only_2l_hub"}
+    assert sorted(heads.tokens_seen.unique()) == [LABELS[0], LABELS[2], LABELS[-1]]  # indices [0, 2, -1]
+
+
+def test_fetched_weights_equal_the_cached_checkpoints_and_hashes_match(cache, hub_run):
+    home, states = cache
+    for position, label in enumerate([LABELS[0], LABELS[2], LABELS[-1]]):
+        path = hub_run / "models" / "attn_only_2l_hub" / "checkpoints" / f"hub_{position:03d}.safetensors"
+        loaded = load_file(str(path))
+        written = {k: v for k, v in states[label].items() if not k.endswith(("attn.mask", "attn.IGNORE"))}
+        assert loaded.keys() == written.keys()
+        assert all(torch.equal(loaded[k], written[k]) for k in written)
+        meta = json.loads(path.with_suffix(".json").read_text())
+        assert meta["step"] == meta["tokens_seen"] == label and meta["label_type"] == "token"
+        for source in meta["source_files"]:
+            assert sha256_file(home / source["file"]) == source["sha256"]
+            record = home / "pipeline_manifest" / (source["file"].replace("/", "_") + ".json")
+            assert json.loads(record.read_text())["sha256"] == source["sha256"]
+    manifest = json.loads((hub_run / "data" / "pipeline-test_tokenizer" / "manifest.json").read_text())
+    assert manifest["tokenizer"] == "pipeline-test/tokenizer" and manifest["n_documents"] > 10
+
+
+def fetch(home, out, *extra, env=OFFLINE, model="attn_only_2l_hub"):
+    cmd = [PY, "-m", "pipeline.hub", "--out", str(out), "--position", "1",
+           *[o for o in overrides(home) if not o.startswith("model=")], f"model={model}", *extra]
+    start = time.time()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    return result, time.time() - start
+
+
+def one_line_error(result):
+    out = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0 and "Traceback" not in out, out[-2000:]
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, out[-2000:]
+    return errors[0]
+
+
+def test_tampered_cached_checkpoint_is_refused(cache, hub_run, tmp_path):
+    home, _ = cache
+    pth = next((home / "hub").glob(f"models--{MODEL_REPO.replace('/', '--')}/snapshots/*/checkpoints/*_{LABELS[2]}.pth"))
+    original = pth.read_bytes()
+    try:
+        pth.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        result, _ = fetch(home, tmp_path / "hub_001.safetensors")
+        assert "does not match the sha256 in its manifest" in one_line_error(result)
+        assert not list(tmp_path.iterdir())
+    finally:
+        pth.write_bytes(original)
+
+
+@pytest.mark.parametrize("env", [OFFLINE, {**os.environ, "HF_HUB_OFFLINE": "0"}], ids=["offline", "no network"])
+def test_model_not_in_the_cache_fails_fast_in_one_line(tmp_path, env):
+    result, seconds = fetch(tmp_path / "empty", tmp_path / "out.safetensors", env=env, model="attn_only_3l_hub")
+    error = one_line_error(result)
+    assert "is not in the HF cache" in error and "model=attn_only_2l" in error
+    assert seconds < 60 and not (tmp_path / "out.safetensors").exists()
+
+
+def test_out_of_range_checkpoint_index_is_refused(cache, tmp_path):
+    home, _ = cache
+    result, _ = fetch(home, tmp_path / "x.safetensors", "model.hub.checkpoints=[0,7]")
+    assert "model.hub.checkpoints [7] out of range" in one_line_error(result)
