@@ -29,3 +29,12 @@ def tiny_run(tmp_path_factory):
 def result_files(run: Path, suffixes=(".csv",)) -> list[Path]:
     """A run's result files (relative paths) with the given suffixes, sorted."""
     return sorted(p.relative_to(run) for p in run.rglob("*") if p.suffix in suffixes)
+
+
+def assert_same_files(reference: Path, run: Path, suffixes=(".csv",)) -> list[Path]:
+    """Both runs hold the same result files (by suffix), byte for byte; returns them."""
+    files = result_files(reference, suffixes)
+    assert files and files == result_files(run, suffixes)
+    for path in files:
+        assert (reference / path).read_bytes() == (run / path).read_bytes(), f"{path} differs between the runs"
+    return files

@@ -67,3 +67,25 @@ def overrides(home: Path, *extra: str) -> list[str]:
     return ["+experiment=tiny", "model=attn_only_2l_hub", "data=pile", f"hub_cache={home}",
             f"model.tokenizer={TOKENIZER_REPO}", f"model.n_ctx={N_CTX}", "model.icl_late=50",
             "model.hub.checkpoints=[0,2,-1]", "data.min_document_tokens=65", *extra]
+
+
+PYTHIA_REVISIONS = [0, 512]  # steps; TransformerLens's Pythia labels include both
+
+
+def build_pythia(home: Path) -> Path:
+    """A tiny GPT-NeoX in the cache as EleutherAI/pythia-70m, its step revisions pointing at one commit;
+    returns the snapshot folder (transformers format: config, safetensors weights, tokenizer)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    folder = snapshot(home / "hub", "EleutherAI/pythia-70m")
+    for step in PYTHIA_REVISIONS:
+        (folder.parent.parent / "refs" / f"step{step}").write_text(COMMIT)
+    config = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=64, max_position_embeddings=N_CTX, rotary_pct=0.25, eos_token_id=0,
+                           bos_token_id=0)
+    torch.manual_seed(0)
+    GPTNeoXForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    train_tokenizer(stdlib_texts(20), VOCAB).save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              "eos_token": "<|endoftext|>"}))
+    return folder

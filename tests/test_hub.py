@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,8 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO
-from fakehub import LABELS, MODEL_REPO, build_cache, overrides
+from fakehub import LABELS, MODEL_REPO, build_cache, build_pythia, overrides
 from pipeline.io import sha256_file
+from pipeline.model import load_checkpoint
 from test_pipeline_e2e import FIGURES, TABLES
 
 PY = sys.executable
@@ -108,3 +110,25 @@ def test_out_of_range_checkpoint_index_is_refused(cache, tmp_path):
     home, _ = cache
     result, _ = fetch(home, tmp_path / "x.safetensors", "model.hub.checkpoints=[0,7]")
     assert "model.hub.checkpoints [7] out of range" in one_line_error(result)
+
+
+def test_pythia_revision_is_fetched_and_converted_offline(tmp_path):
+    """family `revisions`: TransformerLens converts the transformers-format revision; the converted
+    checkpoint computes the same logits as the cached GPT-NeoX itself."""
+    from transformers import GPTNeoXForCausalLM
+
+    home = tmp_path / "hf"
+    folder = build_pythia(home)
+    out = tmp_path / "hub_000.safetensors"
+    result = subprocess.run([PY, "-m", "pipeline.hub", "--out", str(out), "--position", "0", "model=pythia_70m",
+                             f"hub_cache={home}", "model.hub.checkpoints=[10]"],  # label 10 of 154 = step 512
+                            capture_output=True, text=True, timeout=300, env=OFFLINE)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["step"] == 512 and meta["tokens_seen"] == 512 * 2097152 and meta["label_type"] == "step"
+    assert {Path(f["file"]).name for f in meta["source_files"]} >= {"config.json", "model.safetensors"}
+    tokens = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = load_checkpoint(out)(tokens)
+        reference = GPTNeoXForCausalLM.from_pretrained(folder).eval()(tokens).logits
+    torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import REPO, TINY, result_files
+from conftest import REPO, TINY, assert_same_files
 
 PY = sys.executable
 
@@ -81,12 +81,8 @@ def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_
     for job, (new, reused) in resumed.items():
         assert new + reused == 5, f"{job}: {new} analysed + {reused} reused != 5 checkpoints"
 
-    _, reference, _ = tiny_run
     run = tmp_path / "results" / "tiny"
-    tables = result_files(reference)
-    assert tables == result_files(run) and len(tables) == 11
-    for table in tables:
-        assert (reference / table).read_bytes() == (run / table).read_bytes(), f"{table} differs"
+    assert len(assert_same_files(tiny_run[1], run)) == 11
     assert not list(run.rglob(".*.tmp*")), "partial files were left behind"
     assert not list(models.glob("*/train_state")) and not list(models.glob("*/cache/*/*"))
 
