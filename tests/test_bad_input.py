@@ -1,6 +1,7 @@
 """The bad-input matrix: every bad input gives a non-zero exit, one line naming the problem and the fix,
 no traceback, and no output files."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -8,18 +9,22 @@ from pathlib import Path
 
 import pytest
 
+from fakehub import build_cache, overrides
+
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
 def run(cmd, cwd):
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny corpus and a few tiny checkpoints, built once by the real CLIs."""
+    """A tiny corpus and a few tiny checkpoints, built once by the real CLIs, and a local hub cache."""
     root = tmp_path_factory.mktemp("trained")
+    build_cache(root / "hf")
     for cmd in ([PY, "-m", "pipeline.data", "--out", "data", "+experiment=tiny"],
                 [PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt", "--state", "state", "--log", "log.csv",
                  "+experiment=tiny", "model=attn_only_1l", "train.steps=30"]):
@@ -63,7 +68,7 @@ def write_corpus(root):
     (root / "a_file").write_text("not a directory")
 
 
-NO_OUTPUT = ["results", "data_out", "heads.parquet", "losses.npz", "log2.csv"]
+NO_OUTPUT = ["results", "data_out", "heads.parquet", "losses.npz", "log2.csv", "hub.safetensors"]
 CASES = {
     "unknown model": (snakemake("model=attn_only_9l"), ["unknown model 'attn_only_9l'", "attn_only_2l"]),
     "unknown data source": (snakemake("data=pile_of_nothing"), ["Could not find 'data/pile_of_nothing'", "stdlib"]),
@@ -79,6 +84,9 @@ CASES = {
     "corrupted checkpoint": (scores_step("bad.safetensors"), ["does not match the sha256", "rerun training"]),
     "truncated checkpoint": (scores_step("cut.safetensors"), ["cannot be read", "rerun training"]),
     "missing checkpoint": (scores_step("gone.safetensors"), ["does not exist", "rerun the training rule"]),
+    "out-of-range hub checkpoint index": ([PY, "-m", "pipeline.hub", "--out", "hub.safetensors", "--position", "1",
+                                           *overrides(Path("hf"), "model.hub.checkpoints=[0,7]")],
+                                          ["model.hub.checkpoints [7] out of range", "fix model.hub.checkpoints"]),
     "NaN loss": ([PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt2", "--state", "state2", "--log",
                   "log2.csv", "+experiment=tiny", "train.lr=1e30", "train.grad_clip=1e30"],
                  ["training loss became nan", "lower train.lr"]),

@@ -106,12 +106,6 @@ def test_model_not_in_the_cache_fails_fast_in_one_line(tmp_path, env):
     assert seconds < 60 and not (tmp_path / "out.safetensors").exists()
 
 
-def test_out_of_range_checkpoint_index_is_refused(cache, tmp_path):
-    home, _ = cache
-    result, _ = fetch(home, tmp_path / "x.safetensors", "model.hub.checkpoints=[0,7]")
-    assert "model.hub.checkpoints [7] out of range" in one_line_error(result)
-
-
 def test_pythia_revision_is_fetched_and_converted_offline(tmp_path):
     """family `revisions`: TransformerLens converts the transformers-format revision; the converted
     checkpoint computes the same logits as the cached GPT-NeoX itself."""
