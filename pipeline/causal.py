@@ -27,12 +27,12 @@ import torch
 
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split
-from pipeline.icl import icl_per_sequence, bootstrap_se
+from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 from pipeline.phase import steps_around_window
-from pipeline.tables import CAUSAL_TABLES
 from pipeline.scores import compiled, per_token_losses, seen_tokens
+from pipeline.tables import CAUSAL_TABLES
 
 Head = tuple[int, int]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import cli
-from pipeline.hub import not_cached, use_cache
+from pipeline.hub import not_cached, retried, use_cache
 from pipeline.io import UserError, atomic_path, run_cli
 
 EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
@@ -61,7 +61,8 @@ def pile_documents(data_cfg) -> list[tuple[str, str]]:
     from huggingface_hub import snapshot_download
 
     try:
-        root = Path(snapshot_download(data_cfg.dataset, repo_type="dataset", allow_patterns=["*.parquet"]))
+        root = Path(retried(lambda: snapshot_download(data_cfg.dataset, repo_type="dataset",
+                                                      allow_patterns=["*.parquet"])))
     except Exception:  # not cached and offline, or unreachable
         raise not_cached(f"dataset {data_cfg.dataset}", None) from None
     files = sorted(str(p) for p in root.rglob("*.parquet") if p.name.startswith(f"{data_cfg.split}-"))
@@ -111,7 +112,7 @@ def hub_tokenizer(name: str):
     from tokenizers import Tokenizer
 
     try:
-        return Tokenizer.from_file(hf_hub_download(name, "tokenizer.json"))
+        return Tokenizer.from_file(retried(lambda: hf_hub_download(name, "tokenizer.json")))
     except Exception:
         raise not_cached(f"tokenizer {name}", None) from None
 

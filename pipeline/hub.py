@@ -4,7 +4,8 @@ The fetch rule is where the network is touched: it resolves the configured check
 TransformerLens's own label list, downloads each checkpoint into the project's HF cache (HF_HOME-style,
 `hub_cache`), records each file's size and sha256 in the cache's manifest and the checkpoint's sidecar,
 and converts the checkpoint into the pipeline's own format (safetensors + sidecar), so the analysis rules
-load it offline exactly like a trained one. One job per checkpoint: each is fetched once, in parallel. Nothing is unpickled: NeelNanda `.pth` files are read with `torch.load(weights_only=True)`
+load it offline exactly like a trained one. One job per checkpoint: each is fetched once, in parallel.
+Nothing is unpickled: NeelNanda `.pth` files are read with `torch.load(weights_only=True)`
 (TransformerLens itself uses weights_only=False), and a cached file whose sha256 differs from its
 manifest is refused.
 
@@ -19,6 +20,7 @@ import os
 import re
 import socket
 import sys
+import time
 from pathlib import Path
 
 from pipeline.config import cli
@@ -48,10 +50,23 @@ def use_cache(hub_cache) -> bool:
     return online
 
 
+def retried(call, attempts: int = 3, wait: float = 5.0):
+    """Run a download, retrying transient network errors a bounded number of times (online only; an
+    interrupted download resumes from huggingface_hub's .incomplete file)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (ConnectionError, TimeoutError, OSError):
+            if os.environ.get("HF_HUB_OFFLINE") == "1" or attempt == attempts - 1:
+                raise
+            time.sleep(wait * (attempt + 1))
+
+
 def not_cached(what: str, hub_cache) -> UserError:
     return UserError(f"{what} is not in the HF cache {cache_home(hub_cache)} and the hub is unreachable (or "
                      f"HF_HUB_OFFLINE=1); fetch it on a machine with network (same command) and copy the cache "
-                     f"there, point hub_cache/HF_HOME at a cache that has it, or use a trained model (model=attn_only_2l)")
+                     f"there, point hub_cache/HF_HOME at a cache that has it, or use a trained model "
+                     f"(model=attn_only_2l)")
 
 
 def _neel_repo(model_cfg) -> str:
@@ -93,7 +108,7 @@ def neel_fetch(model_cfg, label: int):
     matches = [n for n in names if re.match(rf"checkpoints/.*_{label}\.pth$", n)]
     if not matches:
         raise not_cached(f"checkpoint {label} of {model_cfg.hub.name}", None)
-    files = [Path(hf_hub_download(repo, name)) for name in ["config.json", matches[0]]]
+    files = [Path(retried(lambda name=name: hf_hub_download(repo, name))) for name in ["config.json", matches[0]]]
     config = get_pretrained_model_config(model_cfg.hub.name, device="cpu")
     return config, torch.load(files[1], map_location="cpu", weights_only=True), files
 
@@ -112,7 +127,8 @@ def revision_fetch(model_cfg, label: int):
     from transformer_lens import HookedTransformer
     from transformer_lens.loading_from_pretrained import get_official_model_name
 
-    model = HookedTransformer.from_pretrained_no_processing(model_cfg.hub.name, checkpoint_value=label, device="cpu")
+    model = retried(lambda: HookedTransformer.from_pretrained_no_processing(model_cfg.hub.name, checkpoint_value=label,
+                                                                            device="cpu"))
     repo = get_official_model_name(model_cfg.hub.name)
     revision = f"step{label}" if repo.startswith("EleutherAI/") else f"checkpoint-{label}"
     snapshot = Path(snapshot_download(repo, revision=revision, local_files_only=True))

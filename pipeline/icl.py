@@ -7,7 +7,6 @@ negative means later tokens are predicted better thanks to the context. Each pos
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 

@@ -6,7 +6,6 @@ one random position per eval sequence; features are standardised across checkpoi
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA

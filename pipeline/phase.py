@@ -9,7 +9,6 @@ change is the paper's central claim.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 

@@ -55,7 +55,8 @@ def provenance(overrides: list[str], data_manifests: list[dict], checkpoints: li
 def main():
     parser = argparse.ArgumentParser(description="Write the run's provenance file.")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="each tokenized corpus's manifest.json")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True,
+                        help="each tokenized corpus's manifest.json")
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="tables and figures to hash")
     parser.add_argument("--overrides", default="", help="the run's Hydra overrides, as given to snakemake")

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.config import cli, section
+from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import StepCache, UserError, atomic_path, run_cli, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 

@@ -46,7 +46,8 @@ def _publish(state_dir: Path, out_dir: Path, step: int):
             shutil.copyfile(Path(state_dir) / name, target)
 
 
-def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path, state_dir: Path) -> list[dict]:
+def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path,
+          state_dir: Path) -> list[dict]:
     """Train with AdamW (linear warm-up, then constant LR), checkpointing at `checkpoint_steps`.
 
     Resumable: every checkpoint (and every `resume_every` steps) the weights, optimizer, LR schedule,

@@ -10,6 +10,7 @@ rule fetch_hub_checkpoint:
     params:
         cfg=lambda wc: params_of(wc.model, "model.hub", "hub_cache"),
         position=lambda wc: int(wc.position),
+    retries: 2  # beside the in-process retries: a fresh process for a download that keeps failing
     resources:
         **resources_of("fetch_hub_checkpoint"),
     shell:

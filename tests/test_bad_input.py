@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from fakehub import build_cache, overrides
 
 REPO = Path(__file__).resolve().parent.parent

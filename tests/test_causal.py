@@ -5,11 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from handbuilt import VOCAB, handbuilt_model, repeated_distinct_tokens
 from omegaconf import OmegaConf
 
-from handbuilt import VOCAB, handbuilt_model, repeated_distinct_tokens
-from pipeline.causal import (ablated, control_heads, copying_scores, induction_heads, induction_task,
-                             mean_head_outputs, most_repetitive, patching_and_attribution)
+from pipeline.causal import (
+    ablated,
+    control_heads,
+    copying_scores,
+    induction_heads,
+    induction_task,
+    mean_head_outputs,
+    most_repetitive,
+    patching_and_attribution,
+)
 from pipeline.io import UserError
 from pipeline.model import hooked_transformer
 

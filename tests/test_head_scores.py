@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from handbuilt import EXPECTED_HEAD, handbuilt_model, repeated_distinct_tokens
+
 from pipeline.io import UserError
 from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens
 

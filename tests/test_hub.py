@@ -12,13 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO
 from fakehub import LABELS, MODEL_REPO, build_cache, build_pythia, overrides
+from safetensors.torch import load_file
+from test_pipeline_e2e import FIGURES, TABLES
+
 from pipeline.io import sha256_file
 from pipeline.model import load_checkpoint
-from test_pipeline_e2e import FIGURES, TABLES
 
 PY = sys.executable
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -4,8 +4,13 @@ from types import SimpleNamespace
 
 import torch
 
-from pipeline.model import (AttnOnlyTransformer, hooked_config_kwargs, hooked_transformer, load_checkpoint,
-                            save_checkpoint)
+from pipeline.model import (
+    AttnOnlyTransformer,
+    hooked_config_kwargs,
+    hooked_transformer,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CFG = SimpleNamespace(name="test_2l", n_layers=2, d_model=64, n_heads=4, n_ctx=32)
 

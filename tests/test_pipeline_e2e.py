@@ -4,8 +4,8 @@ a rerun does nothing, and changing an analysis parameter reruns only the rules t
 import json
 
 import pandas as pd
-
 from conftest import assert_same_files, snakemake
+
 from pipeline.io import sha256_file
 
 TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log",

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, TINY, assert_same_files
 
 pytestmark = pytest.mark.slurm
