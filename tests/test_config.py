@@ -12,7 +12,9 @@ from pipeline.schedule import checkpoint_steps
 def test_every_config_option_composes(group, option):
     override = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
     cfg = compose([override])
-    assert cfg.model.d_model > 0 and cfg.train.steps > 0
+    assert cfg.model.name and cfg.model.n_ctx > 0 and cfg.train.steps > 0
+    if cfg.model.source == "hub":  # indices into TransformerLens's label list, which the fetch resolves
+        assert cfg.model.hub.name and cfg.model.hub.checkpoints and cfg.model.tokenizer
 
 
 def test_overrides_parse_from_list_or_string():
