@@ -126,3 +126,18 @@ def test_pythia_revision_is_fetched_and_converted_offline(tmp_path):
         ours = load_checkpoint(out)(tokens)
         reference = GPTNeoXForCausalLM.from_pretrained(folder).eval()(tokens).logits
     torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")
+                                         if "family: revisions" in p.read_text()))
+def test_shipped_pythia_and_stanford_checkpoint_indices_resolve(model):
+    """Their label lists are TransformerLens's static ones, so the configured indices check offline."""
+    from transformer_lens.loading_from_pretrained import get_checkpoint_labels
+
+    from pipeline.config import compose
+    from pipeline.hub import resolve
+
+    cfg = compose([f"model={model}"]).model
+    labels, label_type = get_checkpoint_labels(cfg.hub.name)
+    steps = resolve(labels, list(cfg.hub.checkpoints))
+    assert label_type == "step" and steps == sorted(steps) and steps[0] == 0 and steps[-1] == labels[-1]
