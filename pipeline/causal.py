@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -250,7 +249,6 @@ def main():
                     losses="per-token losses (.npz) from score_checkpoints", heads="head-score table (.parquet)",
                     window="phase-window table (.parquet)", out="directory for the per-model tables (.parquet)",
                     cache="directory for finished checkpoints' results (resumes a killed job)")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # transformer_lens.patching draws a bar per call
     torch.set_num_threads(cfg.analysis.threads)
     from tokenizers import Tokenizer
 

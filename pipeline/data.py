@@ -64,7 +64,7 @@ def pile_documents(data_cfg) -> list[tuple[str, str]]:
         root = Path(retried(lambda: snapshot_download(data_cfg.dataset, repo_type="dataset",
                                                       allow_patterns=["*.parquet"])))
     except Exception:  # not cached and offline, or unreachable
-        raise not_cached(f"dataset {data_cfg.dataset}", None) from None
+        raise not_cached(f"dataset {data_cfg.dataset}") from None
     files = sorted(str(p) for p in root.rglob("*.parquet") if p.name.startswith(f"{data_cfg.split}-"))
     if not files:
         raise UserError(f"dataset {data_cfg.dataset} has no '{data_cfg.split}-*.parquet' files; fix data.split")
@@ -114,7 +114,7 @@ def hub_tokenizer(name: str):
     try:
         return Tokenizer.from_file(retried(lambda: hf_hub_download(name, "tokenizer.json")))
     except Exception:
-        raise not_cached(f"tokenizer {name}", None) from None
+        raise not_cached(f"tokenizer {name}") from None
 
 
 def tokenize(tokenizer, texts: list[str]) -> list[np.ndarray]:

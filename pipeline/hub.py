@@ -62,8 +62,9 @@ def retried(call, attempts: int = 3, wait: float = 5.0):
             time.sleep(wait * (attempt + 1))
 
 
-def not_cached(what: str, hub_cache) -> UserError:
-    return UserError(f"{what} is not in the HF cache {cache_home(hub_cache)} and the hub is unreachable (or "
+def not_cached(what: str) -> UserError:
+    """The one-line error for something the hub would have to provide while it cannot be reached."""
+    return UserError(f"{what} is not in the HF cache {cache_home(None)} and the hub is unreachable (or "
                      f"HF_HUB_OFFLINE=1); fetch it on a machine with network (same command) and copy the cache "
                      f"there, point hub_cache/HF_HOME at a cache that has it, or use a trained model "
                      f"(model=attn_only_2l)")
@@ -87,7 +88,7 @@ def neel_labels(model_cfg):
     try:
         snapshot = Path(snapshot_download(_neel_repo(model_cfg), local_files_only=True))
     except Exception:
-        raise not_cached(f"model {model_cfg.hub.name} ({_neel_repo(model_cfg)})", None) from None
+        raise not_cached(f"model {model_cfg.hub.name} ({_neel_repo(model_cfg)})") from None
     labels = sorted(int(m.group(1)) for p in snapshot.glob("checkpoints/*.pth")
                     if (m := re.match(r".*_(\d+)\.pth$", p.name)))
     return labels, "token" if labels and labels[-1] > 1e9 else "step"
@@ -107,7 +108,7 @@ def neel_fetch(model_cfg, label: int):
         names = list_repo_files(repo)
     matches = [n for n in names if re.match(rf"checkpoints/.*_{label}\.pth$", n)]
     if not matches:
-        raise not_cached(f"checkpoint {label} of {model_cfg.hub.name}", None)
+        raise not_cached(f"checkpoint {label} of {model_cfg.hub.name}")
     files = [Path(retried(lambda name=name: hf_hub_download(repo, name))) for name in ["config.json", matches[0]]]
     config = get_pretrained_model_config(model_cfg.hub.name, device="cpu")
     return config, torch.load(files[1], map_location="cpu", weights_only=True), files
