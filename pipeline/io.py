@@ -66,12 +66,16 @@ class StepCache:
     def __init__(self, directory: Path, fingerprint: str):
         self.directory, self.fingerprint = Path(directory), fingerprint
         self.reused = self.computed = 0
+        self._entries = {}  # checkpoint -> entry: each checkpoint is hashed once per job
 
     def _entry(self, checkpoint: Path) -> Path:
-        if not Path(checkpoint).is_file():
-            raise UserError(f"checkpoint {checkpoint} does not exist; rerun the training rule (snakemake --cores 2)")
-        key = hashlib.sha256(f"{self.fingerprint}\0{sha256_file(checkpoint)}".encode()).hexdigest()[:20]
-        return self.directory / f"{Path(checkpoint).stem}-{key}"
+        if checkpoint not in self._entries:
+            if not Path(checkpoint).is_file():
+                raise UserError(f"checkpoint {checkpoint} does not exist; rerun the training rule "
+                                f"(snakemake --cores 2)")
+            key = hashlib.sha256(f"{self.fingerprint}\0{sha256_file(checkpoint)}".encode()).hexdigest()[:20]
+            self._entries[checkpoint] = self.directory / f"{Path(checkpoint).stem}-{key}"
+        return self._entries[checkpoint]
 
     def load(self, checkpoint: Path) -> dict | None:
         """The cached results of `checkpoint` (name -> DataFrame or array), or None."""
