@@ -10,7 +10,7 @@ Nothing is unpickled: NeelNanda `.pth` files are read with `torch.load(weights_o
 manifest is refused.
 
 Families are a registry: a family is `labels(model_cfg) -> (labels, label_type)` and
-`fetch(model_cfg, label) -> (state_dict, files)`.
+`fetch(model_cfg, label) -> (HookedTransformerConfig, state_dict, cached files)`.
 """
 
 from __future__ import annotations
@@ -76,37 +76,44 @@ def _neel_repo(model_cfg) -> str:
     return get_official_model_name(model_cfg.hub.name)
 
 
+def _neel_files(repo: str) -> list[str]:
+    """The repo's file names: listed by the hub, or offline, those in the cached snapshot."""
+    from huggingface_hub import list_repo_files, snapshot_download
+
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        return list_repo_files(repo)
+    try:
+        root = Path(snapshot_download(repo, local_files_only=True))
+    except Exception:
+        raise not_cached(f"model {repo}") from None
+    return [str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()]
+
+
+def _checkpoint_label(name: str) -> int | None:
+    match = re.match(r"checkpoints/.*_(\d+)\.pth$", name)
+    return int(match.group(1)) if match else None
+
+
 def neel_labels(model_cfg):
-    """NeelNanda checkpoints: TransformerLens's label list (it lists the repo's files), or offline, the
-    labels of the checkpoint files in the cached snapshot."""
+    """NeelNanda checkpoints: TransformerLens's label list (it lists the repo's files over the network),
+    or offline, the labels of the checkpoint files in the cached snapshot."""
     from transformer_lens.loading_from_pretrained import get_checkpoint_labels
 
     if os.environ.get("HF_HUB_OFFLINE") != "1":
         return get_checkpoint_labels(model_cfg.hub.name)
-    from huggingface_hub import snapshot_download
-
-    try:
-        snapshot = Path(snapshot_download(_neel_repo(model_cfg), local_files_only=True))
-    except Exception:
-        raise not_cached(f"model {model_cfg.hub.name} ({_neel_repo(model_cfg)})") from None
-    labels = sorted(int(m.group(1)) for p in snapshot.glob("checkpoints/*.pth")
-                    if (m := re.match(r".*_(\d+)\.pth$", p.name)))
+    labels = sorted(label for name in _neel_files(_neel_repo(model_cfg))
+                    if (label := _checkpoint_label(name)) is not None)
     return labels, "token" if labels and labels[-1] > 1e9 else "step"
 
 
 def neel_fetch(model_cfg, label: int):
     """Config and one checkpoint of a NeelNanda model: (HookedTransformerConfig, state dict, files)."""
     import torch
-    from huggingface_hub import hf_hub_download, list_repo_files, snapshot_download
+    from huggingface_hub import hf_hub_download
     from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
     repo = _neel_repo(model_cfg)
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        names = [str(p.relative_to(root)) for root in [Path(snapshot_download(repo, local_files_only=True))]
-                 for p in root.rglob("*.pth")]
-    else:
-        names = list_repo_files(repo)
-    matches = [n for n in names if re.match(rf"checkpoints/.*_{label}\.pth$", n)]
+    matches = [name for name in _neel_files(repo) if _checkpoint_label(name) == label]
     if not matches:
         raise not_cached(f"checkpoint {label} of {model_cfg.hub.name}")
     files = [Path(retried(lambda name=name: hf_hub_download(repo, name))) for name in ["config.json", matches[0]]]
