@@ -57,7 +57,7 @@ def file_documents(data_cfg) -> list[tuple[str, str]]:
 
 def pile_documents(data_cfg) -> list[tuple[str, str]]:
     """Rows of a hub dataset (default NeelNanda/pile-10k): its parquet files fetched into the HF cache,
-    read with `datasets`; the first `max_documents` in dataset order."""
+    read with `datasets`, in dataset order (load_documents keeps the first `max_documents`)."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -74,8 +74,7 @@ def pile_documents(data_cfg) -> list[tuple[str, str]]:
     if data_cfg.text_column not in rows.column_names:
         raise UserError(f"dataset {data_cfg.dataset} has no '{data_cfg.text_column}' column; set data.text_column "
                         f"to one of {rows.column_names}")
-    texts = rows.select(range(min(len(rows), data_cfg.max_documents or len(rows))))[data_cfg.text_column]
-    return [(f"{data_cfg.dataset}#{i}", text) for i, text in enumerate(texts)]
+    return [(f"{data_cfg.dataset}#{i}", text) for i, text in enumerate(rows[data_cfg.text_column])]
 
 
 DATA_SOURCES = {"stdlib": stdlib_documents, "files": file_documents, "pile": pile_documents}
