@@ -2,6 +2,8 @@
 
     snakemake --cores 2                                          # the default, embedded run
     snakemake --cores 2 --config overrides='[train.steps=500]'   # Hydra overrides -> results/<slug>/
+    snakemake --cores 2 --config study=olsson                    # a declared study (conf/study/olsson.yaml)
+    snakemake --cores 2 --config sweep='[seed=0,1,2]'            # an ad hoc study
 """
 
 from snakemake.utils import min_version
@@ -19,9 +21,9 @@ include: "rules/hub.smk"
 include: "rules/analysis.smk"
 include: "rules/figures.smk"
 include: "rules/provenance.smk"
+include: "rules/study.smk"
 
 
 rule all:
     input:
         final_outputs(),
-        rules.provenance.output,

@@ -31,7 +31,7 @@ from pipeline.io import StepCache, UserError, run_cli, sha256_file, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
-from pipeline.tables import CAUSAL_TABLES
+from pipeline.outputs import tables_of
 
 Head = tuple[int, int]
 
@@ -197,7 +197,7 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
         text_tokens = sample[text_index:text_index + 1]
     forward = compiled(model, analysis_cfg.compile)
     cached_steps = list(cached["steps"])
-    tables = {name: [] for name in CAUSAL_TABLES}
+    tables = {name: [] for name in tables_of("causal_checkpoints")}
     for i, path in enumerate(checkpoints):
         result = cache.load(path) if cache else None
         if result is None:
@@ -205,7 +205,7 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
                 load_weights(model, path)
             meta = checkpoint_meta(path)
             intact = cached["losses"][cached_steps.index(meta["step"])]
-            rows = {name: [] for name in CAUSAL_TABLES}
+            rows = {name: [] for name in tables_of("causal_checkpoints")}
             with torch.no_grad():
                 if targets:
                     rows["ablation"].append(ablation_row(intact[subset], "none", "none", [], icl_cfg, seed))
@@ -227,7 +227,7 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
             result = {name: pd.DataFrame([{**at, **row} for row in table]) for name, table in rows.items()}
             if cache:
                 cache.save(path, result)
-        for name in CAUSAL_TABLES:
+        for name in tables_of("causal_checkpoints"):
             tables[name].append(result[name])
     return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
 

@@ -15,7 +15,7 @@ import pandas as pd
 from pipeline.config import cli
 from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save
 from pipeline.io import UserError, atomic_path, run_cli
-from pipeline.tables import CAUSAL_TABLES
+from pipeline.outputs import figures_of, tables_of
 
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
@@ -265,21 +265,22 @@ def main():
     args, cfg = cli("Draw the causal figures of a run from its tables.",
                     tables="directory of the run's tables (*.csv)", out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv", keep_default_na=False, na_values=[""])
-         for name in [*CAUSAL_TABLES, "head_scores", "phase_window"]}
+         for name in [*tables_of("causal_checkpoints"), "head_scores", "phase_window"]}
     windows, score, models = t["phase_window"], cfg.analysis.ablation.score, _models(t["head_scores"])
-    figures = {
-        "ablation": ablation_icl(t["ablation"], windows),
-        "patching_heads": patching_heatmaps(t["patching"], "head_out"),
-        "patching_resid": patching_heatmaps(t["patching"], "resid_pre"),
-        "patching_over_training": patching_over_training(t["patching"], t["head_scores"], windows, score, models),
-        "logit_attribution": logit_attribution(t["logit_attribution"], windows, models),
-        "copying": copying_vs_prefix_matching(t["copying"], t["head_scores"], windows, score, models),
-        "token_loss_change": token_loss_change(t["token_losses"], windows, models),
-        "token_loss_over_training": token_loss_over_training(t["token_losses"], windows, models,
-                                                             list(cfg.analysis.token_loss.track)),
+    draw = {
+        "ablation": lambda: ablation_icl(t["ablation"], windows),
+        "patching_heads": lambda: patching_heatmaps(t["patching"], "head_out"),
+        "patching_resid": lambda: patching_heatmaps(t["patching"], "resid_pre"),
+        "patching_over_training": lambda: patching_over_training(t["patching"], t["head_scores"], windows, score,
+                                                                 models),
+        "logit_attribution": lambda: logit_attribution(t["logit_attribution"], windows, models),
+        "copying": lambda: copying_vs_prefix_matching(t["copying"], t["head_scores"], windows, score, models),
+        "token_loss_change": lambda: token_loss_change(t["token_losses"], windows, models),
+        "token_loss_over_training": lambda: token_loss_over_training(t["token_losses"], windows, models,
+                                                                     list(cfg.analysis.token_loss.track)),
     }
-    for name, fig in figures.items():
-        save(fig, args.out / name, cfg.figures.formats, cfg.figures.dpi)
+    for name in figures_of("causal_figures"):
+        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)
     with atomic_path(args.out / "token_loss_change.html") as tmp:
         tmp.write_text(token_loss_html(t["token_losses"], windows, models), encoding="utf-8")
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import itertools
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,28 +19,37 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_SOURCES = ["trained", "hub"]  # where a model's checkpoints come from; each has its rule in rules/
 
 
+_NEXT_OVERRIDE = re.compile(r"\s*[+~]{0,2}[A-Za-z_][\w.@/-]*=")
+
+
 def parse_overrides(overrides) -> list[str]:
-    """Accept a list, a '[a=1, b=[x,y]]' string or a single 'a=1' string from `--config overrides=`."""
+    """Accept a list, a '[a=1, b=[x,y]]' string or a single 'a=1' string from `--config overrides=`.
+
+    A comma splits overrides only outside brackets and before another `key=`, so sweeps (`seed=0,1,2`)
+    and lists (`paths=[x,y]`) stay whole."""
     if overrides is None:
         return []
     if isinstance(overrides, str):
         text = overrides.strip()
         if text.startswith("[") and text.endswith("]"):
             text = text[1:-1]
-        parts, depth, current = [], 0, ""
-        for char in text:  # split on commas outside brackets
-            depth += {"[": 1, "]": -1}.get(char, 0)
-            if char == "," and depth == 0:
-                parts.append(current)
-                current = ""
-            else:
-                current += char
-        overrides = [p.strip() for p in [*parts, current] if p.strip()]
+        parts, depth, start = [], 0, 0
+        for i, char in enumerate(text):
+            depth += {"[": 1, "]": -1, "(": 1, ")": -1}.get(char, 0)
+            if char == "," and depth == 0 and _NEXT_OVERRIDE.match(text, i + 1):
+                parts.append(text[start:i])
+                start = i + 1
+        overrides = [p.strip() for p in [*parts, text[start:]] if p.strip()]
     return [str(o) for o in overrides]
 
 
 def compose(overrides=()) -> DictConfig:
     """The root config with Hydra `overrides` applied and every interpolation resolved."""
+    return _compose(tuple(overrides)).copy()  # a study composes the same member configs many times
+
+
+@functools.lru_cache(maxsize=None)
+def _compose(overrides: tuple[str, ...]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -114,16 +126,135 @@ def model_configs(overrides) -> dict[str, DictConfig]:
     return configs
 
 
-def run_name(cfg: DictConfig, overrides) -> str:
-    """Run directory name: config `run_name`, else 'default' or a readable slug + hash of the overrides."""
+# Keys that say where and how a run executes, not what it computes: they do not change its identity.
+NOT_IDENTITY = ("run_name", "results_dir", "hub_cache", "resources")
+
+
+def identity(configs: dict[str, DictConfig]) -> str:
+    """sha256 of a run's resolved per-model configs, less NOT_IDENTITY: two override texts that resolve
+    to the same configs are the same run."""
+    plain = {m: {k: v for k, v in OmegaConf.to_container(c).items() if k not in NOT_IDENTITY}
+             for m, c in configs.items()}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+
+
+def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
+    """Run directory name: config `run_name`; else 'default' for the default configs; else a readable slug
+    of what differs from the defaults (models, then changed keys, those overridden by name first) and the
+    hash of the resolved configs."""
+    first_model, cfg = next(iter(configs.items()))
     if cfg.run_name:
         return str(cfg.run_name)
-    overrides = parse_overrides(overrides)
-    if not overrides:
+    default = model_configs([])
+    if identity(configs) == identity(default):
         return "default"
-    text = ",".join(overrides)
-    slug = re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:40].strip("_")
-    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    changed = [] if list(configs) == list(default) else ["+".join(configs)]
+    reference = dict(_leaves(OmegaConf.to_container(compose([f"model={first_model}"]))))
+    named = {o.split("=", 1)[0] for o in overrides}
+    changed += sorted((f"{k}={v}" for k, v in _leaves(OmegaConf.to_container(cfg))
+                       if k.split(".")[0] not in NOT_IDENTITY + ("models",) and reference.get(k, object()) != v),
+                      key=lambda kv: kv.split("=", 1)[0] not in named)
+    slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", ",".join(changed))[:40].strip("_") or "run"
+    return f"{slug}-{identity(configs)[:8]}"
+
+
+@dataclass
+class Run:
+    """One run: its overrides, one resolved config per model, and the directory name they determine."""
+    overrides: list[str]
+    configs: dict[str, DictConfig]
+    name: str = ""
+    values: dict = field(default_factory=dict)  # the swept keys' values, for a study member
+
+    def __post_init__(self):
+        self.name = self.name or run_name(self.configs, self.overrides)
+
+    def to_yaml(self) -> str:
+        """The run's resolved config file (results/<run>/config.yaml) that every step reads."""
+        return OmegaConf.to_yaml({"overrides": self.overrides, "models": dict(self.configs)})
+
+
+def resolve_run(overrides) -> Run:
+    return Run(parse_overrides(overrides), model_configs(overrides))
+
+
+def load_run_config(path: Path, model: str) -> DictConfig:
+    """One model's resolved config from a run's config.yaml (written by the resolve_config rule)."""
+    models = OmegaConf.load(path).models
+    if model not in models:
+        raise UserError(f"model {model} is not in {path} (it has {list(models)}); rerun snakemake")
+    return models[model]
+
+
+def expand_sweep(sweep: list[str]) -> list[list[str]]:
+    """Hydra sweep overrides (`seed=0,1,2`, `seed=range(3)`, `model=a,b`) -> one override list per member,
+    the cartesian product in the order given, parsed by Hydra's own override parser."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([str(s) for s in sweep])
+    except HydraException as err:
+        raise UserError(f"bad sweep {sweep}: {str(err).splitlines()[0]} "
+                        f"(sweeps look like seed=0,1,2 or seed=range(0,3))") from None
+    axes = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+            else [f"{o.get_key_element()}={o.get_value_element_as_str()}"] for o in parsed]
+    return [list(member) for member in itertools.product(*axes)]
+
+
+STUDY_KEYS = {"description", "overrides", "sweep", "band"}
+
+
+@dataclass
+class Study:
+    """Runs that differ in the swept keys, aggregated over `band` (bands of median and min-max)."""
+    name: str
+    members: list[Run]
+    swept: list[str]
+    band: str = "seed"
+
+    def spec(self, score: str, n_components: int) -> dict:
+        """What the aggregation reads (results/<study>/study.yaml): members with their swept values (typed
+        as YAML reads them) and models, the band key, the window score and the PCA size."""
+        import yaml
+
+        first = next(iter(self.members[0].configs.values()))
+        return {"name": self.name, "swept": self.swept, "band": self.band, "score": score,
+                "pca_components": n_components, "seed": int(first.seed),
+                "members": [{"name": m.name, "values": {k: yaml.safe_load(v) for k, v in m.values.items()},
+                             "models": list(m.configs)} for m in self.members]}
+
+
+def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
+    """A declared study (conf/study/<name>.yaml: overrides, sweep {key: values}, band) or an ad hoc sweep."""
+    fixed, band = parse_overrides(overrides), "seed"
+    if name:
+        path = CONF_DIR / "study" / f"{name}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (CONF_DIR / "study").glob("*.yaml"))
+            raise UserError(f"unknown study '{name}'; choose one of {known} (conf/study/<name>.yaml)")
+        spec = OmegaConf.to_container(OmegaConf.load(path))
+        unknown = set(spec) - STUDY_KEYS
+        if unknown:
+            raise UserError(f"{path} has unknown key(s) {sorted(unknown)}; a study has {sorted(STUDY_KEYS)}")
+        fixed = [*map(str, spec.get("overrides") or []), *fixed]
+        sweep = [f"{k}={v}" for k, v in (spec.get("sweep") or {}).items()]
+        band = spec.get("band", band)
+    else:
+        sweep = parse_overrides(sweep)
+        name = "sweep-" + hashlib.sha256(",".join([*sweep, "|", *fixed]).encode()).hexdigest()[:8]
+    if not sweep:
+        raise UserError(f"study {name} sweeps nothing; give it a sweep such as seed=0,1,2")
+    swept = [s.split("=", 1)[0] for s in sweep]
+    members = []
+    for member in expand_sweep(sweep):  # run_name=null: members are named by their configs, never alike
+        run = resolve_run([*fixed, *member, "run_name=null"])
+        run.values = dict(o.split("=", 1) for o in member)
+        members.append(run)
+    names = [m.name for m in members]
+    if len(set(names)) < len(names):
+        raise UserError(f"study {name} has members with identical configs ({names}); sweep keys that change them")
+    return Study(name, members, swept, band)
 
 
 def section(cfg: DictConfig, *keys: str) -> str:
@@ -135,13 +266,15 @@ def section(cfg: DictConfig, *keys: str) -> str:
 
 
 def cli(description: str, **paths) -> tuple[argparse.Namespace, DictConfig]:
-    """A step's CLI: required path options (`name=help` or `name=argparse kwargs`) then Hydra overrides.
+    """A step's CLI: required path options (`name=help` or `name=argparse kwargs`), the run's resolved
+    config file and the model whose config the step uses.
 
-    Returns the parsed arguments and the config composed from the overrides."""
+    Returns the parsed arguments and that model's resolved config."""
     parser = argparse.ArgumentParser(description=description)
     for name, spec in paths.items():
         spec = {"help": spec} if isinstance(spec, str) else spec
         parser.add_argument(f"--{name.replace('_', '-')}", **{"type": Path, "required": True, **spec})
-    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=attn_only_2l train.steps=100")
+    parser.add_argument("--run-config", type=Path, required=True, help="the run's resolved config.yaml")
+    parser.add_argument("--model", required=True, help="the model (of the run) whose config to use")
     args = parser.parse_args()
-    return args, compose(args.overrides)
+    return args, load_run_config(args.run_config, args.model)

@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 
 from pipeline.config import cli
 from pipeline.io import atomic_path, run_cli  # noqa: E402
+from pipeline.outputs import figures_of  # noqa: E402
 from pipeline.phase import steps_around_window  # noqa: E402
 
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
@@ -210,18 +211,18 @@ def main():
          for name in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]}
     windows = t["phase_window"]
     score = cfg.analysis.window.score
-    figures = {
-        "prefix_matching": head_score_lines(t["head_scores"], windows, [score]),
-        "head_scores": head_score_lines(t["head_scores"], windows, list(cfg.analysis.head_scores.names)),
-        "head_heatmaps": head_heatmaps(t["head_scores"], windows, score, cfg.figures.heatmap_checkpoints),
-        "icl_score": icl_score(t["icl"], windows),
-        "loss": loss_curves(t["icl"], t["train_log"], windows),
-        "pca": pca_trajectories(t["pca"], windows),
-        "loss_by_position": loss_by_position(t["loss_by_position"], windows,
-                                             t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
+    draw = {
+        "prefix_matching": lambda: head_score_lines(t["head_scores"], windows, [score]),
+        "head_scores": lambda: head_score_lines(t["head_scores"], windows, list(cfg.analysis.head_scores.names)),
+        "head_heatmaps": lambda: head_heatmaps(t["head_scores"], windows, score, cfg.figures.heatmap_checkpoints),
+        "icl_score": lambda: icl_score(t["icl"], windows),
+        "loss": lambda: loss_curves(t["icl"], t["train_log"], windows),
+        "pca": lambda: pca_trajectories(t["pca"], windows),
+        "loss_by_position": lambda: loss_by_position(t["loss_by_position"], windows,
+                                                     t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }
-    for name, fig in figures.items():
-        save(fig, args.out / name, cfg.figures.formats, cfg.figures.dpi)
+    for name in figures_of("figures"):
+        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)
 
 
 if __name__ == "__main__":

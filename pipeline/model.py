@@ -1,8 +1,10 @@
-"""Attention-only transformers: the HookedTransformer config, a fast training twin, and checkpoints.
+"""Small transformers: the HookedTransformer config, a fast training twin, and checkpoints.
 
 The twin is a plain-PyTorch model with exactly the parameter names and shapes of
-`HookedTransformer(attn_only=True, normalization_type="LN", positional_embedding_type="shortformer")`,
-so its state dict loads into a HookedTransformer unchanged. It exists because training dominates the
+`HookedTransformer(normalization_type="LN", positional_embedding_type="shortformer")`, attention-only
+or with MLPs (`model.d_mlp`), so its state dict loads into a HookedTransformer unchanged. With
+`model.smeared_keys` (Olsson et al.'s Argument 2) every head also has a trainable `smear_alpha`, saved in
+the checkpoint; the HookedTransformer applies it with a permanent hook on `hook_k`. It exists because training dominates the
 default run's wall time and `scaled_dot_product_attention` trains ~1.3x faster on CPU than the hooked
 model; every analysis runs on the HookedTransformer built from the saved weights.
 """
@@ -23,40 +25,69 @@ _HOOKED_BUFFERS = ("attn.mask", "attn.IGNORE")
 
 
 def hooked_config_kwargs(model_cfg, d_vocab: int) -> dict:
-    """HookedTransformerConfig kwargs for an attention-only, pre-LN, shortformer model (JSON-safe)."""
-    return dict(
+    """HookedTransformerConfig kwargs for a pre-LN, shortformer model (JSON-safe), plus `smeared_keys`
+    (ours, not TransformerLens's) when the model smears its keys."""
+    d_mlp = getattr(model_cfg, "d_mlp", None)
+    kwargs = dict(
         n_layers=int(model_cfg.n_layers),
         d_model=int(model_cfg.d_model),
         n_heads=int(model_cfg.n_heads),
         d_head=int(model_cfg.d_model) // int(model_cfg.n_heads),
         n_ctx=int(model_cfg.n_ctx),
         d_vocab=int(d_vocab),
-        act_fn=None,
-        attn_only=True,
+        act_fn="gelu" if d_mlp else None,
+        attn_only=not d_mlp,
         normalization_type="LN",
         positional_embedding_type="shortformer",
         model_name=str(model_cfg.name),
     )
+    if d_mlp:
+        kwargs["d_mlp"] = int(d_mlp)
+    if getattr(model_cfg, "smeared_keys", False):
+        kwargs["smeared_keys"] = True
+    return kwargs
+
+
+def smear(keys: torch.Tensor, gate: torch.Tensor, pos_dim: int) -> torch.Tensor:
+    """Olsson's smeared keys: key_j <- gate * key_j + (1 - gate) * key_{j-1} along `pos_dim` (key_0 kept),
+    with gate = sigmoid(alpha) per head, broadcastable against `keys`."""
+    previous = torch.cat([keys.narrow(pos_dim, 0, 1), keys.narrow(pos_dim, 0, keys.shape[pos_dim] - 1)], pos_dim)
+    return gate * keys + (1 - gate) * previous
+
+
+def _smear_hook(keys, hook, attn):
+    return smear(keys, torch.sigmoid(attn.smear_alpha)[:, None], pos_dim=1)  # keys: (batch, pos, head, d_head)
 
 
 def hooked_transformer(config_kwargs: dict, seed: int | None = None):
-    """A freshly initialised HookedTransformer (TransformerLens's own init) for `config_kwargs`."""
+    """A freshly initialised HookedTransformer (TransformerLens's own init) for `config_kwargs`; with
+    `smeared_keys`, a zero `smear_alpha` buffer per attention layer (loaded with the weights) and a
+    permanent hook on its `hook_k` applying it."""
+    from functools import partial
+
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    cfg = HookedTransformerConfig(**config_kwargs, seed=seed, device="cpu")
-    return HookedTransformer(cfg, move_to_device=False)
+    kwargs = dict(config_kwargs)
+    smeared = kwargs.pop("smeared_keys", False)
+    model = HookedTransformer(HookedTransformerConfig(**kwargs, seed=seed, device="cpu"), move_to_device=False)
+    if smeared:
+        for block in model.blocks:
+            block.attn.register_buffer("smear_alpha", torch.zeros(model.cfg.n_heads))
+            block.attn.hook_k.add_hook(partial(_smear_hook, attn=block.attn), is_permanent=True)
+    return model
 
 
 def _param(*shape) -> nn.Parameter:
     return nn.Parameter(torch.empty(*shape))
 
 
-class AttnOnlyTransformer(nn.Module):
-    """Training twin of the hooked attn-only shortformer model (same state-dict keys and shapes)."""
+class TrainingTwin(nn.Module):
+    """Training twin of the hooked shortformer model (same state-dict keys and shapes)."""
 
-    def __init__(self, n_layers, d_model, n_heads, d_head, n_ctx, d_vocab, **_ignored):
+    def __init__(self, n_layers, d_model, n_heads, d_head, n_ctx, d_vocab, attn_only=True, d_mlp=None,
+                 smeared_keys=False, **_ignored):
         super().__init__()
-        self.n_heads, self.d_head = n_heads, d_head
+        self.n_heads, self.d_head, self.smeared_keys = n_heads, d_head, smeared_keys
         self.embed = nn.Module()
         self.embed.W_E = _param(d_vocab, d_model)
         self.pos_embed = nn.Module()
@@ -71,6 +102,14 @@ class AttnOnlyTransformer(nn.Module):
                 setattr(block.attn, f"W_{name}", _param(n_heads, d_model, d_head))
                 setattr(block.attn, f"b_{name}", _param(n_heads, d_head))
             block.attn.W_O, block.attn.b_O = _param(n_heads, d_head, d_model), _param(d_model)
+            if smeared_keys:
+                block.attn.smear_alpha = _param(n_heads)
+            if not attn_only:
+                block.ln2 = nn.Module()
+                block.ln2.w, block.ln2.b = _param(d_model), _param(d_model)
+                block.mlp = nn.Module()
+                block.mlp.W_in, block.mlp.b_in = _param(d_model, d_mlp), _param(d_mlp)
+                block.mlp.W_out, block.mlp.b_out = _param(d_mlp, d_model), _param(d_model)
             self.blocks.append(block)
         self.ln_final = nn.Module()
         self.ln_final.w, self.ln_final.b = _param(d_model), _param(d_model)
@@ -78,9 +117,9 @@ class AttnOnlyTransformer(nn.Module):
         self.unembed.W_U, self.unembed.b_U = _param(d_model, d_vocab), _param(d_vocab)
 
     @classmethod
-    def from_hooked(cls, hooked) -> "AttnOnlyTransformer":
+    def from_hooked(cls, hooked) -> "TrainingTwin":
         """A twin carrying `hooked`'s weights (used to start training from TransformerLens's init)."""
-        twin = cls(**hooked.cfg.to_dict())
+        twin = cls(**hooked.cfg.to_dict(), smeared_keys=hasattr(hooked.blocks[0].attn, "smear_alpha"))
         twin.load_state_dict(trainable_state_dict(hooked.state_dict()))
         return twin
 
@@ -100,10 +139,15 @@ class AttnOnlyTransformer(nn.Module):
             a, qk_in = block.attn, h + pos
             q = self._heads(qk_in, a.W_Q, a.b_Q)
             k = self._heads(qk_in, a.W_K, a.b_K)
+            if self.smeared_keys:
+                k = smear(k, torch.sigmoid(a.smear_alpha)[:, None, None], pos_dim=2)  # k: (B, H, T, E)
             v = self._heads(h, a.W_V, a.b_V)
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, E)
             z = z.transpose(1, 2).reshape(*x.shape[:2], -1)  # (B, T, H*E)
             x = x + z @ a.W_O.reshape(-1, a.W_O.shape[-1]) + a.b_O
+            if hasattr(block, "mlp"):
+                h = F.layer_norm(x, x.shape[-1:], block.ln2.w, block.ln2.b, eps=1e-5)
+                x = x + F.gelu(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
         x = F.layer_norm(x, x.shape[-1:], self.ln_final.w, self.ln_final.b, eps=1e-5)
         return x @ self.unembed.W_U + self.unembed.b_U
 

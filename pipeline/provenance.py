@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pipeline.config import CONF_DIR, model_configs, parse_overrides
+from pipeline.config import CONF_DIR
 from pipeline.io import atomic_path, run_cli, sha256_file
 
 PACKAGES = ["torch", "transformer-lens", "snakemake", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
@@ -33,12 +33,13 @@ def git_state(repo: Path) -> dict:
     return {"commit": head.stdout.strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout)}
 
 
-def provenance(overrides: list[str], data_manifests: list[dict], checkpoints: list[Path], outputs: list[Path]) -> dict:
-    """Everything that determines the run's results, and the hash of each result."""
-    configs = {name: OmegaConf.to_container(cfg) for name, cfg in model_configs(overrides).items()}
+def provenance(run_config: dict, data_manifests: list[dict], checkpoints: list[Path], outputs: list[Path]) -> dict:
+    """Everything that determines the run's results, and the hash of each result. `run_config` is the
+    run's resolved config.yaml (its overrides and one config per model)."""
+    configs = run_config["models"]
     canonical = json.dumps(configs, sort_keys=True)
     return {
-        "overrides": overrides,
+        "overrides": run_config["overrides"],
         "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
         "config": configs,
         "git": git_state(CONF_DIR.parent),
@@ -59,9 +60,9 @@ def main():
                         help="each tokenized corpus's manifest.json")
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="tables and figures to hash")
-    parser.add_argument("--overrides", default="", help="the run's Hydra overrides, as given to snakemake")
+    parser.add_argument("--run-config", type=Path, required=True, help="the run's resolved config.yaml")
     args = parser.parse_args()
-    record = provenance(parse_overrides(args.overrides), [json.loads(p.read_text()) for p in args.manifests],
+    record = provenance(OmegaConf.to_container(OmegaConf.load(args.run_config)), [json.loads(p.read_text()) for p in args.manifests],
                         args.checkpoints, args.outputs)
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))

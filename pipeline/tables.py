@@ -9,7 +9,6 @@ import pandas as pd
 
 from pipeline.io import run_cli, write_table
 
-CAUSAL_TABLES = ["ablation", "patching", "logit_attribution", "copying", "token_losses"]  # pipeline.causal's
 EMPTY_COLUMNS = {"train_log": ["model", "step", "tokens_seen", "train_loss"]}  # a run of hub models only
 
 

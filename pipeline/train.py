@@ -17,13 +17,13 @@ from omegaconf import OmegaConf
 from pipeline.config import cli
 from pipeline.data import load_split, require_tokens, sample_windows
 from pipeline.io import UserError, atomic_path, run_cli, write_table
-from pipeline.model import AttnOnlyTransformer, hooked_config_kwargs, hooked_transformer, save_checkpoint
+from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transformer, save_checkpoint
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 
-def initial_model(model_cfg, config_kwargs: dict, seed: int) -> AttnOnlyTransformer:
+def initial_model(model_cfg, config_kwargs: dict, seed: int) -> TrainingTwin:
     """The training twin at step 0: TransformerLens's init, then std-`embed_init_std` embeddings."""
-    model = AttnOnlyTransformer.from_hooked(hooked_transformer(config_kwargs, seed=seed))
+    model = TrainingTwin.from_hooked(hooked_transformer(config_kwargs, seed=seed))
     if model_cfg.embed_init_std:  # TransformerLens's 0.8/sqrt(d_model) leaves positions too weak; see conf
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():

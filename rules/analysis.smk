@@ -1,6 +1,7 @@
 rule score_checkpoints:
     input:
-        checkpoints=lambda wc: checkpoint_files(wc.model),
+        run_config=run_config,
+        checkpoints=checkpoint_inputs,
         eval=data_file("eval.npy"),
         manifest=data_file("manifest.json"),
     output:
@@ -11,19 +12,21 @@ rule score_checkpoints:
     benchmark:
         RUN / "benchmarks" / "score_checkpoints_{model}.tsv"
     params:
-        cfg=lambda wc: params_of(wc.model, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
-        data=lambda wc: data_dir(wc.model),
-        cache=lambda wc: RUN / "models" / wc.model / "cache" / "score_checkpoints",  # resumes a killed job
+        cfg=params_of("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
+        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+        data=lambda wc: data_dir(wc.run, wc.model),
+        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "score_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads
     resources:
         **resources_of("score_checkpoints"),
     shell:
-        "{PY} -m pipeline.scores --data {params.data} --checkpoints {input.checkpoints} "
-        "--heads-out {output.heads} --losses-out {output.losses} --cache {params.cache} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.scores --data {params.data} --checkpoints {params.checkpoints} "
+        "--heads-out {output.heads} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule score_icl:
     input:
+        run_config=run_config,
         losses=rules.score_checkpoints.output.losses,
     output:
         icl=RUN / "models" / "{model}" / "icl.parquet",
@@ -31,31 +34,33 @@ rule score_icl:
     log:
         RUN / "logs" / "score_icl_{model}.log",
     params:
-        cfg=lambda wc: params_of(wc.model, "analysis.icl", "seed"),
+        cfg=params_of("analysis.icl", "seed"),
     resources:
         **resources_of("score_icl"),
     shell:
         "{PY} -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
-        "--positions-out {output.positions} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
+        "--positions-out {output.positions} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule loss_pca:
     input:
+        run_config=run_config,
         losses=rules.score_checkpoints.output.losses,
     output:
         RUN / "models" / "{model}" / "pca.parquet",
     log:
         RUN / "logs" / "loss_pca_{model}.log",
     params:
-        cfg=lambda wc: params_of(wc.model, "analysis.pca", "seed"),
+        cfg=params_of("analysis.pca", "seed"),
     resources:
         **resources_of("loss_pca"),
     shell:
-        "{PY} -m pipeline.pca --losses {input.losses} --out {output} {CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.pca --losses {input.losses} --out {output} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule detect_phase_window:
     input:
+        run_config=run_config,
         heads=rules.score_checkpoints.output.heads,
         icl=rules.score_icl.output.icl,
     output:
@@ -63,24 +68,23 @@ rule detect_phase_window:
     log:
         RUN / "logs" / "detect_phase_window_{model}.log",
     params:
-        cfg=lambda wc: params_of(wc.model, "analysis.window"),
+        cfg=params_of("analysis.window"),
     resources:
         **resources_of("detect_phase_window"),
     shell:
-        "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} "
-        "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule collect_table:
     input:
-        lambda wc: expand(RUN / "models" / "{model}" / f"{wc.table}.parquet",
-                          model=TRAINED if wc.table == "train_log" else MODELS),
+        lambda wc: [RESULTS / wc.run / "models" / m / f"{wc.table}.parquet" for m, c in configs(wc.run).items()
+                    if wc.table != "train_log" or c.model.source == "trained"],
     output:
         RUN / "tables" / "{table}.csv",
     log:
         RUN / "logs" / "collect_table_{table}.log",
     wildcard_constraints:
-        table="|".join(TABLES),
+        table=one_of(TABLES),
     resources:
         **resources_of("collect_table"),
     shell:
@@ -89,29 +93,30 @@ rule collect_table:
 
 rule causal_checkpoints:
     input:
-        checkpoints=lambda wc: checkpoint_files(wc.model),
+        run_config=run_config,
+        checkpoints=checkpoint_inputs,
         losses=rules.score_checkpoints.output.losses,
         heads=rules.score_checkpoints.output.heads,
         window=rules.detect_phase_window.output,
         eval=data_file("eval.npy"),
         tokenizer=data_file("tokenizer.json"),
     output:
-        [RUN / "models" / "{model}" / f"{t}.parquet" for t in CAUSAL_TABLES],
+        [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("causal_checkpoints")],
     log:
         RUN / "logs" / "causal_checkpoints_{model}.log",
     benchmark:
         RUN / "benchmarks" / "causal_checkpoints_{model}.tsv"
     params:
-        cfg=lambda wc: params_of(wc.model, "analysis.ablation", "analysis.patching", "analysis.token_loss.text",
-                                 "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
-        data=lambda wc: data_dir(wc.model),
-        out=lambda wc: RUN / "models" / wc.model,
-        cache=lambda wc: RUN / "models" / wc.model / "cache" / "causal_checkpoints",  # resumes a killed job
+        cfg=params_of("analysis.ablation", "analysis.patching", "analysis.token_loss.text", "analysis.icl",
+                      "analysis.eval", "analysis.compile", "seed"),
+        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+        data=lambda wc: data_dir(wc.run, wc.model),
+        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "causal_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads
     resources:
         **resources_of("causal_checkpoints"),
     shell:
-        "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {input.checkpoints} "
+        "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {params.checkpoints} "
         "--losses {input.losses} --heads {input.heads} --window {input.window} --out {params.out} "
-        "--cache {params.cache} "
-        "{CLI_OVERRIDES} model={wildcards.model} 2>&1 | tee {log}"
+        "--cache {params.cache} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"

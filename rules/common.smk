@@ -1,4 +1,8 @@
-"""Compose the Hydra config once per model and derive every path of the run from it."""
+"""Resolve the run (or every member of a study) once and derive every path of the DAG from it.
+
+Every run-level path holds the {run} wildcard: a study's members are ordinary runs side by side in one DAG.
+Each run's resolved config is written once to results/<run>/config.yaml and every step reads it.
+"""
 
 import re
 import shlex
@@ -6,39 +10,54 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from pipeline.config import model_configs, parse_overrides, run_name, section, split_model_override
+from pipeline.config import load_study, resolve_run, section
 from pipeline.io import UserError, require_writable
+from pipeline.outputs import (FIGURES, HTML_FIGURES, STUDY_FIGURES, STUDY_MEMBER_TABLES, STUDY_TABLES, TABLES, caption,
+                              tables_of)
 from pipeline.schedule import checkpoint_name, checkpoint_steps
-from pipeline.tables import CAUSAL_TABLES
 
-OVERRIDES = parse_overrides(config.get("overrides"))
 try:
-    MODEL_CFGS = model_configs(OVERRIDES)
-    CFG = next(iter(MODEL_CFGS.values()))  # model-independent sections (data, figures, ...) are shared
+    if config.get("study") or config.get("sweep"):
+        STUDY = load_study(config.get("study"), config.get("sweep"), config.get("overrides"))
+        RUNS = {run.name: run for run in STUDY.members}
+    else:
+        STUDY, run = None, resolve_run(config.get("overrides"))
+        RUNS = {run.name: run}
+    CFG = next(iter(next(iter(RUNS.values())).configs.values()))  # results_dir, resources, figures: shared
+    if len({str(c.results_dir) for r in RUNS.values() for c in r.configs.values()}) > 1:
+        raise UserError("a study's members must share results_dir; set it outside the sweep")
     require_writable(CFG.results_dir, "results_dir")
 except UserError as err:
     sys.exit(f"error: {err}")
-MODELS = list(MODEL_CFGS)
-RUN = Path(CFG.results_dir) / run_name(CFG, OVERRIDES)
+RESULTS = Path(CFG.results_dir)
+RUN = RESULTS / "{run}"
 PY = shlex.quote(sys.executable)
-# What each step's CLI recomposes its config from; rules append model={wildcards.model} (model-independent
-# steps: the run's first model, whose config carries the shared sections). It is used in shell templates,
-# not params, so only the config sections a rule declares in params trigger its rerun.
-CLI_OVERRIDES = shlex.join(split_model_override(OVERRIDES)[1])
 
 
 def one_of(names):
     """A wildcard regex matching exactly these names (nothing, for an empty list)."""
-    return "|".join(re.escape(n) for n in names) or "(?!)"
+    return "|".join(re.escape(n) for n in sorted(set(names), key=len, reverse=True)) or "(?!)"
 
 
-TRAINED = [m for m in MODELS if MODEL_CFGS[m].model.source == "trained"]
-HUB = [m for m in MODELS if MODEL_CFGS[m].model.source == "hub"]
+def configs(run):
+    return RUNS[run].configs
+
+
+def sources(source):
+    return [m for r in RUNS.values() for m, c in r.configs.items() if c.model.source == source]
 
 
 wildcard_constraints:
-    model=one_of(MODELS),
+    run=one_of(RUNS),
+    model=one_of([m for r in RUNS.values() for m in r.configs]),
+
+
+def run_config(wc):
+    """Every step reads its model's resolved config from the run's config.yaml, an ancient() input: only
+    the config sections a rule declares in params (not the file's mtime) trigger its rerun."""
+    return ancient(str(RESULTS / wc.run / "config.yaml"))
 
 
 def resources_of(rule_name):
@@ -46,66 +65,92 @@ def resources_of(rule_name):
     return dict(CFG.resources.get(rule_name, CFG.resources.default))
 
 
-def params_of(model, *keys):
-    """The config sections a rule depends on, as a Snakemake param (a change reruns the rule)."""
-    return section(MODEL_CFGS[model] if model else CFG, *keys)
+def params_of(*keys):
+    """Input function: the config sections a rule depends on, as a Snakemake param (a change reruns it).
+    Rules without a {model} wildcard read the run's first model, whose config carries the shared sections."""
+    return lambda wc: section(configs(wc.run)[wc.get("model", first_model(wc.run))], *keys)
 
 
-STEPS = checkpoint_steps(CFG.train)  # the same schedule for every trained model of the run
-CHECKPOINTS = [str(RUN / "models" / "{model}" / "checkpoints" / checkpoint_name(s)) for s in STEPS]
+def first_model(run):
+    return next(iter(configs(run)))
 
 
-def checkpoint_files(model):
+def checkpoint_files(run, model):
     """A model's checkpoints: the training schedule's, or one per configured hub checkpoint index."""
-    if model in HUB:
-        return [str(RUN / "models" / model / "checkpoints" / f"hub_{i:03d}.safetensors")
-                for i in range(len(MODEL_CFGS[model].model.hub.checkpoints))]
-    return expand(CHECKPOINTS, model=model)
+    cfg, directory = configs(run)[model], RESULTS / run / "models" / model / "checkpoints"
+    if cfg.model.source == "hub":
+        return [str(directory / f"hub_{i:03d}.safetensors") for i in range(len(cfg.model.hub.checkpoints))]
+    return [str(directory / checkpoint_name(s)) for s in checkpoint_steps(cfg.train)]
+
+
+def checkpoint_sources(run, model):
+    """What a model's checkpoints come from: each fetched hub file, or the training job's directory."""
+    if configs(run)[model].model.source == "hub":
+        return checkpoint_files(run, model)
+    return [str(RESULTS / run / "models" / model / "checkpoints")]
+
+
+def checkpoint_inputs(wc):
+    return checkpoint_sources(wc.run, wc.model)
 
 
 def tokenizer_key(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-# Each tokenizer gets its own tokenized corpus: "bpe" is trained on the corpus; hub models use their own.
-TOKENIZERS = {tokenizer_key(cfg.model.tokenizer): cfg.model.tokenizer for cfg in MODEL_CFGS.values()}
+def tokenizers(run):
+    """Each tokenizer gets its own tokenized corpus: "bpe" is trained on the corpus; hub models use their own."""
+    return {tokenizer_key(c.model.tokenizer): c.model.tokenizer for c in configs(run).values()}
 
 
-def data_dir(model):
-    return RUN / "data" / tokenizer_key(MODEL_CFGS[model].model.tokenizer)
+def data_dir(run, model):
+    return RESULTS / run / "data" / tokenizer_key(configs(run)[model].model.tokenizer)
 
 
 def data_file(name):
     """Input function: a file of the model's tokenized corpus."""
-    return lambda wc: data_dir(wc.model) / name
+    return lambda wc: str(data_dir(wc.run, wc.model) / name)
 
 
-def figure_files(name):
-    return [RUN / "figures" / f"{name}.{ext}" for ext in CFG.figures.formats]
+def figure_files(root, name):
+    return [str(Path(root) / "figures" / f"{name}.{ext}") for ext in CFG.figures.formats]
 
 
-def report_figures(names, category):
+def report_figures(root, registry, module):
     """A figure rule's outputs; the PNGs go into `snakemake --report` with report/<name>.rst as caption."""
-    return [report(f, caption=f"../report/{name}.rst", category=category) if f.suffix == ".png" else f
-            for name in names for f in figure_files(name)]
+    outputs = [report(f, caption=str(caption(name)), category=registry[name][1]) if f.endswith(".png") else f
+               for name, (producer, _) in registry.items() if producer == module for f in figure_files(root, name)]
+    outputs += [report(str(Path(root) / "figures" / f"{name}.html"), caption=str(caption(f"{name}_html")),
+                       category=registry[name][1]) for name, producer in HTML_FIGURES.items()
+                if producer == module and name in registry]
+    return outputs
 
 
-FIGURES = ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position"]
-CAUSAL_FIGURES = ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution",
-                  "copying", "token_loss_change", "token_loss_over_training"]
-BASE_TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]
-TABLES = BASE_TABLES + CAUSAL_TABLES
+def run_outputs(run):
+    """Every table and figure of one run, and its provenance."""
+    root = RESULTS / run
+    files = [f for name in FIGURES for f in figure_files(root, name)]
+    files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES]
+    return files + [str(root / "tables" / f"{t}.csv") for t in TABLES] + [str(root / "provenance.json")]
+
+
+def study_outputs():
+    root = RESULTS / STUDY.name
+    return ([f for name in STUDY_FIGURES for f in figure_files(root, name)]
+            + [str(root / "tables" / f"{t}.csv") for t in STUDY_TABLES])
 
 
 def final_outputs():
-    figures = [f for name in FIGURES + CAUSAL_FIGURES for f in figure_files(name)]
-    return figures + [RUN / "figures" / "token_loss_change.html"] + [RUN / "tables" / f"{t}.csv" for t in TABLES]
+    """A study's aggregated tables and figures (its members' own figures are one `snakemake` away), or
+    every output of the run."""
+    return study_outputs() if STUDY else [f for run in RUNS for f in run_outputs(run)]
 
 
 onsuccess:
-    timings = sorted(RUN.glob("benchmarks/*.tsv"))
+    timings = sorted(p for run in RUNS for p in (RESULTS / run).glob("benchmarks/*.tsv"))
     if timings:
-        table = pd.concat([pd.read_csv(t, sep="\t").assign(job=t.stem) for t in timings])
-        print(f"\nPer-step wall times ({RUN}):")
+        table = pd.concat([pd.read_csv(t, sep="\t").assign(job=f"{t.parent.parent.name}/{t.stem}")
+                           for t in timings])
+        print(f"\nPer-step wall times ({RESULTS}):")
         print(table[["job", "s", "max_rss"]].rename(columns={"s": "wall_s", "max_rss": "max_rss_mb"})
               .to_string(index=False, float_format="%.1f"))

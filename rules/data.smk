@@ -1,4 +1,23 @@
+localrules:
+    resolve_config,
+
+
+rule resolve_config:
+    """The run's resolved config (one composed config per model), written once; every step reads it."""
+    output:
+        RUN / "config.yaml",
+    params:
+        text=lambda wc: RUNS[wc.run].to_yaml(),
+    run:
+        from pipeline.io import atomic_path
+
+        with atomic_path(Path(output[0])) as tmp:
+            tmp.write_text(params.text)
+
+
 rule prepare_corpus:
+    input:
+        run_config=run_config,
     output:
         tokenizer=RUN / "data" / "{tokenizer}" / "tokenizer.json",
         train=RUN / "data" / "{tokenizer}" / "train.npy",
@@ -9,15 +28,15 @@ rule prepare_corpus:
     benchmark:
         RUN / "benchmarks" / "prepare_corpus_{tokenizer}.tsv"
     wildcard_constraints:
-        tokenizer=one_of(TOKENIZERS),
+        tokenizer=one_of([t for run in RUNS for t in tokenizers(run)]),
     params:
-        cfg=params_of(None, "data", "hub_cache"),
-        name=lambda wc: TOKENIZERS[wc.tokenizer],
-        model=lambda wc: next(m for m in MODELS if tokenizer_key(MODEL_CFGS[m].model.tokenizer) == wc.tokenizer),
-        out=lambda wc: RUN / "data" / wc.tokenizer,
+        cfg=params_of("data", "hub_cache"),
+        name=lambda wc: tokenizers(wc.run)[wc.tokenizer],
+        model=lambda wc: next(m for m, c in configs(wc.run).items() if tokenizer_key(c.model.tokenizer) == wc.tokenizer),
+        out=lambda wc: RESULTS / wc.run / "data" / wc.tokenizer,
     threads: 2
     resources:
         **resources_of("prepare_corpus"),
     shell:
-        "{PY} -m pipeline.data --out {params.out} --tokenizer {params.name} {CLI_OVERRIDES} model={params.model} "
-        "2>&1 | tee {log}"
+        "{PY} -m pipeline.data --out {params.out} --tokenizer {params.name} --run-config {input.run_config} "
+        "--model {params.model} 2>&1 | tee {log}"

@@ -1,40 +1,47 @@
+def figure_rule_config(wc):
+    """Figure rules have no {model} wildcard: they read the run's first model's config (shared sections)."""
+    return f"--run-config {RESULTS / wc.run / 'config.yaml'} --model {first_model(wc.run)}"
+
+
 rule plot_figures:
     input:
-        tables=[RUN / "tables" / f"{t}.csv" for t in BASE_TABLES],
+        run_config=run_config,
+        tables=[RUN / "tables" / f"{t}.csv" for t in ["head_scores", "icl", "loss_by_position", "pca",
+                                                      "phase_window", "train_log"]],
     output:
-        report_figures(FIGURES, "1. Phase change"),
+        report_figures(RUN, FIGURES, "figures"),
     log:
         RUN / "logs" / "plot_figures.log",
     benchmark:
         RUN / "benchmarks" / "plot_figures.tsv"
     params:
-        cfg=params_of(None, "figures", "analysis.window.score", "analysis.head_scores.names"),
-        tables=RUN / "tables",
-        out=RUN / "figures",
+        cfg=params_of("figures", "analysis.window.score", "analysis.head_scores.names"),
+        step_config=figure_rule_config,
+        tables=lambda wc: RESULTS / wc.run / "tables",
+        out=lambda wc: RESULTS / wc.run / "figures",
     resources:
         **resources_of("plot_figures"),
     shell:
-        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} model={MODELS[0]} "
-        "2>&1 | tee {log}"
+        "{PY} -m pipeline.figures --tables {params.tables} --out {params.out} {params.step_config} 2>&1 | tee {log}"
 
 
 rule plot_causal_figures:
     input:
-        tables=[RUN / "tables" / f"{t}.csv" for t in CAUSAL_TABLES + ["head_scores", "phase_window"]],
+        run_config=run_config,
+        tables=[RUN / "tables" / f"{t}.csv" for t in [*tables_of("causal_checkpoints"), "head_scores", "phase_window"]],
     output:
-        report_figures(CAUSAL_FIGURES, "2. Causal evidence"),
-        html=report(RUN / "figures" / "token_loss_change.html", caption="../report/token_loss_change_html.rst",
-                    category="2. Causal evidence"),
+        report_figures(RUN, FIGURES, "causal_figures"),
     log:
         RUN / "logs" / "plot_causal_figures.log",
     benchmark:
         RUN / "benchmarks" / "plot_causal_figures.tsv"
     params:
-        cfg=params_of(None, "figures", "analysis.ablation.score", "analysis.token_loss.track"),
-        tables=RUN / "tables",
-        out=RUN / "figures",
+        cfg=params_of("figures", "analysis.ablation.score", "analysis.token_loss.track"),
+        step_config=figure_rule_config,
+        tables=lambda wc: RESULTS / wc.run / "tables",
+        out=lambda wc: RESULTS / wc.run / "figures",
     resources:
         **resources_of("plot_causal_figures"),
     shell:
-        "{PY} -m pipeline.causal_figures --tables {params.tables} --out {params.out} {CLI_OVERRIDES} "
-        "model={MODELS[0]} 2>&1 | tee {log}"
+        "{PY} -m pipeline.causal_figures --tables {params.tables} --out {params.out} {params.step_config} "
+        "2>&1 | tee {log}"

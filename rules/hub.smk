@@ -1,18 +1,19 @@
 rule fetch_hub_checkpoint:
     """The only rule that downloads model weights: one hub checkpoint into hub_cache, converted."""
+    input:
+        run_config=run_config,
     output:
         RUN / "models" / "{model}" / "checkpoints" / "hub_{position}.safetensors",
     log:
         RUN / "logs" / "fetch_hub_checkpoint_{model}_{position}.log",
     wildcard_constraints:
-        model=one_of(HUB),
+        model=one_of(sources("hub")),
         position=r"\d{3}",
     params:
-        cfg=lambda wc: params_of(wc.model, "model.hub", "hub_cache"),
+        cfg=params_of("model.hub", "hub_cache"),
         position=lambda wc: int(wc.position),
     retries: 2  # beside the in-process retries: a fresh process for a download that keeps failing
     resources:
         **resources_of("fetch_hub_checkpoint"),
     shell:
-        "{PY} -m pipeline.hub --out {output} --position {params.position} {CLI_OVERRIDES} model={wildcards.model} "
-        "2>&1 | tee {log}"
+        "{PY} -m pipeline.hub --out {output} --position {params.position} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"

@@ -1,16 +1,17 @@
 rule provenance:
     input:
-        outputs=final_outputs(),
-        checkpoints=[f for m in MODELS for f in checkpoint_files(m)],
-        manifests=sorted({str(data_dir(m) / "manifest.json") for m in MODELS}),
+        run_config=run_config,
+        outputs=lambda wc: [f for f in run_outputs(wc.run) if not f.endswith("provenance.json")],
+        checkpoints=lambda wc: [f for m in configs(wc.run) for f in checkpoint_sources(wc.run, m)],
+        manifests=lambda wc: sorted({str(data_dir(wc.run, m) / "manifest.json") for m in configs(wc.run)}),
     output:
         RUN / "provenance.json",
     log:
         RUN / "logs" / "provenance.log",
     params:
-        overrides=shlex.quote("[" + ",".join(OVERRIDES) + "]"),
+        checkpoints=lambda wc: [f for m in configs(wc.run) for f in checkpoint_files(wc.run, m)],
     resources:
         **resources_of("provenance"),
     shell:
-        "{PY} -m pipeline.provenance --out {output} --manifests {input.manifests} --checkpoints {input.checkpoints} "
-        "--outputs {input.outputs} --overrides {params.overrides} 2>&1 | tee {log}"
+        "{PY} -m pipeline.provenance --out {output} --run-config {input.run_config} --manifests {input.manifests} "
+        "--checkpoints {params.checkpoints} --outputs {input.outputs} 2>&1 | tee {log}"

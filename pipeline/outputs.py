@@ -1,0 +1,50 @@
+"""The one registry of a run's and a study's tables and figures (torch-free: the Snakefile reads it).
+
+A table is collected from per-model parquet files written by a step; a figure is drawn by a module's
+function of the same name and goes into `snakemake --report` with `report/<name>.rst` as its caption.
+The Snakefile derives its targets from here, the figure modules draw exactly these, the tests check them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
+
+# table -> the rule writing its per-model parquet (models/<model>/<table>.parquet)
+TABLES = {
+    "head_scores": "score_checkpoints", "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
+    "phase_window": "detect_phase_window", "train_log": "train_model",
+    "ablation": "causal_checkpoints", "patching": "causal_checkpoints", "logit_attribution": "causal_checkpoints",
+    "copying": "causal_checkpoints", "token_losses": "causal_checkpoints",
+}
+# figure -> the module drawing it (pipeline/<module>.py, rule plot_<module>) and its report category
+FIGURES = {
+    **{name: ("figures", "1. Phase change") for name in
+       ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position"]},
+    **{name: ("causal_figures", "2. Causal evidence") for name in
+       ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "copying",
+        "token_loss_change", "token_loss_over_training"]},
+}
+HTML_FIGURES = {"token_loss_change": "causal_figures"}  # also written as interactive .html
+
+# A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
+# columns, plus what only the whole study can give (bands over seeds, the joint PCA).
+STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log"]
+STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca"]
+STUDY_FIGURES = {name: ("study_figures", "3. Study") for name in
+                 ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative"]}
+
+
+def tables_of(step: str) -> list[str]:
+    """The tables whose per-model parquet `step` writes."""
+    return [name for name, producer in TABLES.items() if producer == step]
+
+
+def figures_of(module: str, registry: dict = FIGURES) -> list[str]:
+    """The figures `module` draws."""
+    return [name for name, (producer, _) in registry.items() if producer == module]
+
+
+def caption(name: str) -> Path:
+    return REPORT_DIR / f"{name}.rst"

@@ -1,0 +1,51 @@
+# A study (--config study=NAME or sweep=...): its members are ordinary runs of the rules above; these
+# rules stack their tables and draw the figures that span them, under results/<study>/.
+if STUDY:
+
+    STUDY_DIR = RESULTS / STUDY.name
+
+    localrules:
+        study_spec,
+
+    rule study_spec:
+        """Members, their swept values and models, the band key: what the aggregation reads."""
+        output:
+            STUDY_DIR / "study.yaml",
+        params:
+            text=yaml.safe_dump(STUDY.spec(CFG.analysis.window.score, CFG.analysis.pca.n_components), sort_keys=False),
+        run:
+            from pipeline.io import atomic_path
+
+            with atomic_path(Path(output[0])) as tmp:
+                tmp.write_text(params.text)
+
+    rule aggregate_study:
+        input:
+            spec=rules.study_spec.output,
+            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in STUDY_MEMBER_TABLES],
+            losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in RUNS for m in configs(run)],
+        output:
+            [STUDY_DIR / "tables" / f"{t}.csv" for t in STUDY_TABLES],
+        log:
+            STUDY_DIR / "logs" / "aggregate_study.log",
+        resources:
+            **resources_of("aggregate_study"),
+        shell:
+            "{PY} -m pipeline.study --spec {input.spec} --results {RESULTS} --out {STUDY_DIR}/tables 2>&1 | tee {log}"
+
+    rule plot_study_figures:
+        input:
+            spec=rules.study_spec.output,
+            tables=rules.aggregate_study.output,
+        output:
+            report_figures(STUDY_DIR, STUDY_FIGURES, "study_figures"),
+        log:
+            STUDY_DIR / "logs" / "plot_study_figures.log",
+        params:
+            cfg=section(CFG, "figures"),
+            step_config=f"--run-config {RESULTS / next(iter(RUNS)) / 'config.yaml'} --model {first_model(next(iter(RUNS)))}",
+        resources:
+            **resources_of("plot_study_figures"),
+        shell:
+            "{PY} -m pipeline.study_figures --tables {STUDY_DIR}/tables --spec {input.spec} --out {STUDY_DIR}/figures "
+            "{params.step_config} 2>&1 | tee {log}"
