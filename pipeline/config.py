@@ -29,17 +29,18 @@ def parse_overrides(overrides) -> list[str]:
     and lists (`paths=[x,y]`) stay whole."""
     if overrides is None:
         return []
-    if isinstance(overrides, str):
-        text = overrides.strip()
-        if text.startswith("[") and text.endswith("]"):
-            text = text[1:-1]
-        parts, depth, start = [], 0, 0
-        for i, char in enumerate(text):
-            depth += {"[": 1, "]": -1, "(": 1, ")": -1}.get(char, 0)
-            if char == "," and depth == 0 and _NEXT_OVERRIDE.match(text, i + 1):
-                parts.append(text[start:i])
-                start = i + 1
-        overrides = [p.strip() for p in [*parts, text[start:]] if p.strip()]
+    if not isinstance(overrides, str):  # snakemake --config reads '[seed=0,1]' as YAML: ['seed=0', 1]
+        overrides = ",".join(map(str, overrides))
+    text = overrides.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += {"[": 1, "]": -1, "(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0 and _NEXT_OVERRIDE.match(text, i + 1):
+            parts.append(text[start:i])
+            start = i + 1
+    overrides = [p.strip() for p in [*parts, text[start:]] if p.strip()]
     return [str(o) for o in overrides]
 
 
@@ -148,12 +149,13 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
     default = model_configs([])
     if identity(configs) == identity(default):
         return "default"
-    changed = [] if list(configs) == list(default) else ["+".join(configs)]
     reference = dict(_leaves(OmegaConf.to_container(compose([f"model={first_model}"]))))
     named = {o.split("=", 1)[0] for o in overrides}
-    changed += sorted((f"{k}={v}" for k, v in _leaves(OmegaConf.to_container(cfg))
-                       if k.split(".")[0] not in NOT_IDENTITY + ("models",) and reference.get(k, object()) != v),
-                      key=lambda kv: kv.split("=", 1)[0] not in named)
+    changed = [f"{k}={v}" for k, v in _leaves(OmegaConf.to_container(cfg))
+               if k.split(".")[0] not in NOT_IDENTITY + ("models",) and reference.get(k, object()) != v]
+    changed = ([kv for kv in changed if kv.split("=", 1)[0] in named]
+               + ([] if list(configs) == list(default) else ["+".join(configs)])
+               + [kv for kv in changed if kv.split("=", 1)[0] not in named])
     slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", ",".join(changed))[:40].strip("_") or "run"
     return f"{slug}-{identity(configs)[:8]}"
 

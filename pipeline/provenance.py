@@ -50,7 +50,23 @@ def provenance(run_config: dict, data_manifests: list[dict], checkpoints: list[P
         "checkpoints": {str(p): json.loads(p.with_suffix(".json").read_text()).get("sha256") or sha256_file(p)
                         for p in sorted(checkpoints)},
         "outputs": {str(p): sha256_file(p) for p in sorted(outputs)},
+        "smear_gate": final_smear_gates(checkpoints),
     }
+
+
+def final_smear_gates(checkpoints: list[Path]) -> dict:
+    """sigmoid(alpha) per layer and head of each smeared-key model's last checkpoint (Olsson's Argument 2)."""
+    import torch
+    from safetensors import safe_open
+
+    gates = {}
+    for path in sorted(checkpoints):  # sorted by name = by step within a model: the last one wins
+        with safe_open(str(path), "pt") as weights:
+            keys = [k for k in weights.keys() if k.endswith("attn.smear_alpha")]  # blocks.<layer>.attn...
+            alphas = [weights.get_tensor(k) for k in sorted(keys, key=lambda k: int(k.split(".")[1]))]
+        if alphas:
+            gates[Path(path).parent.parent.name] = torch.sigmoid(torch.stack(alphas)).round(decimals=4).tolist()
+    return gates
 
 
 def main():

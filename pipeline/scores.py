@@ -101,6 +101,11 @@ def head_scores(model, tokens: torch.Tensor, seq_len: int, names) -> torch.Tenso
         for n in names])
 
 
+def smear_gates(model) -> np.ndarray:
+    """(n_layers, n_heads) sigmoid(alpha) of a smeared-key model: 1 = own key only, 0 = the previous token's."""
+    return torch.stack([torch.sigmoid(block.attn.smear_alpha) for block in model.blocks]).numpy()
+
+
 def per_token_losses(forward, tokens: torch.Tensor, batch: int) -> torch.Tensor:
     """(n_sequences, n_ctx - 1) next-token losses: entry [s, i] is the loss of predicting token i + 1.
 
@@ -144,10 +149,14 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
             with torch.no_grad():  # not inference_mode: torch.compile's guards reject inference tensors
                 scores = head_scores(model, repeated, hs.seq_len, list(hs.names)).numpy()
                 result = {"losses": per_token_losses(forward, sample, analysis_cfg.eval.batch).numpy()}
+            names = list(hs.names)
+            if hasattr(model.blocks[0].attn, "smear_alpha"):  # the learned key smearing beside the scores
+                scores = np.concatenate([scores, smear_gates(model)[None]])
+                names.append("smear_gate")
             meta = checkpoint_meta(path)
             result["heads"] = pd.DataFrame(
                 [{"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
-                  "score": hs.names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])
+                  "score": names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])
             if cache:
                 cache.save(path, result)
         tables.append(result["heads"])
