@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from pipeline.config import load_study, resolve_run, section
-from pipeline.io import UserError, require_writable
+from pipeline.io import UserError, atomic_path, require_writable
 from pipeline.outputs import (FIGURES, HTML_FIGURES, STUDY_FIGURES, STUDY_MEMBER_TABLES, STUDY_TABLES, TABLES, caption,
                               tables_of)
 from pipeline.schedule import checkpoint_name, checkpoint_steps
@@ -33,6 +33,18 @@ except UserError as err:
     sys.exit(f"error: {err}")
 RESULTS = Path(CFG.results_dir)
 RUN = RESULTS / "{run}"
+
+
+def write_if_changed(path: Path, text: str):
+    """Write a file (atomically) only when its content changes. Done while the DAG is built, before any
+    job: a job writing it would hide the params-triggered reruns of every rule that reads it."""
+    if not path.is_file() or path.read_text() != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+
+
+for name, run in RUNS.items():  # each run's resolved config, read by every step of the run
+    write_if_changed(RESULTS / name / "config.yaml", run.to_yaml())
 PY = shlex.quote(sys.executable)
 
 

@@ -1,20 +1,3 @@
-localrules:
-    resolve_config,
-
-
-rule resolve_config:
-    """The run's resolved config (one composed config per model), written once; every step reads it."""
-    output:
-        RUN / "config.yaml",
-    params:
-        text=lambda wc: RUNS[wc.run].to_yaml(),
-    run:
-        from pipeline.io import atomic_path
-
-        with atomic_path(Path(output[0])) as tmp:
-            tmp.write_text(params.text)
-
-
 rule prepare_corpus:
     input:
         run_config=run_config,

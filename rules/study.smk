@@ -4,26 +4,17 @@ if STUDY:
 
     STUDY_DIR = RESULTS / STUDY.name
 
-    localrules:
-        study_spec,
-
-    rule study_spec:
-        """Members, their swept values and models, the band key: what the aggregation reads."""
-        output:
-            STUDY_DIR / "study.yaml",
-        params:
-            text=yaml.safe_dump(STUDY.spec(CFG.analysis.window.score, CFG.analysis.pca.n_components), sort_keys=False),
-        run:
-            from pipeline.io import atomic_path
-
-            with atomic_path(Path(output[0])) as tmp:
-                tmp.write_text(params.text)
+    STUDY_SPEC = STUDY_DIR / "study.yaml"  # what the aggregation reads: members, swept values, band
+    SPEC_TEXT = yaml.safe_dump(STUDY.spec(CFG.analysis.window.score, CFG.analysis.pca.n_components), sort_keys=False)
+    write_if_changed(STUDY_SPEC, SPEC_TEXT)
 
     rule aggregate_study:
         input:
-            spec=rules.study_spec.output,
+            spec=ancient(STUDY_SPEC),
             tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in STUDY_MEMBER_TABLES],
             losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in RUNS for m in configs(run)],
+        params:
+            spec=SPEC_TEXT,
         output:
             [STUDY_DIR / "tables" / f"{t}.csv" for t in STUDY_TABLES],
         log:
@@ -35,7 +26,7 @@ if STUDY:
 
     rule plot_study_figures:
         input:
-            spec=rules.study_spec.output,
+            spec=ancient(STUDY_SPEC),
             tables=rules.aggregate_study.output,
         output:
             report_figures(STUDY_DIR, STUDY_FIGURES, "study_figures"),

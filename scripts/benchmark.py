@@ -11,6 +11,8 @@ Every ratio compares two things measured in this one run on this machine, so mac
   3. seed loops: seed 003's per-analysis loops (reload the checkpoint for every analysis, full
      `run_with_cache`) vs our single pass, on the same checkpoints and data (goal >= 5x), scores equal.
   4. whole pipeline: cold default run wall time and peak RSS (<= 600 s, <= 4 GiB), no-op rerun (<= 5 s).
+  5. the 2-layer model with MLPs (transformer_2l): the twin that trains it vs the same loop on the
+     HookedTransformer (goal >= 1x: the twin must be the faster way to train it).
 Results go to results/bench/ (benchmark.csv, benchmark.png). Everything runs on the CPU (no CUDA path yet).
 """
 
@@ -89,6 +91,17 @@ def bench_training(cfg, train_tokens, d_vocab, workdir: Path, steps: int):
     ours = steps * cfg.train.batch_size * cfg.model.n_ctx / (time.perf_counter() - start)
     record("training tok/s: trainer vs bare SDPA loop", ours, twin, ">= 0.9", "tok/s",
            f"HookedTransformer loop {hooked:.0f} tok/s ({hooked / twin:.2f}x the twin)")
+
+
+def bench_mlp_training(train_tokens, d_vocab, steps: int):
+    """transformer_2l's trainer: the SDPA twin (with MLPs) vs the HookedTransformer, same init and batches."""
+    cfg = compose(["model=transformer_2l"])
+    kwargs = hooked_config_kwargs(cfg.model, d_vocab)
+    twin = bare_loop(initial_model(cfg.model, kwargs, cfg.seed), train_tokens, cfg, steps)
+    hooked = hooked_transformer(kwargs)
+    hooked.load_state_dict(initial_model(cfg.model, kwargs, cfg.seed).state_dict(), strict=False)
+    record("transformer_2l tok/s: twin vs HookedTransformer", twin, bare_loop(hooked, train_tokens, cfg, steps),
+           ">= 1", "tok/s", f"d_mlp={cfg.model.d_mlp}; the twin trains it")
 
 
 def seed_style_scores(paths, eval_tokens, repeated, cfg):
@@ -225,6 +238,7 @@ def main():
     train_tokens, eval_tokens, manifest = corpus(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         bench_training(cfg, train_tokens, manifest["vocab_size"], Path(tmp), args.train_steps)
+        bench_mlp_training(train_tokens, manifest["vocab_size"], args.train_steps // 3)
         run = REPO / "results" / "default"
         if not args.skip_pipeline:
             run = Path(tmp) / "pipeline" / "results" / "default"

@@ -2,13 +2,22 @@
 
 import pytest
 
-from pipeline.config import CONF_DIR, compose, model_configs, parse_overrides, run_name, section
+from pipeline.config import (
+    CONF_DIR,
+    compose,
+    expand_sweep,
+    load_study,
+    model_configs,
+    parse_overrides,
+    resolve_run,
+    section,
+)
 from pipeline.io import UserError
 from pipeline.schedule import checkpoint_steps
 
 
 @pytest.mark.parametrize("group, option", [(p.parent.name, p.stem) for p in sorted(CONF_DIR.glob("*/*.yaml"))
-                                           if not p.stem.startswith("_")])
+                                           if not p.stem.startswith("_") and p.parent.name != "study"])
 def test_every_config_option_composes(group, option):
     override = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
     cfg = compose([override])
@@ -22,14 +31,50 @@ def test_overrides_parse_from_list_or_string():
     assert parse_overrides("[train.steps=5, data.paths=[x.txt,y.txt]]") == ["train.steps=5",
                                                                            "data.paths=[x.txt,y.txt]"]
     assert parse_overrides(None) == []
+    # sweeps stay whole, also when snakemake --config has already split '[seed=0,1]' as YAML
+    assert parse_overrides("[seed=0,1,2, model=a,b]") == ["seed=0,1,2", "model=a,b"]
+    assert parse_overrides(["seed=0", 1, "+experiment=tiny"]) == ["seed=0,1", "+experiment=tiny"]
 
 
-def test_run_names_differ_per_override_set():
-    base = compose([])
-    assert run_name(base, []) == "default"
-    a, b = run_name(base, ["train.steps=5"]), run_name(base, ["train.steps=6"])
+def test_run_name_is_the_identity_of_the_resolved_config():
+    assert resolve_run([]).name == "default"
+    assert resolve_run(["train.steps=3000"]).name == "default"  # the default value: the default run
+    a, b = resolve_run(["train.steps=5"]).name, resolve_run(["train.steps=6"]).name
     assert a != b and a.startswith("train.steps=5-")
-    assert run_name(compose(["+experiment=tiny"]), ["+experiment=tiny"]) == "tiny"
+    assert resolve_run(["seed=1", "train.steps=3000"]).name == resolve_run(["seed=1"]).name
+    assert resolve_run(["+experiment=tiny"]).name == "tiny"
+
+
+def test_sweeps_expand_with_hydras_parser_in_order():
+    assert expand_sweep(["seed=range(0,2)", "model=a,b", "train.lr=0.1"]) == [
+        ["seed=0", "model=a", "train.lr=0.1"], ["seed=0", "model=b", "train.lr=0.1"],
+        ["seed=1", "model=a", "train.lr=0.1"], ["seed=1", "model=b", "train.lr=0.1"]]
+
+
+def test_the_olsson_study_has_three_seeds_of_six_variants():
+    study = load_study("olsson")
+    assert [m.values for m in study.members] == [{"seed": "0"}, {"seed": "1"}, {"seed": "2"}]
+    assert len({m.name for m in study.members}) == 3 and study.band == "seed"
+    for seed, member in enumerate(study.members):
+        assert len(member.configs) == 6 and {c.seed for c in member.configs.values()} == {seed}
+    smeared = study.members[0].configs["attn_only_1l_smeared"].model
+    assert smeared.smeared_keys and smeared.n_layers == 1
+    assert study.members[0].configs["transformer_2l"].model.d_mlp == 512
+
+
+def test_study_members_are_named_by_their_configs_even_when_the_experiment_names_the_run():
+    study = load_study(sweep="[seed=0,1]", overrides="[+experiment=tiny]")
+    names = [m.name for m in study.members]
+    assert len(set(names)) == 2 and "tiny" not in names and study.name.startswith("sweep-")
+
+
+def test_bad_studies_fail_in_one_line():
+    with pytest.raises(UserError, match="unknown study 'nope'.*olsson"):
+        load_study("nope")
+    with pytest.raises(UserError, match="sweeps nothing"):
+        load_study(sweep="[]", overrides="[seed=1]")
+    with pytest.raises(UserError, match="identical configs"):
+        load_study(sweep="[seed=0,0]")
 
 
 def test_model_override_selects_the_run_models():

@@ -1,0 +1,109 @@
+"""A tiny study (2 seeds x 2 models) through the real DAG: member runs side by side, aggregated tables whose
+rows and bands follow from the member tables, one joint PCA, the study figures, and reruns that redo only
+what changed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import snakemake
+
+from pipeline.outputs import STUDY_FIGURES, STUDY_TABLES
+from pipeline.study import joint_pca
+
+SWEEP = "sweep=[seed=0,1]"
+OVERRIDES = "overrides=[+experiment=tiny,model=[attn_only_1l,attn_only_2l_smeared]]"
+
+
+def run_study(workdir, *args, sweep=SWEEP):
+    return snakemake(workdir, OVERRIDES, *args, config=sweep)  # --config SWEEP OVERRIDES ARGS
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    result = run_study(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = workdir / "results"
+    (study,) = [p for p in results.iterdir() if p.name.startswith("sweep-")]
+    tables = {name: pd.read_csv(study / "tables" / f"{name}.csv") for name in STUDY_TABLES}
+    return workdir, study, tables
+
+
+def test_every_member_is_an_ordinary_run_with_its_rows_in_the_study_tables(tiny_study):
+    workdir, _, tables = tiny_study
+    icl = tables["icl"]
+    assert icl.groupby(["seed", "model"]).size().to_dict() == {
+        (s, m): 5 for s in (0, 1) for m in ("attn_only_1l", "attn_only_2l_smeared")}
+    for run, rows in icl.groupby("run"):
+        member = pd.read_csv(workdir / "results" / run / "tables" / "icl.csv")
+        assert (workdir / "results" / run / "config.yaml").is_file()
+        pd.testing.assert_frame_equal(rows.drop(columns=["run", "seed"]).reset_index(drop=True), member)
+    assert tables["phase_window"].groupby("seed").size().to_dict() == {0: 2, 1: 2}
+
+
+def test_bands_are_median_min_max_of_the_member_tables(tiny_study):
+    workdir, _, tables = tiny_study
+    best = []
+    for run in tables["icl"].run.unique():
+        heads = pd.read_csv(workdir / "results" / run / "tables" / "head_scores.csv")
+        best.append(heads[heads.score == "prefix_matching"].groupby(["model", "step"]).value.max())
+    best = pd.concat(best, axis=1)
+    bands = tables["best_score_bands"].set_index(["model", "step"]).loc[best.index]
+    np.testing.assert_allclose(bands["median"], best.median(axis=1))
+    np.testing.assert_allclose(bands["min"], best.min(axis=1))
+    np.testing.assert_allclose(bands["max"], best.max(axis=1))
+    assert (bands.n_members == 2).all()
+    icl = tables["icl"].pivot_table(index=["model", "step"], columns="seed", values="icl_score")
+    icl_bands = tables["icl_bands"].set_index(["model", "step"]).loc[icl.index]
+    np.testing.assert_allclose(icl_bands["max"] - icl_bands["min"], (icl[0] - icl[1]).abs(), rtol=1e-6)
+
+
+def test_joint_pca_is_one_fit_over_every_member_and_model(tiny_study):
+    workdir, _, tables = tiny_study
+    pca = tables["joint_pca"]
+    assert pca.groupby(["seed", "model"]).size().to_dict() == {
+        (s, m): 4 for s in (0, 1) for m in ("attn_only_1l", "attn_only_2l_smeared")}  # step 0 left out
+    assert pca.pc1_explained.nunique() == 1 and pca.pc2_explained.nunique() == 1
+    losses = {(run, model): dict(np.load(workdir / "results" / run / "models" / model / "token_losses.npz"))
+              for run, model in pca[["run", "model"]].drop_duplicates().itertuples(index=False)}
+    refit = joint_pca(losses, 2, seed=0)
+    np.testing.assert_allclose(refit.pc1.abs(), pca.pc1.abs(), rtol=1e-4, atol=1e-5)
+
+
+def test_every_study_figure_is_drawn(tiny_study):
+    _, study, _ = tiny_study
+    for name in STUDY_FIGURES:
+        for ext in ["png", "pdf"]:
+            assert (study / "figures" / f"{name}.{ext}").stat().st_size > 5000
+
+
+def test_rerun_does_nothing_and_a_new_seed_trains_only_its_member(tiny_study):
+    workdir, _, _ = tiny_study
+    result = run_study(workdir, "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+    result = run_study(workdir, "-n", sweep="sweep=[seed=0,1,2]")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-2000:]
+    jobs = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1] in (["train_model"],
+                                                                                      ["score_checkpoints"]))
+    assert jobs == {"train_model": "2", "score_checkpoints": "2"}  # the new member's two models only
+
+
+def test_joint_pca_on_known_losses():
+    """Two models whose per-token losses differ along one direction: PC1 is that direction (all the
+    variance), separates them, and the untrained step 0 is left out of the fit."""
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=(8, 5))
+    base = np.full((8, 5), 3.0)
+
+    def losses(offset):
+        steps = np.array([0, 10, 20])
+        stack = np.stack([np.full((8, 5), 9.0), base + offset * direction, base + 2 * offset * direction])
+        return {"losses": stack, "steps": steps, "tokens_seen": steps * 100}
+
+    table = joint_pca({("run", "a"): losses(1.0), ("run", "b"): losses(-1.0)}, 2, seed=0)
+    assert list(table.step) == [10, 20, 10, 20]
+    assert table.pc1_explained.iloc[0] > 0.999
+    a, b = table[table.model == "a"].pc1.to_numpy(), table[table.model == "b"].pc1.to_numpy()
+    np.testing.assert_allclose(a, -b, atol=1e-9)
+    np.testing.assert_allclose(abs(a[1]), 2 * abs(a[0]))
