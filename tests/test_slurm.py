@@ -45,3 +45,23 @@ def test_tiny_pipeline_runs_through_slurm_with_local_results(cluster, tiny_run, 
     print(f"\n{len(submitted)} SLURM jobs, e.g.\n" + "\n".join(records.splitlines()[:3]))
 
     assert len(assert_same_files(tiny_run[1], tmp_path / "results" / "tiny")) == 11
+
+
+def test_a_tiny_study_runs_through_slurm_unchanged(cluster, tmp_path):
+    """The same profile submits a study: every member job and the aggregation go through sbatch."""
+    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+           "--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--jobs", "4",
+           "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+           "--slurm-status-command", "squeue", "--latency-wait", "5",
+           "--config", "sweep=[seed=0,1]", "overrides=[+experiment=tiny,model=[attn_only_1l]]"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", out))
+    jobs_run = int(re.search(r"(\d+) of \1 steps \(100%\) done", out).group(1))
+    assert len(submitted) == jobs_run - 1
+    assert "aggregate_study" in out and "plot_study_figures" in out
+    (study,) = (tmp_path / "results").glob("sweep-*")
+    icl = (study / "tables" / "icl.csv").read_text().splitlines()
+    assert icl[0].startswith("run,seed,model") and len(icl) == 1 + 2 * 5  # 2 members x 5 checkpoints

@@ -70,11 +70,16 @@ def test_joint_pca_is_one_fit_over_every_member_and_model(tiny_study):
     np.testing.assert_allclose(refit.pc1.abs(), pca.pc1.abs(), rtol=1e-4, atol=1e-5)
 
 
-def test_every_study_figure_is_drawn(tiny_study):
-    _, study, _ = tiny_study
+def test_every_study_figure_is_drawn_and_reported_with_its_caption(tiny_study):
+    workdir, study, _ = tiny_study
     for name in STUDY_FIGURES:
         for ext in ["png", "pdf"]:
             assert (study / "figures" / f"{name}.{ext}").stat().st_size > 5000
+    result = run_study(workdir, "--report", "study_report.html")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = (workdir / "study_report.html").read_text()
+    assert all(f"{name}.png" in report for name in STUDY_FIGURES)
+    assert report.count("Produced by rule") == len(STUDY_FIGURES)
 
 
 def test_rerun_does_nothing_and_a_new_seed_trains_only_its_member(tiny_study):
