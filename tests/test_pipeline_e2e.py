@@ -6,13 +6,10 @@ import json
 import pandas as pd
 from conftest import assert_same_files, snakemake
 
+from pipeline import outputs
 from pipeline.io import sha256_file
 
-TABLES = ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log",
-          "ablation", "patching", "logit_attribution", "copying", "token_losses"]
-FIGURES = ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position",
-           "ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "copying",
-           "token_loss_change", "token_loss_over_training"]
+TABLES, FIGURES = list(outputs.TABLES), list(outputs.FIGURES)  # the one registry
 
 
 def test_every_table_and_figure_is_written(tiny_run):

@@ -112,3 +112,10 @@ def test_joint_pca_on_known_losses():
     a, b = table[table.model == "a"].pc1.to_numpy(), table[table.model == "b"].pc1.to_numpy()
     np.testing.assert_allclose(a, -b, atol=1e-9)
     np.testing.assert_allclose(abs(a[1]), 2 * abs(a[0]))
+
+
+def test_every_registered_figure_has_a_report_caption():
+    from pipeline.outputs import FIGURES, HTML_FIGURES, caption
+
+    names = [*FIGURES, *STUDY_FIGURES, *[f"{name}_html" for name in HTML_FIGURES]]
+    assert [n for n in names if not caption(n).is_file()] == []
