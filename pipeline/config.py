@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import hashlib
 import itertools
@@ -40,13 +41,12 @@ def parse_overrides(overrides) -> list[str]:
         if char == "," and depth == 0 and _NEXT_OVERRIDE.match(text, i + 1):
             parts.append(text[start:i])
             start = i + 1
-    overrides = [p.strip() for p in [*parts, text[start:]] if p.strip()]
-    return [str(o) for o in overrides]
+    return [p.strip() for p in [*parts, text[start:]] if p.strip()]
 
 
 def compose(overrides=()) -> DictConfig:
     """The root config with Hydra `overrides` applied and every interpolation resolved."""
-    return _compose(tuple(overrides)).copy()  # a study composes the same member configs many times
+    return copy.deepcopy(_compose(tuple(overrides)))  # a study composes the same member configs many times
 
 
 @functools.lru_cache(maxsize=None)
@@ -181,7 +181,7 @@ def resolve_run(overrides) -> Run:
 
 
 def load_run_config(path: Path, model: str) -> DictConfig:
-    """One model's resolved config from a run's config.yaml (written by the resolve_config rule)."""
+    """One model's resolved config from a run's config.yaml (written as the Snakefile builds the DAG)."""
     models = OmegaConf.load(path).models
     if model not in models:
         raise UserError(f"model {model} is not in {path} (it has {list(models)}); rerun snakemake")
