@@ -87,6 +87,12 @@ def first_model(run):
     return next(iter(configs(run)))
 
 
+def shared_config_args(run):
+    """CLI config arguments of a rule without a {model} wildcard: the run's first model's config, which
+    carries the shared sections (figures, analysis defaults)."""
+    return f"--run-config {RESULTS / run / 'config.yaml'} --model {first_model(run)}"
+
+
 def checkpoint_files(run, model):
     """A model's checkpoints: the training schedule's, or one per configured hub checkpoint index."""
     cfg, directory = configs(run)[model], RESULTS / run / "models" / model / "checkpoints"

@@ -1,8 +1,3 @@
-def figure_rule_config(wc):
-    """Figure rules have no {model} wildcard: they read the run's first model's config (shared sections)."""
-    return f"--run-config {RESULTS / wc.run / 'config.yaml'} --model {first_model(wc.run)}"
-
-
 rule plot_figures:
     input:
         run_config=run_config,
@@ -16,7 +11,7 @@ rule plot_figures:
         RUN / "benchmarks" / "plot_figures.tsv"
     params:
         cfg=params_of("figures", "analysis.window.score", "analysis.head_scores.names"),
-        step_config=figure_rule_config,
+        step_config=lambda wc: shared_config_args(wc.run),
         tables=lambda wc: RESULTS / wc.run / "tables",
         out=lambda wc: RESULTS / wc.run / "figures",
     resources:
@@ -37,7 +32,7 @@ rule plot_causal_figures:
         RUN / "benchmarks" / "plot_causal_figures.tsv"
     params:
         cfg=params_of("figures", "analysis.ablation.score", "analysis.token_loss.track"),
-        step_config=figure_rule_config,
+        step_config=lambda wc: shared_config_args(wc.run),
         tables=lambda wc: RESULTS / wc.run / "tables",
         out=lambda wc: RESULTS / wc.run / "figures",
     resources:

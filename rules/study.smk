@@ -34,7 +34,7 @@ if STUDY:
             STUDY_DIR / "logs" / "plot_study_figures.log",
         params:
             cfg=section(CFG, "figures"),
-            step_config=f"--run-config {RESULTS / next(iter(RUNS)) / 'config.yaml'} --model {first_model(next(iter(RUNS)))}",
+            step_config=shared_config_args(next(iter(RUNS))),
         resources:
             **resources_of("plot_study_figures"),
         shell:
