@@ -29,9 +29,9 @@ from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
+from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
-from pipeline.outputs import tables_of
 
 Head = tuple[int, int]
 
@@ -93,9 +93,6 @@ def induction_task(vocab: torch.Tensor, bos_id: int, batch: int, seq_len: int, s
 
 def induction_tokens(parts: dict[str, torch.Tensor], pair: str) -> torch.Tensor:
     """[BOS, X, Y] for pair 'XY' (e.g. 'AA' clean, 'AB' corrupted)."""
-    if len(pair) != 2 or not set(pair) <= {"A", "B", "C"}:
-        raise UserError(f"corruption '{pair}' is not two letters of A, B, C; "
-                        f"analysis.patching.corruptions takes pairs like AB, BA, BB, BC")
     return torch.cat([parts["BOS"], parts[pair[0]], parts[pair[1]]], dim=1)
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.io import UserError
+from pipeline.io import UserError, require_writable
+from pipeline.schema import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_SOURCES = ["trained", "hub"]  # where a model's checkpoints come from; each has its rule in rules/
 
 
-_NEXT_OVERRIDE = re.compile(r"\s*[+~]{0,2}[A-Za-z_][\w.@/-]*=")
+_NEXT_OVERRIDE = re.compile(r"\s*(?:[+~]{0,2}[A-Za-z_][\w.@/-]*=|~[A-Za-z_][\w.@/-]*\s*(?=,|$))")
 
 
 def parse_overrides(overrides) -> list[str]:
@@ -69,11 +70,8 @@ def _compose(overrides: tuple[str, ...]) -> DictConfig:
         reason = " ".join(filter(None, lines))
         raise UserError(f"bad config override {list(overrides)}: {reason} "
                         f"(overrides look like key=value or group=option; groups live in {CONF_DIR})") from None
-    _check_types(cfg, overrides)
+    validate(OmegaConf.to_container(cfg))
     return cfg
-
-
-GROUPS = ("data", "model", "train", "analysis", "figures", "+experiment", "experiment")
 
 
 def _leaves(node, prefix=""):
@@ -82,22 +80,6 @@ def _leaves(node, prefix=""):
             yield from _leaves(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
-
-
-def _check_types(cfg: DictConfig, overrides):
-    """Refuse a value override whose type differs from the YAML default's (e.g. train.steps=many)."""
-    choices = [o for o in overrides if o.split("=", 1)[0] in GROUPS]
-    if len(choices) == len(overrides):
-        return
-    defaults = dict(_leaves(OmegaConf.to_container(compose(choices))))
-    for key, value in _leaves(OmegaConf.to_container(cfg)):
-        default = defaults.get(key)
-        if default is None or value is None or isinstance(value, type(default)):
-            continue
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            continue
-        raise UserError(f"{key} must be {type(default).__name__} like its default {default!r}, got {value!r}; "
-                        f"fix the override")
 
 
 def split_model_override(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
@@ -118,7 +100,7 @@ def model_configs(overrides) -> dict[str, DictConfig]:
     known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.stem.startswith("_"))
     for m in models:
         if m not in known:
-            raise UserError(f"unknown model '{m}'; choose one of {known} (conf/model/<name>.yaml)")
+            raise UserError(f"unknown model '{m}' in models; choose one of {known} (conf/model/<name>.yaml)")
     configs = {m: compose([f"model={m}", *rest]) for m in models}
     for m, cfg in configs.items():
         if cfg.model.source not in MODEL_SOURCES:
@@ -257,6 +239,27 @@ def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
     if len(set(names)) < len(names):
         raise UserError(f"study {name} has members with identical configs ({names}); sweep keys that change them")
     return Study(name, members, swept, band)
+
+
+def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | None, dict[str, Run]]:
+    """What the Snakefile runs: a study's members or one run, by name, every config validated and every
+    directory the runs write checked writable; refuses bad input before any job starts."""
+    from pipeline.data import HUB_SOURCES
+    from pipeline.hub import cache_home
+
+    if study or sweep:
+        study = load_study(study, sweep, overrides)
+        runs = {run.name: run for run in study.members}
+    else:
+        study, run = None, resolve_run(overrides)
+        runs = {run.name: run}
+    configs = [c for r in runs.values() for c in r.configs.values()]
+    if len({str(c.results_dir) for c in configs}) > 1:
+        raise UserError("a study's members must share results_dir; set it outside the sweep")
+    require_writable(configs[0].results_dir, "results_dir")
+    if any(c.model.source == "hub" or c.data.source in HUB_SOURCES for c in configs):
+        require_writable(cache_home(configs[0].hub_cache), "hub_cache")
+    return study, runs
 
 
 def section(cfg: DictConfig, *keys: str) -> str:

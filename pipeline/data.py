@@ -83,8 +83,6 @@ HUB_SOURCES = {"pile"}  # sources read through the HF cache
 
 def load_documents(data_cfg) -> list[tuple[str, str]]:
     """Documents of the configured source, truncated to `max_documents`; refuses an empty corpus."""
-    if data_cfg.source not in DATA_SOURCES:
-        raise UserError(f"unknown data source '{data_cfg.source}'; choose one of {sorted(DATA_SOURCES)}")
     docs = DATA_SOURCES[data_cfg.source](data_cfg)[: data_cfg.max_documents or None]
     docs = [(name, text) for name, text in docs if text.strip()]
     if not docs:
@@ -134,8 +132,6 @@ def build_corpus(docs: list[tuple[str, str]], tokenizer_name: str, data_cfg):
     """
     texts = [text for _, text in docs]
     if tokenizer_name == "bpe":
-        if data_cfg.vocab_size > 2**16:
-            raise UserError(f"data.vocab_size {data_cfg.vocab_size} does not fit uint16 token ids; use at most 65536")
         tokenizer = train_tokenizer(texts, data_cfg.vocab_size)
     else:
         tokenizer = hub_tokenizer(tokenizer_name)

@@ -91,9 +91,6 @@ def head_score_tokens(eval_tokens: np.ndarray, bos_id: int, head_scores_cfg, see
 
 def head_scores(model, tokens: torch.Tensor, seq_len: int, names) -> torch.Tensor:
     """(n_scores, n_layers, n_heads) scores from one forward pass caching only attention patterns."""
-    unknown = sorted(set(names) - set(HEAD_SCORES))
-    if unknown:
-        raise UserError(f"unknown head score(s) {unknown}; analysis.head_scores.names takes {sorted(HEAD_SCORES)}")
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"),
                                     return_type=None)
     return torch.stack([

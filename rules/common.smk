@@ -12,25 +12,17 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.config import load_study, resolve_run, section
-from pipeline.io import UserError, atomic_path, require_writable
+from pipeline.config import plan, section
+from pipeline.io import UserError, atomic_path
 from pipeline.outputs import (FIGURES, HTML_FIGURES, STUDY_FIGURES, STUDY_MEMBER_TABLES, STUDY_TABLES, TABLES, caption,
                               tables_of)
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 try:
-    if config.get("study") or config.get("sweep"):
-        STUDY = load_study(config.get("study"), config.get("sweep"), config.get("overrides"))
-        RUNS = {run.name: run for run in STUDY.members}
-    else:
-        STUDY, run = None, resolve_run(config.get("overrides"))
-        RUNS = {run.name: run}
-    CFG = next(iter(next(iter(RUNS.values())).configs.values()))  # results_dir, resources, figures: shared
-    if len({str(c.results_dir) for r in RUNS.values() for c in r.configs.values()}) > 1:
-        raise UserError("a study's members must share results_dir; set it outside the sweep")
-    require_writable(CFG.results_dir, "results_dir")
+    STUDY, RUNS = plan(config.get("study"), config.get("sweep"), config.get("overrides"))
 except UserError as err:
     sys.exit(f"error: {err}")
+CFG = next(iter(next(iter(RUNS.values())).configs.values()))  # results_dir, resources, figures: shared
 RESULTS = Path(CFG.results_dir)
 RUN = RESULTS / "{run}"
 

@@ -72,7 +72,7 @@ CASES = {
     "unknown model": (snakemake("model=attn_only_9l"), ["unknown model 'attn_only_9l'", "attn_only_2l"]),
     "unknown data source": (snakemake("data=pile_of_nothing"), ["Could not find 'data/pile_of_nothing'", "stdlib"]),
     "unknown key": (snakemake("train.stepz=3"), ["train.stepz", "key=value"]),
-    "wrong type": (snakemake("train.steps=many"), ["train.steps must be int", "many"]),
+    "wrong type": (snakemake("train.steps=many"), ["train.steps='many': input should be a valid integer", "fix the override"]),
     "malformed override": (snakemake("train.steps"), ["bad config override", "key=value"]),
     "unwritable results dir": (snakemake("results_dir=a_file/results"), ["results_dir=a_file/results",
                                                                           "cannot be written"]),

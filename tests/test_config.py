@@ -34,6 +34,8 @@ def test_overrides_parse_from_list_or_string():
     # sweeps stay whole, also when snakemake --config has already split '[seed=0,1]' as YAML
     assert parse_overrides("[seed=0,1,2, model=a,b]") == ["seed=0,1,2", "model=a,b"]
     assert parse_overrides(["seed=0", 1, "+experiment=tiny"]) == ["seed=0,1", "+experiment=tiny"]
+    assert parse_overrides("[+experiment=tiny,~model.d_model,model=a]") == ["+experiment=tiny", "~model.d_model",
+                                                                           "model=a"]
 
 
 def test_run_name_is_the_identity_of_the_resolved_config():

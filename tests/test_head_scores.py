@@ -4,7 +4,6 @@ import pytest
 import torch
 from handbuilt import EXPECTED_HEAD, handbuilt_model, repeated_distinct_tokens
 
-from pipeline.io import UserError
 from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens
 
 SEQ_LEN = 20
@@ -51,7 +50,3 @@ def test_repeated_random_tokens_layout():
     assert torch.equal(tokens[:, 1:6], tokens[:, 6:])
     assert torch.equal(tokens, repeated_random_tokens(batch=3, seq_len=5, vocab=vocab, bos_id=0, seed=1))
 
-
-def test_unknown_score_is_a_user_error():
-    with pytest.raises(UserError, match="unknown head score"):
-        head_scores(handbuilt_model(), repeated_distinct_tokens(1, SEQ_LEN), SEQ_LEN, ["nonsense"])

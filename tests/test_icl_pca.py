@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from pipeline.config import compose
 from pipeline.icl import bootstrap_se, icl_per_sequence, icl_table, loss_by_position
 from pipeline.io import UserError
 from pipeline.pca import loss_pca
@@ -38,9 +39,12 @@ def test_bootstrap_se_matches_analytic():
     assert bootstrap_se(values, 2000, seed=0) == pytest.approx(values.std() / np.sqrt(1000), rel=0.1)
 
 
-def test_positions_outside_context_are_refused():
+def test_positions_outside_context_are_refused_when_the_config_is_composed():
     with pytest.raises(UserError, match="analysis.icl.late"):
-        icl_per_sequence(np.zeros((2, 255)), early=50, late=500, window=10)
+        compose(["analysis.icl.late=500"])
+    with pytest.raises(UserError, match=r"late <= 250 in a 256-token context"):
+        compose(["analysis.icl.late=251"])
+    assert compose(["analysis.icl.late=250"]).analysis.icl.late == 250  # window 245..254 of positions 0..254
 
 
 def test_loss_by_position_is_tidy():

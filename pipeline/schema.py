@@ -1,0 +1,276 @@
+"""The config schema: every key's type and range, checked once per composed config, before any job starts.
+
+One pydantic model per config group (strict types, no unknown keys, ranges as field constraints), plus
+the few checks that relate keys to each other (ICL positions inside the context, however they are set).
+`validate(cfg)` turns the first violation into one line naming the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.io import UserError
+
+HEAD_SCORE_NAMES = ("prefix_matching", "induction", "previous_token", "duplicate_token", "current_token",
+                    "first_token")  # pipeline.scores.HEAD_SCORES (a test keeps them equal; no torch here)
+DATA_SOURCE_NAMES = ("stdlib", "files", "pile")  # pipeline.data.DATA_SOURCES
+HUB_FAMILY_NAMES = ("neel", "revisions")  # pipeline.hub.HUB_FAMILIES
+MAX_TOKEN_ID = 2 ** 16  # token streams are stored as uint16
+
+Count = Annotated[int, Field(ge=1)]
+Size = Annotated[int, Field(ge=1, le=1_000_000)]
+NonNegative = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
+Threshold = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.=+/@-]+$")]
+Text = Annotated[str, Field(min_length=1, max_length=1000)]
+Threads = Annotated[int, Field(ge=1, le=256)]
+ScoreName = Literal[HEAD_SCORE_NAMES]  # type: ignore[valid-type]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class HubSpec(Section):
+    name: Name
+    family: Literal[HUB_FAMILY_NAMES]  # type: ignore[valid-type]
+    checkpoints: Annotated[list[int], Field(min_length=1, max_length=1000)]
+    tokens_per_step: Optional[Count] = None
+
+    @model_validator(mode="after")
+    def labels_become_tokens(self):
+        if self.family == "revisions" and self.tokens_per_step is None:
+            raise ValueError("tokens_per_step: a revisions-family model labels checkpoints by step, so tokens seen "
+                             "need model.hub.tokens_per_step (sequences x context per optimizer step)")
+        if self.family == "neel" and self.tokens_per_step is not None:
+            raise ValueError("tokens_per_step: NeelNanda checkpoints are labelled by tokens seen already; "
+                             "set model.hub.tokens_per_step=null")
+        return self
+
+
+class ModelBase(Section):
+    name: Name
+    tokenizer: Name
+    n_ctx: Annotated[int, Field(ge=8, le=8192)]
+    icl_late: Annotated[int, Field(ge=1, le=8192)]
+
+
+class TrainedModel(ModelBase):
+    source: Literal["trained"]
+    d_model: Annotated[int, Field(ge=1, le=4096)]
+    n_heads: Annotated[int, Field(ge=1, le=128)]
+    n_layers: Annotated[int, Field(ge=1, le=48)]
+    embed_init_std: Optional[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] = None
+    smeared_keys: bool = False
+    d_mlp: Optional[Annotated[int, Field(ge=1, le=16384)]] = None
+
+    @model_validator(mode="after")
+    def heads_divide_width(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
+                             f"choose n_heads that divides d_model")
+        return self
+
+
+class HubModel(ModelBase):
+    source: Literal["hub"]
+    hub: HubSpec
+
+
+class DataBase(Section):
+    max_documents: Optional[Count] = None
+    vocab_size: Annotated[int, Field(ge=257, le=MAX_TOKEN_ID)]  # 256 bytes + end-of-text
+    eval_fraction: Fraction
+
+
+class StdlibData(DataBase):
+    source: Literal["stdlib"]
+    exclude_dirs: list[Name]
+
+
+class FileData(DataBase):
+    source: Literal["files"]
+    paths: list[Text]
+    text_column: Text
+
+
+class PileData(DataBase):
+    source: Literal["pile"]
+    dataset: Name
+    split: Name
+    text_column: Text
+    min_document_tokens: Count
+
+
+class Train(Section):
+    steps: Annotated[int, Field(ge=1, le=10_000_000)]
+    batch_size: Annotated[int, Field(ge=1, le=65_536)]
+    lr: Positive
+    warmup_steps: NonNegative
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    grad_clip: Positive
+    n_checkpoints: Annotated[int, Field(ge=1, le=10_000)]
+    first_checkpoint: Count
+    threads: Threads
+    resume_every: Count
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
+
+
+class HeadScores(Section):
+    names: Annotated[list[ScoreName], Field(min_length=1)]
+    batch: Size
+    seq_len: Size
+
+
+class Eval(Section):
+    n_sequences: Size
+    batch: Size
+
+
+class Icl(Section):
+    early: NonNegative
+    late: NonNegative
+    window: Count
+    n_bootstrap: Annotated[int, Field(ge=2, le=1_000_000)]
+
+
+class Pca(Section):
+    n_components: Annotated[int, Field(ge=1, le=100)]
+
+
+class Window(Section):
+    score: ScoreName
+    low: Threshold
+    high: Threshold
+    min_rise: Threshold
+
+
+class Ablation(Section):
+    score: ScoreName
+    threshold: Threshold
+    top_k: Optional[Count] = None
+    methods: Annotated[list[Literal["zero", "mean"]], Field(min_length=1)]
+    n_sequences: Size
+    mean_sequences: Size
+
+
+class Patching(Section):
+    corruptions: Annotated[list[Annotated[str, Field(pattern=r"^[ABC][ABC]$")]], Field(min_length=1)]
+    batch: Size
+    seq_len: Size
+    min_gap: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    resid_checkpoints: NonNegative
+
+
+class TokenLoss(Section):
+    text: Optional[Annotated[str, Field(min_length=1, max_length=100_000)]] = None
+    track: list[Text]
+
+
+class Analysis(Section):
+    duplicate_checkpoints: Literal["warn", "error"]
+    compile: bool
+    threads: Threads
+    head_scores: HeadScores
+    eval: Eval
+    icl: Icl
+    pca: Pca
+    window: Window
+    ablation: Ablation
+    patching: Patching
+    token_loss: TokenLoss
+
+
+class Figures(Section):
+    formats: Annotated[list[Literal["png", "pdf", "svg"]], Field(min_length=1)]
+    dpi: Annotated[int, Field(ge=10, le=1200)]
+    heatmap_checkpoints: Annotated[int, Field(ge=1, le=100)]
+
+
+class Root(Section):
+    models: Annotated[list[Name], Field(min_length=1)]
+    run_name: Optional[Annotated[str, Field(pattern=r"^[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]{0,99}$")]] = None
+    results_dir: Text
+    seed: Annotated[int, Field(ge=0, lt=2 ** 32)]
+    hub_cache: Optional[Text] = None
+    resources: dict[Name, dict[Name, Union[Annotated[int, Field(ge=0)], Name]]]
+    data: Annotated[Union[StdlibData, FileData, PileData], Field(discriminator="source")]
+    model: Annotated[Union[TrainedModel, HubModel], Field(discriminator="source")]
+    train: Train
+    analysis: Analysis
+    figures: Figures
+
+    @model_validator(mode="after")
+    def keys_agree(self):
+        """Checks between keys: each names the key to change."""
+        a, n_ctx = self.analysis, self.model.n_ctx
+        start = min(a.icl.early, a.icl.late) - a.icl.window // 2
+        end = max(a.icl.early, a.icl.late) - a.icl.window // 2 + a.icl.window
+        if a.icl.early >= a.icl.late or start < 0 or end > n_ctx - 1:
+            raise ValueError(f"analysis.icl: positions early={a.icl.early}, late={a.icl.late} (window {a.icl.window}) "
+                             f"must satisfy window/2 <= early < late <= {n_ctx - 1 - a.icl.window + a.icl.window // 2} "
+                             f"in a {n_ctx}-token context; lower analysis.icl.late (model.icl_late) or raise model.n_ctx")
+        for key, seq_len in (("head_scores", a.head_scores.seq_len), ("patching", a.patching.seq_len)):
+            if 2 * seq_len + 1 > n_ctx:
+                raise ValueError(f"analysis.{key}.seq_len: {seq_len} repeated twice after BOS needs n_ctx >= "
+                                 f"{2 * seq_len + 1} (model.n_ctx={n_ctx}); lower it to <= {(n_ctx - 1) // 2}")
+        for section, name in (("window", a.window.score), ("ablation", a.ablation.score)):
+            if name not in a.head_scores.names:
+                raise ValueError(f"analysis.{section}.score: '{name}' is not computed; add it to "
+                                 f"analysis.head_scores.names {a.head_scores.names}")
+        if a.window.low >= a.window.high:
+            raise ValueError(f"analysis.window.low: {a.window.low} must be below analysis.window.high={a.window.high}")
+        for key in ("n_sequences", "mean_sequences"):
+            if getattr(a.ablation, key) > a.eval.n_sequences:
+                raise ValueError(f"analysis.ablation.{key}: {getattr(a.ablation, key)} exceeds the eval sample "
+                                 f"(analysis.eval.n_sequences={a.eval.n_sequences}); lower it")
+        if isinstance(self.data, PileData) and self.data.min_document_tokens <= a.icl.late:
+            raise ValueError(f"data.min_document_tokens: {self.data.min_document_tokens} leaves documents without "
+                             f"token {a.icl.late} (analysis.icl.late); raise it above {a.icl.late}")
+        return self
+
+
+def _located(cfg: dict, loc: tuple) -> tuple[str, object]:
+    """The config key an error location points at and the value there; location parts that are not keys
+    (a union member's name, a discriminator's tag: model.<source>, data.<source>) are skipped."""
+    key, value = "", cfg
+    if len(loc) > 1 and loc[0] in ("model", "data") and loc[1] == (cfg.get(loc[0]) or {}).get("source"):
+        loc = loc[:1] + loc[2:]
+    for part in loc:
+        if isinstance(value, dict) and part in value:
+            key, value = f"{key}.{part}" if key else str(part), value[part]
+        elif isinstance(value, list) and isinstance(part, int) and part < len(value):
+            key, value = f"{key}[{part}]", value[part]
+    return key, value
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validate(cfg: dict):
+    """Refuse a composed config (a plain dict) that breaks the schema, in one line: key, value, fix."""
+    try:
+        Root.model_validate(cfg)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        key, value = _located(cfg, first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "value_error":  # checks between keys name their key first
+            named, _, message = message.partition(": ")
+            raise UserError(f"{'.'.join(filter(None, [key, named]))}: {message}") from None
+        if first["type"] == "extra_forbidden":
+            raise UserError(f"{key} is not a config key here; remove it (~{key}) or fix its spelling "
+                            f"(see conf/)") from None
+        if first["type"] == "missing":
+            raise UserError(f"{key}.{first['loc'][-1]} is missing; set it (see conf/)") from None
+        if first["type"] == "union_tag_invalid":  # data.source / model.source
+            key, value = f"{key}.source", value.get("source")
+        fix = "give a finite number" if isinstance(value, float) and not math.isfinite(value) else "fix the override"
+        raise UserError(f"{key}={_short(value)}: {message[0].lower() + message[1:]}; {fix}") from None
