@@ -14,6 +14,7 @@ import pandas as pd
 
 from pipeline.config import cli
 from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save
+from pipeline.integrity import integrity_note
 from pipeline.io import UserError, atomic_path, run_cli
 from pipeline.outputs import figures_of, tables_of
 
@@ -279,8 +280,9 @@ def main():
         "token_loss_over_training": lambda: token_loss_over_training(t["token_losses"], windows, models,
                                                                      list(cfg.analysis.token_loss.track)),
     }
+    note = integrity_note(args.tables / "integrity.csv")
     for name in figures_of("causal_figures"):
-        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)
+        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)
     with atomic_path(args.out / "token_loss_change.html") as tmp:
         tmp.write_text(token_loss_html(t["token_losses"], windows, models), encoding="utf-8")
 

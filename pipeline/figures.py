@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from pipeline.config import cli
+from pipeline.integrity import integrity_note  # noqa: E402
 from pipeline.io import atomic_path, run_cli  # noqa: E402
 from pipeline.outputs import figures_of  # noqa: E402
 from pipeline.phase import steps_around_window  # noqa: E402
@@ -194,8 +195,11 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positio
     return fig
 
 
-def save(fig: plt.Figure, stem: Path, formats, dpi: int):
-    """Write the figure in each format, atomically; no creation date, so reruns give identical bytes."""
+def save(fig: plt.Figure, stem: Path, formats, dpi: int, note: str | None = None):
+    """Write the figure in each format, atomically; no creation date, so reruns give identical bytes.
+    `note` (the checkpoint-integrity warning) is printed under the figure."""
+    if note:
+        fig.text(0.01, -0.02, note, ha="left", va="top", fontsize=8, color="firebrick", wrap=True)
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
         metadata = {"CreationDate": None} if fmt == "pdf" else {}
@@ -221,8 +225,9 @@ def main():
         "loss_by_position": lambda: loss_by_position(t["loss_by_position"], windows,
                                                      t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }
+    note = integrity_note(args.tables / "integrity.csv")
     for name in figures_of("figures"):
-        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)
+        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)
 
 
 if __name__ == "__main__":

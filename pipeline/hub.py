@@ -95,15 +95,12 @@ def _checkpoint_label(name: str) -> int | None:
 
 
 def neel_labels(model_cfg):
-    """NeelNanda checkpoints: TransformerLens's label list (it lists the repo's files over the network),
-    or offline, the labels of the checkpoint files in the cached snapshot."""
-    from transformer_lens.loading_from_pretrained import get_checkpoint_labels
-
-    if os.environ.get("HF_HUB_OFFLINE") != "1":
-        return get_checkpoint_labels(model_cfg.hub.name)
+    """NeelNanda checkpoints, named by tokens seen: the labels of the repo's checkpoint files (listed by the
+    hub, or offline, in the cached snapshot). Not TransformerLens's label type, which guesses 'step' for a
+    list ending at <= 1e9 tokens and would then need a tokens_per_step these repos do not have."""
     labels = sorted(label for name in _neel_files(_neel_repo(model_cfg))
                     if (label := _checkpoint_label(name)) is not None)
-    return labels, "token" if labels and labels[-1] > 1e9 else "step"
+    return labels, "token"
 
 
 def neel_fetch(model_cfg, label: int):
@@ -189,10 +186,7 @@ def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
     from pipeline.model import save_checkpoint
 
     use_cache(hub_cache)
-    family = model_cfg.hub.family
-    if family not in HUB_FAMILIES:
-        raise UserError(f"unknown hub family '{family}'; model.hub.family takes {sorted(HUB_FAMILIES)}")
-    labels_of, fetch = HUB_FAMILIES[family]
+    labels_of, fetch = HUB_FAMILIES[model_cfg.hub.family]
     try:
         labels, label_type = labels_of(model_cfg)
         label = resolve(labels, list(model_cfg.hub.checkpoints))[position]

@@ -13,7 +13,7 @@ REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
 # table -> the rule writing its per-model parquet (models/<model>/<table>.parquet)
 TABLES = {
-    "head_scores": "score_checkpoints", "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
+    "integrity": "check_checkpoints", "head_scores": "score_checkpoints", "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
     "phase_window": "detect_phase_window", "train_log": "train_model",
     "ablation": "causal_checkpoints", "patching": "causal_checkpoints", "logit_attribution": "causal_checkpoints",
     "copying": "causal_checkpoints", "token_losses": "causal_checkpoints",

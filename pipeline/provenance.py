@@ -13,6 +13,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import pandas as pd
 from omegaconf import OmegaConf
 
 from pipeline.config import CONF_DIR
@@ -33,9 +34,11 @@ def git_state(repo: Path) -> dict:
     return {"commit": head.stdout.strip(), "dirty": bool(git("status", "--porcelain", "--untracked-files=no").stdout)}
 
 
-def provenance(run_config: dict, data_manifests: list[dict], checkpoints: list[Path], outputs: list[Path]) -> dict:
+def provenance(run_config: dict, data_manifests: list[dict], checkpoints: list[Path], outputs: list[Path],
+               integrity_warnings: list[str]) -> dict:
     """Everything that determines the run's results, and the hash of each result. `run_config` is the
-    run's resolved config.yaml (its overrides and one config per model)."""
+    run's resolved config.yaml (its overrides and one config per model); `integrity_warnings` the
+    checkpoint-integrity guard's rows (checkpoints with identical weights)."""
     configs = run_config["models"]
     canonical = json.dumps(configs, sort_keys=True)
     return {
@@ -51,6 +54,7 @@ def provenance(run_config: dict, data_manifests: list[dict], checkpoints: list[P
                         for p in sorted(checkpoints)},
         "outputs": {str(p): sha256_file(p) for p in sorted(outputs)},
         "smear_gate": final_smear_gates(checkpoints),
+        "integrity_warnings": integrity_warnings,
     }
 
 
@@ -77,9 +81,11 @@ def main():
     parser.add_argument("--checkpoints", type=Path, nargs="+", required=True)
     parser.add_argument("--outputs", type=Path, nargs="+", required=True, help="tables and figures to hash")
     parser.add_argument("--run-config", type=Path, required=True, help="the run's resolved config.yaml")
+    parser.add_argument("--integrity", type=Path, required=True, help="the run's tables/integrity.csv")
     args = parser.parse_args()
-    record = provenance(OmegaConf.to_container(OmegaConf.load(args.run_config)), [json.loads(p.read_text()) for p in args.manifests],
-                        args.checkpoints, args.outputs)
+    record = provenance(OmegaConf.to_container(OmegaConf.load(args.run_config)),
+                        [json.loads(p.read_text()) for p in args.manifests], args.checkpoints, args.outputs,
+                        pd.read_csv(args.integrity).warning.tolist())
     with atomic_path(args.out) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
 

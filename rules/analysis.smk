@@ -1,7 +1,26 @@
+rule check_checkpoints:
+    input:
+        run_config=run_config,
+        checkpoints=checkpoint_inputs,
+    output:
+        RUN / "models" / "{model}" / "integrity.parquet",
+    log:
+        RUN / "logs" / "check_checkpoints_{model}.log",
+    params:
+        cfg=params_of("analysis.duplicate_checkpoints"),
+        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+    resources:
+        **resources_of("check_checkpoints"),
+    shell:
+        "{PY} -m pipeline.integrity --checkpoints {params.checkpoints} --out {output} "
+        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+
+
 rule score_checkpoints:
     input:
         run_config=run_config,
         checkpoints=checkpoint_inputs,
+        integrity=rules.check_checkpoints.output,  # refuses duplicated checkpoints first when set to error
         eval=data_file("eval.npy"),
         manifest=data_file("manifest.json"),
     output:

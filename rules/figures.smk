@@ -2,7 +2,7 @@ rule plot_figures:
     input:
         run_config=run_config,
         tables=[RUN / "tables" / f"{t}.csv" for t in ["head_scores", "icl", "loss_by_position", "pca",
-                                                      "phase_window", "train_log"]],
+                                                      "phase_window", "train_log", "integrity"]],
     output:
         report_figures(RUN, FIGURES, "figures"),
     log:
@@ -23,7 +23,8 @@ rule plot_figures:
 rule plot_causal_figures:
     input:
         run_config=run_config,
-        tables=[RUN / "tables" / f"{t}.csv" for t in [*tables_of("causal_checkpoints"), "head_scores", "phase_window"]],
+        tables=[RUN / "tables" / f"{t}.csv" for t in [*tables_of("causal_checkpoints"), "head_scores", "phase_window",
+                                                      "integrity"]],
     output:
         report_figures(RUN, FIGURES, "causal_figures"),
     log:

@@ -1,6 +1,7 @@
 rule provenance:
     input:
         run_config=run_config,
+        integrity=RUN / "tables" / "integrity.csv",
         outputs=lambda wc: [f for f in run_outputs(wc.run) if not f.endswith("provenance.json")],
         checkpoints=lambda wc: [f for m in configs(wc.run) for f in checkpoint_sources(wc.run, m)],
         manifests=lambda wc: sorted({str(data_dir(wc.run, m) / "manifest.json") for m in configs(wc.run)}),
@@ -14,4 +15,5 @@ rule provenance:
         **resources_of("provenance"),
     shell:
         "{PY} -m pipeline.provenance --out {output} --run-config {input.run_config} --manifests {input.manifests} "
+        "--integrity {input.integrity} "
         "--checkpoints {params.checkpoints} --outputs {input.outputs} 2>&1 | tee {log}"

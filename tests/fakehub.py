@@ -16,6 +16,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 MODEL_REPO = "NeelNanda/Attn_Only_2L512W_C4_Code"  # TransformerLens's official name of attn-only-2l
 TOKENIZER_REPO = "pipeline-test/tokenizer"
 LABELS = [0, 200_000_000, 400_000_000, 800_000_000, 1_600_000_000]  # tokens seen, as NeelNanda labels are
+DUPLICATED = LABELS[2]  # this revision serves the final checkpoint's weights (as Pythia's did, issues #205/#206)
 N_CTX, VOCAB = 64, 300
 
 
@@ -51,7 +52,8 @@ def build_cache(home: Path) -> dict:
     for i, label in enumerate(LABELS):
         hooked = hooked_transformer(dict(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=N_CTX, d_vocab=VOCAB,
                                          act_fn=None, attn_only=True, normalization_type="LN",
-                                         positional_embedding_type="shortformer"), seed=i)
+                                         positional_embedding_type="shortformer"),
+                                    seed=len(LABELS) - 1 if label == DUPLICATED else i)
         states[label] = hooked.state_dict()
         torch.save(states[label], model / "checkpoints" / f"Attn_Only_2L512W_C4_Code_checkpoint_{label}.pth")
 
@@ -64,7 +66,7 @@ def build_cache(home: Path) -> dict:
 
 def overrides(home: Path, *extra: str) -> list[str]:
     """Hydra overrides running attn_only_2l_hub on data=pile from the fake cache at tiny sizes."""
-    return ["+experiment=tiny", "model=attn_only_2l_hub", "data=pile", f"hub_cache={home}",
+    return ["+experiment=tiny", "~model.d_model", "model=attn_only_2l_hub", "data=pile", f"hub_cache={home}",
             f"model.tokenizer={TOKENIZER_REPO}", f"model.n_ctx={N_CTX}", "model.icl_late=50",
             "model.hub.checkpoints=[0,2,-1]", "data.min_document_tokens=65", *extra]
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
-from fakehub import LABELS, MODEL_REPO, build_cache, build_pythia, overrides
+from fakehub import DUPLICATED, LABELS, MODEL_REPO, build_cache, build_pythia, overrides
 from safetensors.torch import load_file
 from test_pipeline_e2e import FIGURES, TABLES
 
@@ -141,3 +141,40 @@ def test_shipped_pythia_and_stanford_checkpoint_indices_resolve(model):
     labels, label_type = get_checkpoint_labels(cfg.hub.name)
     steps = resolve(labels, list(cfg.hub.checkpoints))
     assert label_type == "step" and steps == sorted(steps) and steps[0] == 0 and steps[-1] == labels[-1]
+
+
+def test_duplicated_revision_is_flagged_in_tables_provenance_and_figures(hub_run):
+    """The fake cache's label DUPLICATED serves the final weights: one warning row, in provenance too, and
+    its head scores equal the final checkpoint's (what made such scans silently wrong)."""
+    rows = pd.read_csv(hub_run / "tables" / "integrity.csv")
+    assert rows[["step", "identical_to_step", "identical_to_final"]].values.tolist() == [
+        [DUPLICATED, LABELS[-1], True]]
+    provenance = json.loads((hub_run / "provenance.json").read_text())
+    assert provenance["integrity_warnings"] == [f"attn_only_2l_hub step {DUPLICATED} has the same weights as the "
+                                                f"final checkpoint, step {LABELS[-1]}"]
+    heads = pd.read_csv(hub_run / "tables" / "head_scores.csv").set_index(["score", "layer", "head"])
+    assert (heads[heads.step == DUPLICATED].value == heads[heads.step == LABELS[-1]].value).all()
+
+
+def test_duplicated_checkpoints_stop_the_run_when_set_to_error(cache, hub_run, tmp_path):
+    home, _ = cache
+    checkpoints = sorted((hub_run / "models" / "attn_only_2l_hub" / "checkpoints").glob("*.safetensors"))
+    result = subprocess.run([PY, "-m", "pipeline.integrity", *overrides(home), "analysis.duplicate_checkpoints=error",
+                             "--out", str(tmp_path / "integrity.parquet"), "--checkpoints", *map(str, checkpoints)],
+                            capture_output=True, text=True, timeout=120, env=OFFLINE)
+    assert f"step {DUPLICATED} has the same weights as the final checkpoint" in one_line_error(result)
+    assert not (tmp_path / "integrity.parquet").exists()
+
+
+def test_neel_labels_are_tokens_even_when_the_last_is_below_1e9(tmp_path):
+    """TransformerLens calls a NeelNanda label list ending at <= 1e9 'steps'; they are tokens seen, so the
+    fetch needs no tokens_per_step and records tokens_seen = label."""
+    home = tmp_path / "hf"
+    build_cache(home)
+    for pth in (home / "hub").glob(f"models--*/snapshots/*/checkpoints/*_{LABELS[-1]}.pth"):
+        pth.unlink()
+    out = tmp_path / "hub_001.safetensors"
+    result, _ = fetch(home, out, "model.hub.checkpoints=[0,-1]")
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["step"] == meta["tokens_seen"] == LABELS[-2] and meta["label_type"] == "token"
