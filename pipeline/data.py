@@ -30,20 +30,72 @@ def stdlib_documents(data_cfg) -> list[tuple[str, str]]:
     return [(str(p.relative_to(root)), p.read_text(encoding="utf-8", errors="replace")) for p in paths]
 
 
-def _read_text_file(path: Path, text_column: str) -> list[str]:
-    if path.suffix == ".txt":
-        return [path.read_text(encoding="utf-8", errors="replace")]
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif path.suffix == ".parquet":
-        import pandas as pd
+def _utf8(path: Path) -> str:
+    """A corpus file's text; undecodable bytes are refused with their line, not silently replaced."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: byte {data[err.start]:#04x} is not UTF-8; re-encode the file as UTF-8 "
+                        f"(e.g. iconv -t UTF-8) or drop it from data.paths") from None
 
-        rows = pd.read_parquet(path).to_dict("records")
-    else:
+
+def _text_field(row, where: str, text_column: str) -> str:
+    """The text of one record (a JSON line or a parquet row), refusing a missing or non-string field."""
+    if not isinstance(row, dict):
+        raise UserError(f"{where}: a record must be a JSON object with a '{text_column}' field, got "
+                        f"{type(row).__name__}; fix that line")
+    if text_column not in row:
+        raise UserError(f"{where} has no '{text_column}' field; set data.text_column to one of {sorted(row)[:10]}")
+    if not isinstance(row[text_column], str):
+        raise UserError(f"{where}: field '{text_column}' is {type(row[text_column]).__name__}, not text; fix the "
+                        f"record or set data.text_column to a text field")
+    return row[text_column]
+
+
+def _jsonl_texts(path: Path, text_column: str) -> list[str]:
+    texts = []
+    for number, line in enumerate(_utf8(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno}); fix or remove that "
+                            f"line") from None
+        texts.append(_text_field(row, f"{path}:{number}", text_column))
+    return texts
+
+
+def _parquet_texts(path: Path, text_column: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow's errors for a file that is not parquet, or truncated
+        raise UserError(f"{path} is not a readable parquet file ({err.__class__.__name__}); rewrite it or drop "
+                        f"it from data.paths") from None
+    if text_column not in table.column_names:
+        raise UserError(f"{path} has no '{text_column}' column; set data.text_column to one of "
+                        f"{table.column_names[:10]}")
+    column = table.column(text_column).to_pylist()
+    return [_text_field({text_column: value}, f"{path} row {i}", text_column) for i, value in enumerate(column)]
+
+
+CORPUS_READERS = {".txt": lambda path, _: [_utf8(path)], ".jsonl": _jsonl_texts, ".parquet": _parquet_texts}
+
+
+def _read_text_file(path: Path, text_column: str) -> list[str]:
+    if path.is_dir():
+        raise UserError(f"data.paths matched the directory {path}; match its files instead (e.g. {path}/*.jsonl)")
+    if path.suffix not in CORPUS_READERS:
         raise UserError(f"corpus file {path} is not .txt, .jsonl or .parquet; convert it or drop it from data.paths")
-    if rows and text_column not in rows[0]:
-        raise UserError(f"{path} has no '{text_column}' field; set data.text_column to one of {sorted(rows[0])}")
-    return [str(r[text_column]) for r in rows]
+    try:
+        return CORPUS_READERS[path.suffix](path, text_column)
+    except OSError as err:
+        raise UserError(f"corpus file {path} cannot be read ({err.strerror}); fix its permissions or drop it from "
+                        f"data.paths") from None
 
 
 def file_documents(data_cfg) -> list[tuple[str, str]]:
@@ -83,10 +135,12 @@ HUB_SOURCES = {"pile"}  # sources read through the HF cache
 
 def load_documents(data_cfg) -> list[tuple[str, str]]:
     """Documents of the configured source, truncated to `max_documents`; refuses an empty corpus."""
-    docs = DATA_SOURCES[data_cfg.source](data_cfg)[: data_cfg.max_documents or None]
-    docs = [(name, text) for name, text in docs if text.strip()]
+    read = DATA_SOURCES[data_cfg.source](data_cfg)
+    docs = [(name, text) for name, text in read[: data_cfg.max_documents or None] if text.strip()]
     if not docs:
-        raise UserError(f"the '{data_cfg.source}' corpus is empty; give it files with text (data.paths)")
+        kept = f" of the first data.max_documents={data_cfg.max_documents}" if data_cfg.max_documents else ""
+        raise UserError(f"the '{data_cfg.source}' corpus is empty: none{kept} of its {len(read)} document(s) has "
+                        f"text; give it files with text (data.paths)")
     return docs
 
 

@@ -71,3 +71,42 @@ def test_short_documents_are_dropped(mixed_corpus):
     assert 0 < manifest["n_documents"] < len(docs)
     with pytest.raises(UserError, match="min_document_tokens"):
         build_corpus(docs, "bpe", OmegaConf.merge(data_cfg, {"min_document_tokens": 10**6}))
+
+
+MALFORMED = {  # file name, bytes, what the one-line error must say
+    "invalid JSON line": ("bad.jsonl", b'{"text": "ok"}\n{"text": "cut\n', ["bad.jsonl:2: invalid JSON"]),
+    "record not an object": ("list.jsonl", b'{"text": "ok"}\n["text"]\n', ["list.jsonl:2", "JSON object"]),
+    "missing text field": ("rows.jsonl", b'{"text": "ok"}\n{"body": "x"}\n', ["rows.jsonl:2 has no 'text' field",
+                                                                             "data.text_column", "body"]),
+    "non-string text": ("num.jsonl", b'{"text": "ok"}\n\n{"text": 7}\n', ["num.jsonl:3: field 'text' is int"]),
+    "null text": ("null.jsonl", b'{"text": null}\n', ["null.jsonl:1: field 'text' is NoneType"]),
+    "undecodable txt": ("latin.txt", "caf\u00e9\n".encode("latin-1"), ["latin.txt:1: byte 0xe9 is not UTF-8"]),
+    "undecodable jsonl": ("latin.jsonl", b'{"text": "a"}\n{"text": "caf\xe9"}\n', ["latin.jsonl:2: byte 0xe9"]),
+    "not parquet": ("fake.parquet", b"PAR1 this is not parquet", ["fake.parquet is not a readable parquet"]),
+    "blank corpus": ("blank.txt", b"  \n\t\n", ["corpus is empty", "1 document(s)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_corpus_files_are_refused_in_one_line_naming_file_and_line(tmp_path, case):
+    name, content, phrases = MALFORMED[case]
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError) as err:
+        load_documents(files_cfg(tmp_path, column="text", paths=(name,)))
+    message = str(err.value)
+    assert "\n" not in message and all(p in message for p in phrases), message
+
+
+def test_parquet_without_the_column_or_with_a_null_row_is_refused(tmp_path):
+    pd.DataFrame({"body": ["a"]}).to_parquet(tmp_path / "a.parquet")
+    with pytest.raises(UserError, match=r"a.parquet has no 'text' column; set data.text_column to one of \['body'\]"):
+        load_documents(files_cfg(tmp_path, column="text", paths=("a.parquet",)))
+    pd.DataFrame({"text": ["a", None, "c"]}).to_parquet(tmp_path / "b.parquet")
+    with pytest.raises(UserError, match=r"b.parquet row 1: field 'text' is NoneType"):
+        load_documents(files_cfg(tmp_path, column="text", paths=("b.parquet",)))
+
+
+def test_a_directory_in_data_paths_is_refused_with_a_glob_to_use(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    with pytest.raises(UserError, match=r"matched the directory .*corpus; match its files instead"):
+        load_documents(files_cfg(tmp_path, column="text", paths=("corpus",)))
