@@ -36,10 +36,23 @@ def test_designed_head_scores_high_and_others_low(scores, name):
     assert others.max() < 0.1
 
 
-def test_scores_are_attention_fractions(scores):
-    for grid in scores.values():
-        assert grid.shape == (2, 4)
-        assert (grid >= 0).all() and (grid <= 1).all()
+def test_scores_of_uniform_causal_attention_equal_their_hand_computed_values():
+    """A head attending uniformly to every earlier position (query q gives each key 1/(q+1)), on the
+    [BOS, r_1..r_L, r_1..r_L] layout with L = 3 (queries 0..6): each score is a mean of known fractions."""
+    L, n = 3, 7
+    pattern = torch.tril(torch.ones(n, n)) / torch.arange(1, n + 1)[:, None]
+    pattern = pattern.expand(2, 1, n, n)  # (batch, head, query, key)
+    frac = [1 / (q + 1) for q in range(n)]
+    expected = {
+        "previous_token": sum(frac[1:]) / 6,          # queries 1..6
+        "current_token": sum(frac[1:]) / 6,           # queries 1..6, BOS row left out
+        "first_token": sum(frac[1:]) / 6,             # queries 1..6 to key 0
+        "prefix_matching": sum(frac[4:]) / 3,         # second-copy queries 4..6, key q - 2
+        "induction": sum(frac[2:]) / 5,               # the whole 2-back stripe, queries 2..6
+        "duplicate_token": sum(frac[4:]) / 3,         # queries 4..6, key q - 3
+    }
+    for name, value in expected.items():
+        assert HEAD_SCORES[name](pattern, L).item() == pytest.approx(value, abs=1e-6), name
 
 
 def test_repeated_random_tokens_layout():

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
 
 
 @pytest.fixture(scope="module")
