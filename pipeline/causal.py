@@ -28,7 +28,8 @@ from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file, write_table
-from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
+from pipeline.loop import each_checkpoint
+from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
@@ -181,52 +182,43 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
     Checkpoints found in `cache` (finished by an interrupted run) are not analysed again.
     """
     abl, pat, icl_cfg = analysis_cfg.ablation, analysis_cfg.patching, analysis_cfg.icl
-    model = load_checkpoint(checkpoints[0])
-    sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, model.cfg.n_ctx)
+    config = checkpoint_meta(checkpoints[0])["config"]
+    sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, config["n_ctx"])
     subset = np.unique(np.linspace(0, len(sample) - 1, abl.n_sequences).round().astype(int))
     vocab = seen_tokens(eval_tokens, bos_id)
     parts = induction_task(vocab, bos_id, pat.batch, pat.seq_len, seed)
     targets = induction_heads(heads, abl)
-    conditions = {"induction": targets, "control": control_heads(targets, model.cfg.n_layers, model.cfg.n_heads, seed)}
+    conditions = {"induction": targets, "control": control_heads(targets, config["n_layers"], config["n_heads"], seed)}
     resid_steps = set(steps_around_window(heads.step.unique().tolist(), windows, pat.resid_checkpoints))
     text_index = most_repetitive(sample) if text_tokens is None else None
     if text_index is not None:
         text_tokens = sample[text_index:text_index + 1]
-    forward = compiled(model, analysis_cfg.compile)
     cached_steps = list(cached["steps"])
-    tables = {name: [] for name in tables_of("causal_checkpoints")}
-    for i, path in enumerate(checkpoints):
-        result = cache.load(path) if cache else None
-        if result is None:
-            if i:
-                load_weights(model, path)
-            meta = checkpoint_meta(path)
-            intact = cached["losses"][cached_steps.index(meta["step"])]
-            rows = {name: [] for name in tables_of("causal_checkpoints")}
-            with torch.no_grad():
-                if targets:
-                    rows["ablation"].append(ablation_row(intact[subset], "none", "none", [], icl_cfg, seed))
-                    mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences])
-                    for condition, chosen in conditions.items():
-                        for method in abl.methods:
-                            with ablated(model, chosen, mean_z if method == "mean" else None):
-                                losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
-                            rows["ablation"].append(ablation_row(losses, condition, method, chosen, icl_cfg, seed))
-                rows["patching"], rows["logit_attribution"] = patching_and_attribution(
-                    model, parts, list(pat.corruptions), meta["step"] in resid_steps, pat.min_gap)
-                rows["copying"] = [{"layer": layer, "head": head, "copying": float(value)}
-                                   for (layer, head), value in np.ndenumerate(copying_scores(model, vocab).numpy())]
-                text_losses = (intact[text_index] if text_index is not None
-                               else model(text_tokens, return_type="loss", loss_per_token=True)[0].numpy())
-            rows["token_losses"] = [{"position": p, "token_id": int(text_tokens[0, p + 1]), "loss": float(v)}
-                                    for p, v in enumerate(text_losses)]
-            at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
-            result = {name: pd.DataFrame([{**at, **row} for row in table]) for name, table in rows.items()}
-            if cache:
-                cache.save(path, result)
-        for name in tables_of("causal_checkpoints"):
-            tables[name].append(result[name])
-    return {name: pd.concat(parts, ignore_index=True) for name, parts in tables.items()}
+
+    def analyse(model, meta, forward):
+        intact = cached["losses"][cached_steps.index(meta["step"])]
+        rows = {name: [] for name in tables_of("causal_checkpoints")}
+        if targets:
+            rows["ablation"].append(ablation_row(intact[subset], "none", "none", [], icl_cfg, seed))
+            mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences])
+            for condition, chosen in conditions.items():
+                for method in abl.methods:
+                    with ablated(model, chosen, mean_z if method == "mean" else None):
+                        losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
+                    rows["ablation"].append(ablation_row(losses, condition, method, chosen, icl_cfg, seed))
+        rows["patching"], rows["logit_attribution"] = patching_and_attribution(
+            model, parts, list(pat.corruptions), meta["step"] in resid_steps, pat.min_gap)
+        rows["copying"] = [{"layer": layer, "head": head, "copying": float(value)}
+                           for (layer, head), value in np.ndenumerate(copying_scores(model, vocab).numpy())]
+        text_losses = (intact[text_index] if text_index is not None
+                       else model(text_tokens, return_type="loss", loss_per_token=True)[0].numpy())
+        rows["token_losses"] = [{"position": p, "token_id": int(text_tokens[0, p + 1]), "loss": float(v)}
+                                for p, v in enumerate(text_losses)]
+        at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
+        return {name: pd.DataFrame([{**at, **row} for row in table]) for name, table in rows.items()}
+
+    results = each_checkpoint(checkpoints, analyse, cache, lambda model: compiled(model, analysis_cfg.compile))
+    return {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("causal_checkpoints")}
 
 
 def text_to_tokens(tokenizer_path: Path, text: str, bos_id: int, n_ctx: int) -> torch.Tensor:

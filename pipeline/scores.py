@@ -22,7 +22,7 @@ import torch
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import StepCache, UserError, atomic_path, run_cli, write_table
-from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
+from pipeline.loop import each_checkpoint
 
 
 def _stripe_mean(pattern: torch.Tensor, offset: int, first_query: int) -> torch.Tensor:
@@ -122,45 +122,35 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
                         cache: StepCache | None = None):
     """Head-score table and stacked per-token losses (n_checkpoints, n_sequences, n_ctx - 1) for one model.
 
-    One HookedTransformer is built and each checkpoint's weights are loaded into it once; head scores
-    run it eagerly with hooks, per-token losses run its compiled forward. Checkpoints found in `cache`
-    (finished by an interrupted run) are not analysed again.
-    """
+    Through the shared per-checkpoint loop: head scores run the HookedTransformer eagerly with hooks,
+    per-token losses its compiled forward."""
     hs = analysis_cfg.head_scores
-    tables, losses, model = [], [], None
-    for path in checkpoints:
-        result = cache.load(path) if cache else None
-        if result is None:
-            if model is None:
-                model = load_checkpoint(path)
-                n_ctx = model.cfg.n_ctx
-                require_tokens(eval_tokens, n_ctx, "eval")
-                if 2 * hs.seq_len + 1 > n_ctx:
-                    raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
-                                    f"lower it to at most {(n_ctx - 1) // 2}")
-                repeated = head_score_tokens(eval_tokens, bos_id, hs, seed)
-                sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx)
-                forward = compiled(model, analysis_cfg.compile)
-            else:
-                load_weights(model, path)
-            with torch.no_grad():  # not inference_mode: torch.compile's guards reject inference tensors
-                scores = head_scores(model, repeated, hs.seq_len, list(hs.names)).numpy()
-                result = {"losses": per_token_losses(forward, sample, analysis_cfg.eval.batch).numpy()}
-            names = list(hs.names)
-            if hasattr(model.blocks[0].attn, "smear_alpha"):  # the learned key smearing beside the scores
-                scores = np.concatenate([scores, smear_gates(model)[None]])
-                names.append("smear_gate")
-            meta = checkpoint_meta(path)
-            result["heads"] = pd.DataFrame(
-                [{"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
-                  "score": names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])
-            if cache:
-                cache.save(path, result)
-        tables.append(result["heads"])
-        losses.append(result["losses"])
-    heads = pd.concat(tables, ignore_index=True)
+
+    def prepare(model):
+        n_ctx = model.cfg.n_ctx
+        require_tokens(eval_tokens, n_ctx, "eval")
+        if 2 * hs.seq_len + 1 > n_ctx:
+            raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
+                            f"lower it to at most {(n_ctx - 1) // 2}")
+        return {"repeated": head_score_tokens(eval_tokens, bos_id, hs, seed),
+                "sample": eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx),
+                "forward": compiled(model, analysis_cfg.compile)}
+
+    def analyse(model, meta, shared):
+        names = list(hs.names)
+        scores = head_scores(model, shared["repeated"], hs.seq_len, names).numpy()
+        if hasattr(model.blocks[0].attn, "smear_alpha"):  # the learned key smearing beside the scores
+            scores = np.concatenate([scores, smear_gates(model)[None]])
+            names.append("smear_gate")
+        return {"losses": per_token_losses(shared["forward"], shared["sample"], analysis_cfg.eval.batch).numpy(),
+                "heads": pd.DataFrame(
+                    [{"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
+                      "score": names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])}
+
+    results = each_checkpoint(checkpoints, analyse, cache, prepare)
+    heads = pd.concat([r["heads"] for r in results], ignore_index=True)
     steps = heads.groupby("step", sort=False).tokens_seen.first()
-    return heads, np.stack(losses), steps.index.to_numpy(), steps.to_numpy()
+    return heads, np.stack([r["losses"] for r in results]), steps.index.to_numpy(), steps.to_numpy()
 
 
 def main():

@@ -18,6 +18,7 @@ from pipeline.causal import (
     most_repetitive,
     patching_and_attribution,
 )
+from pipeline.config import compose
 from pipeline.io import UserError
 from pipeline.model import hooked_transformer
 
@@ -94,8 +95,8 @@ def test_a_corruption_that_changes_nothing_is_not_patched(model):
     with torch.no_grad():
         rows, _ = patching_and_attribution(model, parts, ["AA"], resid=False, min_gap=0.5)
     assert len(rows) == 2 * 4 and all(np.isnan(r["value"]) for r in rows)
-    with pytest.raises(UserError, match="two letters of A, B, C"):
-        patching_and_attribution(model, parts, ["AX"], resid=False, min_gap=0.5)
+    with pytest.raises(UserError, match=r"analysis.patching.corruptions\[1\]='AX': string should match"):
+        compose(["analysis.patching.corruptions=[AB,AX]"])  # refused when the config is composed
 
 
 def test_copying_score_of_the_induction_head_is_one(model):

@@ -10,6 +10,8 @@ import time
 
 from conftest import REPO, TINY, assert_same_files
 
+from pipeline.outputs import TABLES
+
 PY = sys.executable
 
 
@@ -81,7 +83,7 @@ def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_
         assert new + reused == 5, f"{job}: {new} analysed + {reused} reused != 5 checkpoints"
 
     run = tmp_path / "results" / "tiny"
-    assert len(assert_same_files(tiny_run[1], run)) == 11
+    assert len(assert_same_files(tiny_run[1], run)) == len(TABLES)
     assert not list(run.rglob(".*.tmp*")), "partial files were left behind"
     assert not list(models.glob("*/train_state")) and not list(models.glob("*/cache/*/*"))
 

@@ -1,0 +1,39 @@
+"""The one per-checkpoint loop every analysis step goes through (scores, causal, composition, LLC).
+
+A step walks a model's checkpoints in order; one HookedTransformer is built at the first checkpoint that
+needs computing and every later checkpoint's weights are loaded into it in place (no rebuild, so a
+compiled forward keeps working); what all checkpoints share (the compiled forward, the eval sample) is
+prepared once; and results found in the step's cache (left by a killed job) are reused, new ones saved.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from pipeline.io import StepCache
+from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
+
+
+def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache | None = None,
+                    prepare: Callable | None = None) -> list[dict]:
+    """`analyse(model, meta, shared)` for each checkpoint in order (a dict of tables/arrays per checkpoint),
+    under no_grad; `shared = prepare(model)` is built once, at the first checkpoint computed."""
+    model = shared = None
+    results = []
+    for path in checkpoints:
+        result = cache.load(path) if cache else None
+        if result is None:
+            if model is None:
+                model = load_checkpoint(path)
+                shared = prepare(model) if prepare else None
+            else:
+                load_weights(model, path)
+            with torch.no_grad():  # not inference_mode: torch.compile's guards reject inference tensors
+                result = analyse(model, checkpoint_meta(path), shared)
+            if cache:
+                cache.save(path, result)
+        results.append(result)
+    return results
