@@ -122,6 +122,47 @@ def icl_score(icl: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def circuit_heads(heads: pd.DataFrame, model: str, score: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(previous-token head, induction head) of a model at its final checkpoint: the best `score` head in a
+    layer >= 1, and the best previous-token head in an earlier layer; None for 1-layer models."""
+    final = heads[(heads.model == model) & (heads.step == heads[heads.model == model].step.max())]
+    later = final[(final.score == score) & (final.layer >= 1)]
+    if later.empty:
+        return None
+    induction = later.loc[later.value.idxmax()]
+    earlier = final[(final.score == "previous_token") & (final.layer < induction.layer)]
+    previous = earlier.loc[earlier.value.idxmax()]
+    return (int(previous.layer), int(previous["head"])), (int(induction.layer), int(induction["head"]))
+
+
+def k_composition(composition: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
+    """K-composition above its random baseline of every (earlier, later) head pair vs tokens seen: the pair
+    from the previous-token head into the induction head in colour, the others in grey; one panel per
+    model with more than one layer."""
+    composition = _trained(composition[composition["mode"] == "K"])
+    models = [m for m in _models(composition) if circuit_heads(heads, m, score)]
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        (l0, h0), (l1, h1) = circuit_heads(heads, model, score)
+        rows = composition[composition.model == model]
+        _shade(ax, windows, model)
+        for (la, ha, lb, hb), line in rows.groupby(["layer_from", "head_from", "layer_to", "head_to"]):
+            circuit = (la, ha, lb, hb) == (l0, h0, l1, h1)
+            ax.plot(line.tokens_seen, line.above_baseline, color="crimson" if circuit else "0.75",
+                    lw=2 if circuit else 0.8, zorder=3 if circuit else 1,
+                    label=f"L{l0}H{h0} (previous-token) -> L{l1}H{h1} ({score})" if circuit else None)
+        ax.axhline(0, color="gray", lw=0.8, ls="--")
+        ax.set_title(model)
+        ax.set_ylabel("K-composition - random baseline")
+        _log_tokens(ax)
+        ax.legend(fontsize=8, loc="upper left")
+    if not models:
+        axes[0, 0].text(0.5, 0.5, "no model with more than one layer", ha="center", transform=axes[0, 0].transAxes)
+        axes[0, 0].set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
 def loss_curves(icl: pd.DataFrame, train_log: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """Eval loss at each checkpoint (markers) over the smoothed training loss (thin line)."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -212,7 +253,7 @@ def main():
     args, cfg = cli("Draw every figure of a run from its tables.", tables="directory of the run's tables (*.csv)",
                     out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
-         for name in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log"]}
+         for name in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log", "composition"]}
     windows = t["phase_window"]
     score = cfg.analysis.window.score
     draw = {
@@ -222,6 +263,7 @@ def main():
         "icl_score": lambda: icl_score(t["icl"], windows),
         "loss": lambda: loss_curves(t["icl"], t["train_log"], windows),
         "pca": lambda: pca_trajectories(t["pca"], windows),
+        "k_composition": lambda: k_composition(t["composition"], t["head_scores"], windows, score),
         "loss_by_position": lambda: loss_by_position(t["loss_by_position"], windows,
                                                      t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }

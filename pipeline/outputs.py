@@ -13,27 +13,48 @@ REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
 # table -> the rule writing its per-model parquet (models/<model>/<table>.parquet)
 TABLES = {
-    "integrity": "check_checkpoints", "head_scores": "score_checkpoints", "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
+    "integrity": "check_checkpoints", "head_scores": "score_checkpoints", "composition": "score_checkpoints", "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
     "phase_window": "detect_phase_window", "train_log": "train_model",
     "ablation": "causal_checkpoints", "patching": "causal_checkpoints", "logit_attribution": "causal_checkpoints",
     "copying": "causal_checkpoints", "token_losses": "causal_checkpoints",
+    "llc": "estimate_llc", "llc_trace": "estimate_llc", "llc_heads": "estimate_llc",
 }
 # figure -> the module drawing it (pipeline/<module>.py, rule plot_<module>) and its report category
 FIGURES = {
     **{name: ("figures", "1. Phase change") for name in
-       ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position"]},
+       ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position",
+        "k_composition"]},
     **{name: ("causal_figures", "2. Causal evidence") for name in
        ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "copying",
         "token_loss_change", "token_loss_over_training"]},
+    **{name: ("llc_figures", "3. Developmental measures") for name in
+       ["llc", "llc_slope", "llc_heads", "llc_traces"]},
 }
-HTML_FIGURES = {"token_loss_change": "causal_figures"}  # also written as interactive .html
+HTML_FIGURES = {"token_loss_change": "causal_figures"}
+# producer (rule or figure module) -> the config key that switches it, its tables and figures on
+OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.enabled"}  # also written as interactive .html
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
 # columns, plus what only the whole study can give (bands over seeds, the joint PCA).
 STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log"]
 STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca"]
-STUDY_FIGURES = {name: ("study_figures", "3. Study") for name in
+STUDY_FIGURES = {name: ("study_figures", "4. Study") for name in
                  ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative"]}
+
+
+def enabled(producer: str, cfg) -> bool:
+    """Whether a run with config `cfg` has this producer's outputs (opt-in analyses are off by default)."""
+    from omegaconf import OmegaConf
+
+    return producer not in OPT_IN or bool(OmegaConf.select(cfg, OPT_IN[producer]))
+
+
+def run_tables(cfg) -> list[str]:
+    return [name for name, producer in TABLES.items() if enabled(producer, cfg)]
+
+
+def run_figures(cfg) -> list[str]:
+    return [name for name, (producer, _) in FIGURES.items() if enabled(producer, cfg)]
 
 
 def tables_of(step: str) -> list[str]:

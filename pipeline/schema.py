@@ -172,6 +172,19 @@ class TokenLoss(Section):
     track: list[Text]
 
 
+class Llc(Section):
+    enabled: bool
+    lr: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+    n_beta: Positive
+    localization: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    chains: Annotated[int, Field(ge=1, le=64)]
+    draws: Annotated[int, Field(ge=1, le=100_000)]
+    burn_in: NonNegative
+    batch: Size
+    n_sequences: Size
+    head_every: Count
+
+
 class Analysis(Section):
     duplicate_checkpoints: Literal["warn", "error"]
     compile: bool
@@ -184,6 +197,7 @@ class Analysis(Section):
     ablation: Ablation
     patching: Patching
     token_loss: TokenLoss
+    llc: Llc
 
 
 class Figures(Section):
@@ -225,6 +239,9 @@ class Root(Section):
                                  f"analysis.head_scores.names {a.head_scores.names}")
         if a.window.low >= a.window.high:
             raise ValueError(f"analysis.window.low: {a.window.low} must be below analysis.window.high={a.window.high}")
+        if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:
+            raise ValueError(f"analysis.llc.n_sequences: {a.llc.n_sequences} must lie between analysis.llc.batch="
+                             f"{a.llc.batch} and the eval sample (analysis.eval.n_sequences={a.eval.n_sequences})")
         for key in ("n_sequences", "mean_sequences"):
             if getattr(a.ablation, key) > a.eval.n_sequences:
                 raise ValueError(f"analysis.ablation.{key}: {getattr(a.ablation, key)} exceeds the eval sample "

@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.composition import composition_table, random_baseline
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import StepCache, UserError, atomic_path, run_cli, write_table
 from pipeline.loop import each_checkpoint
+from pipeline.outputs import tables_of
 
 
 def _stripe_mean(pattern: torch.Tensor, offset: int, first_query: int) -> torch.Tensor:
@@ -120,10 +122,11 @@ def compiled(model, enabled: bool):
 
 def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int,
                         cache: StepCache | None = None):
-    """Head-score table and stacked per-token losses (n_checkpoints, n_sequences, n_ctx - 1) for one model.
+    """The step's tables (head scores, composition scores), the stacked per-token losses (n_checkpoints,
+    n_sequences, n_ctx - 1), steps and tokens seen of one model.
 
     Through the shared per-checkpoint loop: head scores run the HookedTransformer eagerly with hooks,
-    per-token losses its compiled forward."""
+    per-token losses its compiled forward, composition scores read the weights."""
     hs = analysis_cfg.head_scores
 
     def prepare(model):
@@ -133,6 +136,7 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
             raise UserError(f"analysis.head_scores.seq_len={hs.seq_len} needs n_ctx >= {2 * hs.seq_len + 1}; "
                             f"lower it to at most {(n_ctx - 1) // 2}")
         return {"repeated": head_score_tokens(eval_tokens, bos_id, hs, seed),
+                "baseline": random_baseline(model.cfg.d_model, model.cfg.d_head, seed=seed),
                 "sample": eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, n_ctx),
                 "forward": compiled(model, analysis_cfg.compile)}
 
@@ -142,32 +146,37 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
         if hasattr(model.blocks[0].attn, "smear_alpha"):  # the learned key smearing beside the scores
             scores = np.concatenate([scores, smear_gates(model)[None]])
             names.append("smear_gate")
+        composition = composition_table(model, shared["baseline"])
+        composition.insert(0, "tokens_seen", meta["tokens_seen"])
+        composition.insert(0, "step", meta["step"])
         return {"losses": per_token_losses(shared["forward"], shared["sample"], analysis_cfg.eval.batch).numpy(),
-                "heads": pd.DataFrame(
+                "composition": composition,
+                "head_scores": pd.DataFrame(
                     [{"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
                       "score": names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])}
 
     results = each_checkpoint(checkpoints, analyse, cache, prepare)
-    heads = pd.concat([r["heads"] for r in results], ignore_index=True)
-    steps = heads.groupby("step", sort=False).tokens_seen.first()
-    return heads, np.stack([r["losses"] for r in results]), steps.index.to_numpy(), steps.to_numpy()
+    tables = {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("score_checkpoints")}
+    steps = tables["head_scores"].groupby("step", sort=False).tokens_seen.first()
+    return tables, np.stack([r["losses"] for r in results]), steps.index.to_numpy(), steps.to_numpy()
 
 
 def main():
     args, cfg = cli("Score every checkpoint of one model (head scores + per-token losses).",
                     data="data directory (eval.npy, manifest.json)",
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
-                    heads_out="head-score table (.parquet)", losses_out="per-token losses (.npz)",
+                    out="directory for the per-model tables (.parquet)", losses_out="per-token losses (.npz)",
                     cache="directory for finished checkpoints' results (resumes a killed job)")
     torch.set_num_threads(cfg.analysis.threads)
     manifest = (args.data / "manifest.json").read_text()
     cache = StepCache(args.cache, section(cfg, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed")
                       + manifest)
-    heads, losses, steps, tokens_seen = analyse_checkpoints(
+    tables, losses, steps, tokens_seen = analyse_checkpoints(
         sorted(args.checkpoints), load_split(args.data, "eval"), json.loads(manifest)["eot_id"], cfg.analysis,
         cfg.seed, cache)
-    heads.insert(0, "model", cfg.model.name)
-    write_table(heads, args.heads_out)
+    for name, table in tables.items():
+        table.insert(0, "model", cfg.model.name)
+        write_table(table, args.out / f"{name}.parquet")
     with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
         np.savez(f, losses=losses.astype(np.float32), steps=steps, tokens_seen=tokens_seen)
     print(f"score_checkpoints {cfg.model.name}: {cache.summary()}", file=sys.stderr)

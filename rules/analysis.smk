@@ -25,6 +25,7 @@ rule score_checkpoints:
         manifest=data_file("manifest.json"),
     output:
         heads=RUN / "models" / "{model}" / "head_scores.parquet",
+        composition=RUN / "models" / "{model}" / "composition.parquet",
         losses=RUN / "models" / "{model}" / "token_losses.npz",
     log:
         RUN / "logs" / "score_checkpoints_{model}.log",
@@ -34,13 +35,14 @@ rule score_checkpoints:
         cfg=params_of("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
         checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
         data=lambda wc: data_dir(wc.run, wc.model),
+        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
         cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "score_checkpoints",  # resumes a killed job
     threads: CFG.analysis.threads
     resources:
         **resources_of("score_checkpoints"),
     shell:
         "{PY} -m pipeline.scores --data {params.data} --checkpoints {params.checkpoints} "
-        "--heads-out {output.heads} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule score_icl:
@@ -108,6 +110,33 @@ rule collect_table:
         **resources_of("collect_table"),
     shell:
         "{PY} -m pipeline.tables --out {output} {input} 2>&1 | tee {log}"
+
+
+rule estimate_llc:
+    input:
+        run_config=run_config,
+        checkpoints=checkpoint_inputs,
+        eval=data_file("eval.npy"),
+        manifest=data_file("manifest.json"),
+    output:
+        [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("estimate_llc")],
+    log:
+        RUN / "logs" / "estimate_llc_{model}.log",
+    benchmark:
+        RUN / "benchmarks" / "estimate_llc_{model}.tsv"
+    params:
+        cfg=params_of("analysis.llc", "analysis.eval", "seed"),
+        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+        data=lambda wc: data_dir(wc.run, wc.model),
+        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "estimate_llc",  # resumes a killed job
+    threads: CFG.analysis.threads
+    resources:
+        **resources_of("estimate_llc"),
+    shell:
+        "TQDM_DISABLE=1 {PY} -m pipeline.llc --data {params.data} --checkpoints {params.checkpoints} "
+        "--out {params.out} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} "
+        "2>&1 | tee {log}"
 
 
 rule causal_checkpoints:

@@ -15,7 +15,7 @@ import yaml
 from pipeline.config import plan, section
 from pipeline.io import UserError, atomic_path
 from pipeline.outputs import (FIGURES, HTML_FIGURES, STUDY_FIGURES, STUDY_MEMBER_TABLES, STUDY_TABLES, TABLES, caption,
-                              tables_of)
+                              run_figures, run_tables, tables_of)
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 try:
@@ -79,6 +79,11 @@ def first_model(run):
     return next(iter(configs(run)))
 
 
+def first_config(run):
+    """The config of the run's first model: it carries the sections every model of a run shares."""
+    return configs(run)[first_model(run)]
+
+
 def shared_config_args(run):
     """CLI config arguments of a rule without a {model} wildcard: the run's first model's config, which
     carries the shared sections (figures, analysis defaults)."""
@@ -137,11 +142,11 @@ def report_figures(root, registry, module):
 
 
 def run_outputs(run):
-    """Every table and figure of one run, and its provenance."""
-    root = RESULTS / run
-    files = [f for name in FIGURES for f in figure_files(root, name)]
+    """Every table and figure of one run (opt-in analyses when switched on), and its provenance."""
+    root, cfg = RESULTS / run, first_config(run)
+    files = [f for name in run_figures(cfg) for f in figure_files(root, name)]
     files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES]
-    return files + [str(root / "tables" / f"{t}.csv") for t in TABLES] + [str(root / "provenance.json")]
+    return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfg)] + [str(root / "provenance.json")]
 
 
 def study_outputs():

@@ -153,7 +153,8 @@ def bench_seed_loops(cfg, eval_tokens, bos_id, paths: list[Path], n_sequences: i
     cfg = cfg.copy()
     cfg.analysis.eval.n_sequences = n_sequences
     start = time.perf_counter()
-    heads, losses, _, _ = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
+    tables, losses, _, _ = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
+    heads = tables["head_scores"]
     ours = time.perf_counter() - start
     sample = eval_windows(eval_tokens, n_sequences, cfg.model.n_ctx)
     repeated = head_score_tokens(eval_tokens, bos_id, cfg.analysis.head_scores, cfg.seed)

@@ -7,6 +7,8 @@ import pandas as pd
 from conftest import assert_same_files, snakemake
 
 from pipeline import outputs
+from pipeline.config import compose
+from pipeline.schedule import checkpoint_steps
 from pipeline.io import sha256_file
 
 TABLES, FIGURES = list(outputs.TABLES), list(outputs.FIGURES)  # the one registry
@@ -14,9 +16,10 @@ TABLES, FIGURES = list(outputs.TABLES), list(outputs.FIGURES)  # the one registr
 
 def test_every_table_and_figure_is_written(tiny_run):
     _, run, _ = tiny_run
-    for table in TABLES:  # every model in every table; trained checkpoints all differ (no integrity rows)
+    expected = {"integrity": set(), "composition": {"attn_only_2l"}}  # distinct checkpoints; pairs need 2 layers
+    for table in TABLES:
         models = set(pd.read_csv(run / "tables" / f"{table}.csv").model)
-        assert models == (set() if table == "integrity" else {"attn_only_1l", "attn_only_2l"}), table
+        assert models == expected.get(table, {"attn_only_1l", "attn_only_2l"}), table
     for figure in FIGURES:
         for ext in ["png", "pdf"]:
             assert (run / "figures" / f"{figure}.{ext}").stat().st_size > 5000
@@ -65,6 +68,23 @@ def test_causal_tables_cover_every_checkpoint(tiny_run):
     assert copying.copying.between(-1, 1).all() and len(copying) == 5 * (4 + 8)
     tokens = pd.read_csv(run / "tables" / "token_losses.csv")
     assert (tokens.groupby(["model", "step"]).size() == 63).all()  # n_ctx - 1 positions per checkpoint
+
+
+def test_developmental_tables_cover_every_checkpoint_and_agree_with_their_traces(tiny_run):
+    _, run, _ = tiny_run
+    composition = pd.read_csv(run / "tables" / "composition.csv")
+    assert len(composition) == 5 * 3 * 4 * 4  # checkpoints x Q/K/V x (layer-0 head, layer-1 head)
+    llc = pd.read_csv(run / "tables" / "llc.csv").set_index(["model", "step"])
+    assert len(llc) == 10
+    # each estimate is n_beta * (post-burn-in mean of the chain's trace - loss at the checkpoint), over chains
+    trace = pd.read_csv(run / "tables" / "llc_trace.csv")
+    after = trace[trace.sgld_step >= 5].groupby(["model", "step", "chain"]).loss.mean().unstack("chain")
+    recomputed = (30.0 * (after.sub(llc.init_loss, axis=0))).mean(axis=1)
+    assert (recomputed - llc.llc_mean).abs().max() < 1e-6
+    heads = pd.read_csv(run / "tables" / "llc_heads.csv")
+    assert heads.groupby("model").size().to_dict() == {"attn_only_1l": 3 * 4, "attn_only_2l": 3 * 4}  # 3 of 5 steps
+    steps = checkpoint_steps(compose(["+experiment=tiny"]).train)  # refined at every 2nd checkpoint (tiny)
+    assert set(heads.layer) == {0, 1} and sorted(heads.step.unique()) == steps[::2] == [steps[0], steps[2], 400]
 
 
 def test_report_collects_every_figure_with_its_caption(tiny_run):

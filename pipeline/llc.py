@@ -1,0 +1,127 @@
+"""Local learning coefficient (LLC) of every checkpoint (Lau et al. 2023; Hoogland et al. 2024), with devinterp.
+
+devinterp's `llc` runs localized SGLD chains from a checkpoint on the eval sample and returns each chain's
+loss trace. Its own `llc_mean` averages the trace from the first step, burn-in included (its docstring:
+"over every step (including burn-in)"), which biases the estimate low while the chain is still moving
+away from the checkpoint; here the estimate is n_beta * (mean loss after `burn_in` steps - loss at the
+checkpoint), per chain, then mean and std over chains. The weight-refined LLC of a head samples only that
+head's weights (W_Q, W_K, W_V, W_O and their biases) through devinterp's parameter masks.
+
+The defaults (conf/analysis/default.yaml, `analysis.llc`) come from the calibration in the README: loss
+traces flat after burn-in, no divergence, chains agreeing.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config import cli, section
+from pipeline.data import eval_windows, load_split
+from pipeline.io import StepCache, UserError, run_cli, write_table
+from pipeline.loop import each_checkpoint
+from pipeline.model import checkpoint_meta
+from pipeline.outputs import tables_of
+
+HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")  # indexed by head first
+
+
+def sgld_llc(model, dataset, llc_cfg, seed: int, param_masks=None, loss_fn=None) -> dict:
+    """Post-burn-in LLC per chain, its mean and std, and the loss traces (chains, steps) of one estimate."""
+    from devinterp.slt.llc import llc
+
+    with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # devinterp warns about its own defaults on every call
+        result = llc(model, dataset, {}, lr=llc_cfg.lr, n_beta=llc_cfg.n_beta, localization=llc_cfg.localization,
+                     num_chains=llc_cfg.chains, num_draws=llc_cfg.draws, num_burnin_steps=llc_cfg.burn_in,
+                     batch_size=llc_cfg.batch, init_seed=seed, param_masks=param_masks, loss_fn=loss_fn,
+                     output_path=Path(scratch) / "samples.zarr", device="cpu")
+        trace = result.loss_trace.values.astype(np.float64)  # (chains, burn-in + draws), read before cleanup
+        init_loss = float(result.init_loss)
+    if not np.isfinite(trace).all():
+        raise UserError(f"an SGLD chain diverged (loss {trace.max():.3g}); lower analysis.llc.lr or raise "
+                        f"analysis.llc.localization")
+    per_chain = llc_cfg.n_beta * (trace[:, llc_cfg.burn_in:].mean(axis=1) - init_loss)
+    return {"llc_mean": float(per_chain.mean()), "llc_std": float(per_chain.std()), "per_chain": per_chain,
+            "init_loss": init_loss, "trace": trace}
+
+
+def head_masks(model, layer: int, head: int) -> dict[str, torch.Tensor]:
+    """devinterp parameter masks selecting one attention head's weights."""
+    masks = {}
+    for name in HEAD_PARAMS:
+        param = getattr(model.blocks[layer].attn, name)
+        mask = torch.zeros_like(param)
+        mask[head] = 1
+        masks[f"blocks.{layer}.attn.{name}"] = mask
+    return masks
+
+
+def token_dataset(tokens: torch.Tensor):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": tokens.tolist()}).with_format("torch")
+
+
+def estimate_llcs(checkpoints: list[Path], eval_tokens: np.ndarray, analysis_cfg, seed: int,
+                  cache: StepCache | None = None) -> dict[str, pd.DataFrame]:
+    """LLC of each checkpoint (mean, std over chains, per-chain values), the loss traces, and the refined LLC
+    of each last-layer head at the checkpoints `llc_cfg.head_every`-th in order (first and last included)."""
+    llc_cfg = analysis_cfg.llc
+    head_steps = {checkpoint_meta(path)["step"] for i, path in enumerate(checkpoints)
+                  if i % llc_cfg.head_every == 0 or i == len(checkpoints) - 1}
+
+    def prepare(model):
+        sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, model.cfg.n_ctx)[: llc_cfg.n_sequences]
+        return token_dataset(sample)
+
+    def analyse(model, meta, dataset):
+        at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
+        with torch.enable_grad():
+            whole = sgld_llc(model, dataset, llc_cfg, seed)
+            heads = []
+            if meta["step"] in head_steps:
+                layer = model.cfg.n_layers - 1
+                for head in range(model.cfg.n_heads):
+                    refined = sgld_llc(model, dataset, llc_cfg, seed, head_masks(model, layer, head))
+                    heads.append({**at, "layer": layer, "head": head, "llc_mean": refined["llc_mean"],
+                                  "llc_std": refined["llc_std"]})
+        chains, steps = whole["trace"].shape
+        return {
+            "llc": pd.DataFrame([{**at, "llc_mean": whole["llc_mean"], "llc_std": whole["llc_std"],
+                                  "init_loss": whole["init_loss"],
+                                  **{f"llc_chain{c}": v for c, v in enumerate(whole["per_chain"])}}]),
+            "llc_trace": pd.DataFrame({**at, "chain": np.repeat(np.arange(chains), steps),
+                                       "sgld_step": np.tile(np.arange(steps), chains),
+                                       "loss": whole["trace"].ravel()}),
+            "llc_heads": pd.DataFrame(heads, columns=["step", "tokens_seen", "layer", "head", "llc_mean", "llc_std"]),
+        }
+
+    results = each_checkpoint(checkpoints, analyse, cache, prepare)
+    return {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("estimate_llc")}
+
+
+def main():
+    args, cfg = cli("Local learning coefficient of every checkpoint of one model (devinterp SGLD).",
+                    data="data directory (eval.npy)", checkpoints={"nargs": "+", "help": "the model's checkpoints"},
+                    out="directory for the per-model tables (.parquet)",
+                    cache="directory for finished checkpoints' results (resumes a killed job)")
+    torch.set_num_threads(cfg.analysis.threads)
+    cache = StepCache(args.cache, section(cfg, "analysis.llc", "analysis.eval", "seed")
+                      + (args.data / "manifest.json").read_text())
+    tables = estimate_llcs(sorted(args.checkpoints), load_split(args.data, "eval"), cfg.analysis, cfg.seed, cache)
+    for name, table in tables.items():
+        table.insert(0, "model", cfg.model.name)
+        write_table(table, args.out / f"{name}.parquet")
+    print(f"estimate_llc {cfg.model.name}: {cache.summary()}", file=sys.stderr)
+    cache.clear()
+
+
+if __name__ == "__main__":
+    run_cli(main)
