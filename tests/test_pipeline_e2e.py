@@ -8,8 +8,8 @@ from conftest import assert_same_files, snakemake
 
 from pipeline import outputs
 from pipeline.config import compose
-from pipeline.schedule import checkpoint_steps
 from pipeline.io import sha256_file
+from pipeline.schedule import checkpoint_steps
 
 TABLES, FIGURES = list(outputs.TABLES), list(outputs.FIGURES)  # the one registry
 
