@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from pathlib import Path
 
 import einops
@@ -27,8 +26,8 @@ import torch
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
-from pipeline.io import StepCache, UserError, run_cli, sha256_file, write_table
-from pipeline.loop import each_checkpoint
+from pipeline.io import StepCache, UserError, run_cli, sha256_file
+from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
@@ -252,11 +251,7 @@ def main():
                             cfg.seed, text_tokens, cache)
     tokenizer = Tokenizer.from_file(str(args.data / "tokenizer.json"))
     tables["token_losses"]["token"] = [tokenizer.decode([i]) for i in tables["token_losses"].token_id]
-    for name, table in tables.items():
-        table.insert(0, "model", cfg.model.name)
-        write_table(table, args.out / f"{name}.parquet")
-    print(f"causal_checkpoints {cfg.model.name}: {cache.summary()}", file=sys.stderr)
-    cache.clear()
+    write_model_tables("causal_checkpoints", cfg.model.name, tables, args.out, cache)
 
 
 if __name__ == "__main__":

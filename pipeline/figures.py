@@ -103,15 +103,21 @@ def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_chec
     return fig
 
 
+def band_lines(table: pd.DataFrame, windows: pd.DataFrame, value: str, spread: str):
+    """A figure with one line of `value` +- `spread` per model vs tokens seen (log), the windows shaded."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _shade(ax, windows)
+    for i, (model, line) in enumerate(_trained(table).groupby("model")):
+        ax.plot(line.tokens_seen, line[value], "o-", ms=3, color=MODEL_COLORS[i], label=model)
+        ax.fill_between(line.tokens_seen, line[value] - line[spread], line[value] + line[spread],
+                        color=MODEL_COLORS[i], alpha=0.2, lw=0)
+    return fig, ax
+
+
 def icl_score(icl: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """ICL score (late - early token loss) vs tokens seen, one line per model with +-1 SE bands."""
     icl = _trained(icl)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    _shade(ax, windows)
-    for i, (model, line) in enumerate(icl.groupby("model")):
-        ax.plot(line.tokens_seen, line.icl_score, "o-", ms=3, color=MODEL_COLORS[i], label=model)
-        ax.fill_between(line.tokens_seen, line.icl_score - line.icl_se, line.icl_score + line.icl_se,
-                        color=MODEL_COLORS[i], alpha=0.2, lw=0)
+    fig, ax = band_lines(icl, windows, "icl_score", "icl_se")
     ax.axhline(0, color="gray", lw=0.8)
     first = icl.iloc[0]
     ax.set_ylabel(f"ICL score (nats)\nloss@{first.icl_late} - loss@{first.icl_early}")

@@ -13,7 +13,6 @@ traces flat after burn-in, no divergence, chains agreeing.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,8 +23,8 @@ import torch
 
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split
-from pipeline.io import StepCache, UserError, run_cli, write_table
-from pipeline.loop import each_checkpoint
+from pipeline.io import StepCache, UserError, run_cli
+from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 
@@ -63,6 +62,11 @@ def head_masks(model, layer: int, head: int) -> dict[str, torch.Tensor]:
     return masks
 
 
+def every_kth(checkpoints: list[Path], k: int) -> list[Path]:
+    """Every k-th checkpoint in step order, the first and the last always included."""
+    return [path for i, path in enumerate(checkpoints) if i % k == 0 or i == len(checkpoints) - 1]
+
+
 def token_dataset(tokens: torch.Tensor):
     from datasets import Dataset
 
@@ -71,11 +75,11 @@ def token_dataset(tokens: torch.Tensor):
 
 def estimate_llcs(checkpoints: list[Path], eval_tokens: np.ndarray, analysis_cfg, seed: int,
                   cache: StepCache | None = None) -> dict[str, pd.DataFrame]:
-    """LLC of each checkpoint (mean, std over chains, per-chain values), the loss traces, and the refined LLC
-    of each last-layer head at the checkpoints `llc_cfg.head_every`-th in order (first and last included)."""
+    """LLC of every `llc.every`-th checkpoint (mean, std over chains, per-chain values), the loss traces, and
+    the refined LLC of each last-layer head at every `llc.head_every`-th of those."""
     llc_cfg = analysis_cfg.llc
-    head_steps = {checkpoint_meta(path)["step"] for i, path in enumerate(checkpoints)
-                  if i % llc_cfg.head_every == 0 or i == len(checkpoints) - 1}
+    checkpoints = every_kth(checkpoints, llc_cfg.every)
+    head_steps = {checkpoint_meta(path)["step"] for path in every_kth(checkpoints, llc_cfg.head_every)}
 
     def prepare(model):
         sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, model.cfg.n_ctx)[: llc_cfg.n_sequences]
@@ -116,11 +120,7 @@ def main():
     cache = StepCache(args.cache, section(cfg, "analysis.llc", "analysis.eval", "seed")
                       + (args.data / "manifest.json").read_text())
     tables = estimate_llcs(sorted(args.checkpoints), load_split(args.data, "eval"), cfg.analysis, cfg.seed, cache)
-    for name, table in tables.items():
-        table.insert(0, "model", cfg.model.name)
-        write_table(table, args.out / f"{name}.parquet")
-    print(f"estimate_llc {cfg.model.name}: {cache.summary()}", file=sys.stderr)
-    cache.clear()
+    write_model_tables("estimate_llc", cfg.model.name, tables, args.out, cache)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import cli
-from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, circuit_heads, save
+from pipeline.figures import _log_tokens, band_lines, _models, _shade, _trained, circuit_heads, save
 from pipeline.integrity import integrity_note
 from pipeline.io import run_cli
 from pipeline.outputs import figures_of, tables_of
@@ -32,13 +32,7 @@ def llc_slope(llc: pd.DataFrame) -> pd.DataFrame:
 
 def llc_over_training(llc: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """LLC (mean +- std over chains) vs tokens seen, one line per model."""
-    llc = _trained(llc)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    _shade(ax, windows)
-    for i, (model, line) in enumerate(llc.groupby("model")):
-        ax.plot(line.tokens_seen, line.llc_mean, "o-", ms=3, color=MODEL_COLORS[i], label=model)
-        ax.fill_between(line.tokens_seen, line.llc_mean - line.llc_std, line.llc_mean + line.llc_std,
-                        color=MODEL_COLORS[i], alpha=0.2, lw=0)
+    fig, ax = band_lines(llc, windows, "llc_mean", "llc_std")
     ax.set_ylabel("local learning coefficient")
     _log_tokens(ax)
     ax.legend()

@@ -8,13 +8,24 @@ prepared once; and results found in the step's cache (left by a killed job) are 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from pipeline.io import StepCache
+from pipeline.io import StepCache, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
+
+
+def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: StepCache):
+    """A step's per-model tables (models/<model>/<table>.parquet, each with its `model` column), then the
+    summary line the resume test reads, then the cache, no longer needed, removed."""
+    for name, table in tables.items():
+        table.insert(0, "model", model)
+        write_table(table, Path(out) / f"{name}.parquet")
+    print(f"{step} {model}: {cache.summary()}", file=sys.stderr)
+    cache.clear()
 
 
 def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache | None = None,

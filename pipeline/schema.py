@@ -182,6 +182,7 @@ class Llc(Section):
     burn_in: NonNegative
     batch: Size
     n_sequences: Size
+    every: Count
     head_every: Count
 
 

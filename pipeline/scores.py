@@ -11,7 +11,6 @@ patterns (batch, head, query, key) of sequences laid out as [BOS, r_1..r_L, r_1.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import einops
@@ -22,8 +21,8 @@ import torch
 from pipeline.composition import composition_table, random_baseline
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split, require_tokens
-from pipeline.io import StepCache, UserError, atomic_path, run_cli, write_table
-from pipeline.loop import each_checkpoint
+from pipeline.io import StepCache, UserError, atomic_path, run_cli
+from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.outputs import tables_of
 
 
@@ -174,13 +173,9 @@ def main():
     tables, losses, steps, tokens_seen = analyse_checkpoints(
         sorted(args.checkpoints), load_split(args.data, "eval"), json.loads(manifest)["eot_id"], cfg.analysis,
         cfg.seed, cache)
-    for name, table in tables.items():
-        table.insert(0, "model", cfg.model.name)
-        write_table(table, args.out / f"{name}.parquet")
     with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
         np.savez(f, losses=losses.astype(np.float32), steps=steps, tokens_seen=tokens_seen)
-    print(f"score_checkpoints {cfg.model.name}: {cache.summary()}", file=sys.stderr)
-    cache.clear()
+    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache)
 
 
 if __name__ == "__main__":
