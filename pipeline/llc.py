@@ -35,12 +35,15 @@ def sgld_llc(model, dataset, llc_cfg, seed: int, param_masks=None, loss_fn=None)
     """Post-burn-in LLC per chain, its mean and std, and the loss traces (chains, steps) of one estimate."""
     from devinterp.slt.llc import llc
 
+    if llc_cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("analysis.llc.device=cuda but no GPU is visible to this job; use analysis.llc.device=cpu "
+                        "or request a GPU (+resources.estimate_llc.gpu=1 with profiles/slurm)")
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # devinterp warns about its own defaults on every call
         result = llc(model, dataset, {}, lr=llc_cfg.lr, n_beta=llc_cfg.n_beta, localization=llc_cfg.localization,
                      num_chains=llc_cfg.chains, num_draws=llc_cfg.draws, num_burnin_steps=llc_cfg.burn_in,
                      batch_size=llc_cfg.batch, init_seed=seed, param_masks=param_masks, loss_fn=loss_fn,
-                     output_path=Path(scratch) / "samples.zarr", device="cpu")
+                     output_path=Path(scratch) / "samples.zarr", device=llc_cfg.device)
         trace = result.loss_trace.values.astype(np.float64)  # (chains, burn-in + draws), read before cleanup
         init_loss = float(result.init_loss)
     if not np.isfinite(trace).all():

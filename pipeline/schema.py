@@ -184,6 +184,7 @@ class Llc(Section):
     n_sequences: Size
     every: Count
     head_every: Count
+    device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
 
 
 class Analysis(Section):

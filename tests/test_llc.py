@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from pipeline.llc import sgld_llc, token_dataset
 
 SGLD = OmegaConf.create({"lr": 1e-3, "n_beta": 100.0, "localization": 0.0, "chains": 4, "draws": 400,
-                         "burn_in": 100, "batch": 256})
+                         "burn_in": 100, "batch": 256, "device": "cpu"})
 
 
 @pytest.mark.parametrize("d", [4, 10])
