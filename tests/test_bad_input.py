@@ -41,7 +41,7 @@ def corpus_step(paths, *extra):
 
 
 def scores_step(checkpoint):
-    return [PY, "-m", "pipeline.scores", "--data", "data", "--checkpoints", checkpoint, "--heads-out", "heads.parquet",
+    return [PY, "-m", "pipeline.scores", "--data", "data", "--checkpoints", checkpoint, "--out", "tables_out",
             "--losses-out", "losses.npz", "--cache", "cache", "+experiment=tiny", "model=attn_only_1l", "train.steps=30"]
 
 
@@ -67,7 +67,7 @@ def write_corpus(root):
     (root / "a_file").write_text("not a directory")
 
 
-NO_OUTPUT = ["results", "data_out", "heads.parquet", "losses.npz", "log2.csv", "hub.safetensors"]
+NO_OUTPUT = ["results", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors"]
 CASES = {
     "unknown model": (snakemake("model=attn_only_9l"), ["unknown model 'attn_only_9l'", "attn_only_2l"]),
     "unknown data source": (snakemake("data=pile_of_nothing"), ["Could not find 'data/pile_of_nothing'", "stdlib"]),
