@@ -58,7 +58,7 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
 def analysed(output: str) -> dict[str, tuple[int, int]]:
     """(analysed, reused) checkpoint counts per job from the analysis steps' summary lines."""
     return {f"{job}:{model}": (int(n), int(m)) for job, model, n, m in re.findall(
-        r"(score_checkpoints|causal_checkpoints) (\S+): (\d+) checkpoint\(s\) analysed, (\d+) reused", output)}
+        r"(score_checkpoints|causal_checkpoints|estimate_llc) (\S+): (\d+) checkpoint\(s\) analysed, (\d+) reused", output)}
 
 
 def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_tables(tiny_run, tmp_path):
