@@ -12,6 +12,8 @@ import sys
 import pytest
 from conftest import REPO, TINY, assert_same_files
 
+from pipeline.outputs import TABLES
+
 pytestmark = pytest.mark.slurm
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 
@@ -44,7 +46,7 @@ def test_tiny_pipeline_runs_through_slurm_with_local_results(cluster, tiny_run, 
     assert submitted <= completed, f"jobs missing from SLURM's completion log: {submitted - completed}"
     print(f"\n{len(submitted)} SLURM jobs, e.g.\n" + "\n".join(records.splitlines()[:3]))
 
-    assert len(assert_same_files(tiny_run[1], tmp_path / "results" / "tiny")) == 11
+    assert len(assert_same_files(tiny_run[1], tmp_path / "results" / "tiny")) == len(TABLES)  # every table, byte-identical
 
 
 def test_a_tiny_study_runs_through_slurm_unchanged(cluster, tmp_path):
