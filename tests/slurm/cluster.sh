@@ -4,8 +4,9 @@
 #   cluster.sh stop DIR    stop them
 # Clients find the cluster through SLURM_CONF=DIR/slurm.conf, and job steps (srun inside a batch job,
 # which does not see SLURM_CONF) through /etc/slurm/slurm.conf, linked to it while the cluster is up;
-# a machine that already has a SLURM config is refused. Finished jobs are recorded one per line in
-# DIR/jobcomp.log (jobcomp/filetxt: this cluster has no accounting database for sacct).
+# a machine that already has a SLURM config of its own is refused (a stale link from a killed test run
+# is replaced). Finished jobs are recorded one per line in DIR/jobcomp.log (jobcomp/filetxt: this
+# cluster has no accounting database for sacct).
 set -euo pipefail
 action=$1
 dir=$(realpath -m "$2")
@@ -37,6 +38,19 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     }
 fi
 
+# A link left by a test cluster that was killed (its slurmctld is gone) is stale: replace it.
+# A live test cluster, or any other SLURM config, is refused.
+linked=$(readlink /etc/slurm/slurm.conf 2>/dev/null || true)
+if [ -n "$linked" ] && [ "$linked" != "$dir/slurm.conf" ] && grep -qs "^ClusterName=pipeline-test$" "$linked"; then
+    other=$(dirname "$linked")
+    if [ -f "$other/slurmctld.pid" ] && kill -0 "$(cat "$other/slurmctld.pid")" 2>/dev/null; then
+        echo "error: another test SLURM cluster is running from $other; stop it (cluster.sh stop $other) and rerun" >&2
+        exit 2
+    fi
+    rm -f /etc/slurm/slurm.conf
+elif [ -n "$linked" ] && [ ! -e "$linked" ]; then
+    rm -f /etc/slurm/slurm.conf
+fi
 if [ -e /etc/slurm/slurm.conf ] && [ "$(readlink /etc/slurm/slurm.conf)" != "$dir/slurm.conf" ]; then
     echo "error: /etc/slurm/slurm.conf exists, so this machine has its own SLURM; run the test on a machine without one" >&2
     exit 2
