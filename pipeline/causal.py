@@ -6,10 +6,8 @@ induction heads, and the patching heatmaps are taken around the detected window.
 weights are loaded once into one HookedTransformer. The intact per-token losses are read from
 score_checkpoints's cache, never recomputed; the forward passes here are only the interventions.
 
-The induction task (seed 004): A, B, C are random token sequences; clean = [BOS, A, A], corruptions
-[BOS, X, Y] for the configured pairs (AB, BA, BB, BC). The metric is the correct second-copy token's
-logit minus the mean logit (a logit difference that every corruption shares), normalised so the clean
-run scores 1 and the corrupted run 0.
+Patching and attribution run per task (pipeline.tasks: induction, ioi), normalised so the clean run
+scores 1 and the corrupted run 0.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import contextlib
 import json
 from pathlib import Path
 
-import einops
 import numpy as np
 import pandas as pd
 import torch
@@ -32,6 +29,7 @@ from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
+from pipeline.tasks import TASKS, TaskContext, task_tables
 
 Head = tuple[int, int]
 
@@ -84,71 +82,6 @@ def ablated(model, heads: list[Head], mean_z: torch.Tensor | None = None):
                 model.blocks[layer].attn.b_O.copy_(b_O)
 
 
-def induction_task(vocab: torch.Tensor, bos_id: int, batch: int, seq_len: int, seed: int) -> dict[str, torch.Tensor]:
-    """Random sequences A, B, C (batch, seq_len) over `vocab`, with a BOS column under key 'BOS'."""
-    generator = torch.Generator().manual_seed(seed)
-    parts = vocab[torch.randint(0, len(vocab), (3, batch, seq_len), generator=generator)]
-    return {"A": parts[0], "B": parts[1], "C": parts[2], "BOS": torch.full((batch, 1), bos_id)}
-
-
-def induction_tokens(parts: dict[str, torch.Tensor], pair: str) -> torch.Tensor:
-    """[BOS, X, Y] for pair 'XY' (e.g. 'AA' clean, 'AB' corrupted)."""
-    return torch.cat([parts["BOS"], parts[pair[0]], parts[pair[1]]], dim=1)
-
-
-def answer_directions(model, answers: torch.Tensor) -> torch.Tensor:
-    """Unembedding direction of each answer token minus the mean direction: (batch, pos, d_model)."""
-    W_U = model.W_U - model.W_U.mean(dim=-1, keepdim=True)
-    return einops.rearrange(W_U[:, answers], "d b p -> b p d")
-
-
-def logit_difference(logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-    """Mean over second-copy positions of (correct-token logit - mean logit); answers = A[:, 1:]."""
-    logits = logits[:, -answers.shape[1] - 1:-1]
-    return (logits.gather(-1, answers[..., None])[..., 0] - logits.mean(dim=-1)).mean()
-
-
-def patching_and_attribution(model, parts, corruptions, resid: bool, min_gap: float):
-    """Per corruption: head-output patching (layer, head), and resid_pre patching (layer, pos) when `resid`,
-    both normalised (clean 1, corrupted 0; NaN, not patched, when the clean-corrupted gap is under `min_gap`).
-    Also the
-    direct logit attribution of each head and the logit lens per layer on the clean run."""
-    import transformer_lens.patching as patching
-
-    answers = parts["A"][:, 1:]
-    clean_tokens = induction_tokens(parts, "AA")
-    wanted = ("hook_z", "hook_resid_pre", "hook_resid_post", "ln_final.hook_scale")
-    clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith(wanted))
-    clean = logit_difference(clean_logits, answers).item()
-    rows = []
-    for pair in corruptions:
-        corrupted_tokens = induction_tokens(parts, pair)
-        corrupted = logit_difference(model(corrupted_tokens), answers).item()
-        separated = abs(clean - corrupted) >= min_gap
-
-        def metric(logits):
-            return (logit_difference(logits, answers) - corrupted) / (clean - corrupted)
-
-        kinds = {"head_out": (patching.get_act_patch_attn_head_out_all_pos, model.cfg.n_heads)}
-        if resid:
-            kinds["resid_pre"] = (patching.get_act_patch_resid_pre, clean_tokens.shape[1])
-        for kind, (patch, width) in kinds.items():
-            values = (patch(model, corrupted_tokens, cache, metric).numpy() if separated
-                      else np.full((model.cfg.n_layers, width), np.nan))  # the ratio is undefined: not patched
-            for (layer, index), value in np.ndenumerate(values):
-                rows.append({"corruption": pair, "activation": kind, "layer": layer, "index": index,
-                             "value": float(value), "clean_logit_diff": clean, "corrupted_logit_diff": corrupted})
-    directions = answer_directions(model, answers)
-    second_copy = slice(-answers.shape[1] - 1, -1)
-    heads, head_labels = cache.stack_head_results(layer=-1, apply_ln=True, return_labels=True)
-    lens, lens_labels = cache.accumulated_resid(apply_ln=True, return_labels=True)
-    attribution = [{"kind": kind, "component": label, "value": float(value)}
-                   for kind, stack, labels in [("head", heads, head_labels), ("logit_lens", lens, lens_labels)]
-                   for label, value in zip(labels, einops.einsum(stack[:, :, second_copy], directions,
-                                                                 "c b p d, b p d -> c") / answers.numel())]
-    return rows, attribution
-
-
 def copying_scores(model, vocab: torch.Tensor) -> torch.Tensor:
     """Olsson et al.'s copying score per head: sum(eigenvalues) / sum(|eigenvalues|) of the full OV circuit
     W_E W_OV W_U restricted to `vocab` (FactoredMatrix: never materialises vocab x vocab). (layers, heads)"""
@@ -173,22 +106,27 @@ def ablation_row(losses: np.ndarray, condition: str, method: str, heads: list[He
 
 def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, windows: pd.DataFrame,
                    eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int, text_tokens=None,
-                   cache: StepCache | None = None):
-    """Every causal table of one model: ablation, patching, logit attribution, copying, text losses.
+                   cache: StepCache | None = None, encode=None):
+    """Every causal table of one model: ablation; per task (analysis.tasks) patching, metrics, logit
+    attribution and the final checkpoint's top-head attention; copying; text losses.
 
     `cached` holds score_checkpoints's per-token losses; `text_tokens` (1, T) is the text whose per-token
     losses are tracked, by default the eval sequence with the most repeated bigrams (losses read from cache).
+    `encode` (text -> token ids) is the model's tokenizer, for tasks built from text (ioi).
     Checkpoints found in `cache` (finished by an interrupted run) are not analysed again.
     """
-    abl, pat, icl_cfg = analysis_cfg.ablation, analysis_cfg.patching, analysis_cfg.icl
+    abl, icl_cfg = analysis_cfg.ablation, analysis_cfg.icl
     config = checkpoint_meta(checkpoints[0])["config"]
     sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, config["n_ctx"])
     subset = np.unique(np.linspace(0, len(sample) - 1, abl.n_sequences).round().astype(int))
     vocab = seen_tokens(eval_tokens, bos_id)
-    parts = induction_task(vocab, bos_id, pat.batch, pat.seq_len, seed)
+    context = TaskContext(vocab, bos_id, encode or (lambda text: []), config["n_ctx"])
+    tasks = {name: TASKS[name](analysis_cfg.tasks[name], context, seed) for name in analysis_cfg.tasks.names}
     targets = induction_heads(heads, abl)
     conditions = {"induction": targets, "control": control_heads(targets, config["n_layers"], config["n_heads"], seed)}
-    resid_steps = set(steps_around_window(heads.step.unique().tolist(), windows, pat.resid_checkpoints))
+    resid_steps = set(steps_around_window(heads.step.unique().tolist(), windows,
+                                          analysis_cfg.patching.resid_checkpoints))
+    final_step = int(heads.step.max())
     text_index = most_repetitive(sample) if text_tokens is None else None
     if text_index is not None:
         text_tokens = sample[text_index:text_index + 1]
@@ -205,8 +143,11 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
                     with ablated(model, chosen, mean_z if method == "mean" else None):
                         losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
                     rows["ablation"].append(ablation_row(losses, condition, method, chosen, icl_cfg, seed))
-        rows["patching"], rows["logit_attribution"] = patching_and_attribution(
-            model, parts, list(pat.corruptions), meta["step"] in resid_steps, pat.min_gap)
+        for name, task in tasks.items():
+            task_rows = task_tables(model, task, meta["step"] in resid_steps, analysis_cfg.patching.min_gap,
+                                    analysis_cfg.tasks.attention_heads if meta["step"] == final_step else 0)
+            for table, found in task_rows.items():
+                rows[table] += [{"task": name, **row} for row in found]
         rows["copying"] = [{"layer": layer, "head": head, "copying": float(value)}
                            for (layer, head), value in np.ndenumerate(copying_scores(model, vocab).numpy())]
         text_losses = (intact[text_index] if text_index is not None
@@ -220,11 +161,9 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
     return {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("causal_checkpoints")}
 
 
-def text_to_tokens(tokenizer_path: Path, text: str, bos_id: int, n_ctx: int) -> torch.Tensor:
+def text_to_tokens(tokenizer, text: str, bos_id: int, n_ctx: int) -> torch.Tensor:
     """[BOS, tokens of `text`] truncated to the context: (1, T)."""
-    from tokenizers import Tokenizer
-
-    ids = [bos_id] + Tokenizer.from_file(str(tokenizer_path)).encode(text).ids
+    ids = [bos_id] + tokenizer.encode(text).ids
     if len(ids) < 3:
         raise UserError("analysis.token_loss.text is too short to score; give it at least two tokens of text")
     return torch.tensor([ids[:n_ctx]])
@@ -242,15 +181,17 @@ def main():
 
     bos_id = json.loads((args.data / "manifest.json").read_text())["eot_id"]
     text = cfg.analysis.token_loss.text
-    text_tokens = text_to_tokens(args.data / "tokenizer.json", text, bos_id, cfg.model.n_ctx) if text else None
+    tokenizer = Tokenizer.from_file(str(args.data / "tokenizer.json"))
+    text_tokens = text_to_tokens(tokenizer, text, bos_id, cfg.model.n_ctx) if text else None
     cached = dict(np.load(args.losses))
     inputs = "".join(sha256_file(p) for p in (args.losses, args.heads, args.window))
     cache = StepCache(args.cache, section(cfg, "analysis", "seed") + inputs)
     tables = analyse_causal(sorted(args.checkpoints), cached, pd.read_parquet(args.heads),
                             pd.read_parquet(args.window), load_split(args.data, "eval"), bos_id, cfg.analysis,
-                            cfg.seed, text_tokens, cache)
-    tokenizer = Tokenizer.from_file(str(args.data / "tokenizer.json"))
+                            cfg.seed, text_tokens, cache, lambda text: tokenizer.encode(text).ids)
     tables["token_losses"]["token"] = [tokenizer.decode([i]) for i in tables["token_losses"].token_id]
+    if len(tables["task_attention"]):
+        tables["task_attention"]["key_token"] = [tokenizer.decode([i]) for i in tables["task_attention"].key_token_id]
     write_model_tables("causal_checkpoints", cfg.model.name, tables, args.out, cache)
 
 

@@ -7,6 +7,7 @@ Like pipeline.figures, each function takes tidy tables and returns a matplotlib 
 from __future__ import annotations
 
 import html
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,7 +17,7 @@ from pipeline.config import cli
 from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save
 from pipeline.integrity import integrity_note
 from pipeline.io import UserError, atomic_path, run_cli
-from pipeline.outputs import figures_of, tables_of
+from pipeline.outputs import HTML_FIGURES, figures_of, tables_of
 
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
@@ -51,39 +52,41 @@ def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
 
 def patching_heatmaps(patching: pd.DataFrame, activation: str) -> plt.Figure:
     """Normalised patching effect of each head (or residual position) at each model's probed checkpoints
-    (around its own window): one row per model and corruption that was ever patched; a checkpoint where
-    clean and corrupted runs do not differ by min_gap is left unpatched."""
+    (around its own window): one row per model, task and corruption that was ever patched, one axis per
+    checkpoint where it was (where clean and corrupted differ by less than min_gap it is not, and no axis
+    is drawn)."""
     rows = patching[patching.activation == activation]
-    probed = patching[patching.activation == "resid_pre"].groupby("model").step.unique().map(sorted)
-    patched = rows[rows.value.notna()]  # a model whose runs never separate (no induction: 1L) has no row
-    keys = patched[["model", "corruption"]].drop_duplicates().sort_values(["model", "corruption"]).to_numpy()
-    if not len(keys):
+    probed = patching[patching.activation == "resid_pre"].groupby("model").step.unique()
+    rows = rows[rows.value.notna() & rows.apply(lambda r: r.step in probed.get(r.model, []), axis=1)]
+    keys = rows[["model", "task", "corruption"]].drop_duplicates().sort_values(["model", "task", "corruption"])
+    if keys.empty:
         fig, ax = plt.subplots(figsize=(5, 2))
         ax.text(0.5, 0.5, "no model separates clean from corrupted runs", ha="center", color="gray")
+        ax.axis("off")
         return fig
-    wide, n_cols = activation == "resid_pre", probed.map(len).max()
+    steps = {key: sorted(group.step.unique()) for key, group in rows.groupby(["model", "task", "corruption"])}
+    wide, n_cols = activation == "resid_pre", max(map(len, steps.values()))
     fig, axes = plt.subplots(len(keys), n_cols, squeeze=False, layout="constrained",
                              figsize=((4.2 if wide else 2.3) * n_cols, 1.3 * len(keys) + 1))
     image = None
-    for r, (model, corruption) in enumerate(keys):
-        for c, step in enumerate(probed[model]):
+    for r, key in enumerate(keys.itertuples(index=False, name=None)):
+        for c in range(n_cols):
             ax = axes[r, c]
-            at = rows[(rows.model == model) & (rows.corruption == corruption) & (rows.step == step)]
+            if c >= len(steps[key]):
+                ax.axis("off")
+                continue
+            at = rows[(rows.model == key[0]) & (rows.task == key[1]) & (rows.corruption == key[2])
+                      & (rows.step == steps[key][c])]
             grid = at.pivot(index="layer", columns="index", values="value").to_numpy()
-            if np.isnan(grid).all():
-                ax.text(0.5, 0.5, "clean ~ corrupted:\nnot patched", ha="center", va="center", fontsize=7,
-                        color="gray", transform=ax.transAxes)
-            else:
-                image = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu", aspect="auto")
+            image = ax.imshow(grid, vmin=-1, vmax=1, cmap="RdBu", aspect="auto")
             ax.set_yticks(range(grid.shape[0]))
-            ax.set_title(f"step {step} ({at.tokens_seen.iloc[0]:.2g} tokens)", fontsize=7)
+            ax.set_title(f"step {steps[key][c]} ({at.tokens_seen.iloc[0]:.2g} tokens)", fontsize=7)
             if c == 0:
-                ax.set_ylabel(f"{model}\n{corruption}: layer", fontsize=8)
-            if r == len(keys) - 1:
-                ax.set_xlabel("position" if wide else "head")
-    if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="patched metric (clean = 1, corrupted = 0)")
-    fig.suptitle(f"Activation patching of {'the residual stream' if wide else 'head outputs'} on the induction task")
+                ax.set_ylabel(f"{key[0]}\n{key[1]} {key[2]}: layer", fontsize=8)
+            ax.set_xlabel("position" if wide else "head", fontsize=7)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="patched metric (clean = 1, corrupted = 0)")
+    what = "the residual stream (single-answer metric)" if wide else "head outputs (all-answers metric)"
+    fig.suptitle(f"Activation patching of {what}")
     return fig
 
 
@@ -95,46 +98,130 @@ def top_head(heads: pd.DataFrame, model: str, score: str) -> tuple[int, int]:
 
 
 def patching_over_training(patching: pd.DataFrame, heads: pd.DataFrame, windows, score, models) -> plt.Figure:
-    """Patching effect of each model's top induction head vs tokens seen, one line per corruption."""
+    """Patching effect of each model's top induction head vs tokens seen, one line per task and corruption."""
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
         layer, head = top_head(heads, model, score)
         rows = _trained(patching[(patching.model == model) & (patching.activation == "head_out")
                                  & (patching.layer == layer) & (patching["index"] == head)])
         _shade(ax, windows, model)
-        for i, (corruption, line) in enumerate(rows.groupby("corruption")):
-            ax.plot(line.tokens_seen, line.value, "o-", ms=2.5, color=MODEL_COLORS[i], label=corruption)
+        for i, ((task, corruption), line) in enumerate(rows.groupby(["task", "corruption"])):
+            ax.plot(line.tokens_seen, line.value, "o-", ms=2.5, color=MODEL_COLORS[i % len(MODEL_COLORS)],
+                    label=f"{task} {corruption}")
         _log_tokens(ax)
         ax.set_xlim(_trained(heads).tokens_seen.min() / 1.5, heads.tokens_seen.max() * 1.5)
         ax.set_title(f"{model}: patching L{layer}H{head}'s output")
-        ax.legend(fontsize=8, title="corruption")
+        ax.legend(fontsize=8, title="task, corruption")
     axes[0, 0].set_ylabel("patched metric\n(clean = 1, corrupted = 0)")
     fig.tight_layout()
     return fig
 
 
 def logit_attribution(attribution: pd.DataFrame, windows: pd.DataFrame, models: list[str]) -> plt.Figure:
-    """Direct logit attribution of each head (top) and the logit lens per layer (bottom) to the correct
-    second-copy token (logit minus mean logit) vs tokens seen."""
-    fig, axes = plt.subplots(2, len(models), figsize=(5 * len(models), 6.5), squeeze=False, sharex=True)
+    """Per task: direct logit attribution of each head and the logit lens per layer, along the task's answer
+    direction (answer logit minus the competitor's, or the mean logit), vs tokens seen."""
+    tasks = sorted(attribution.task.unique())
+    panels = [(task, kind) for task in tasks for kind in ("head", "logit_lens")]
+    fig, axes = plt.subplots(len(panels), len(models), figsize=(5 * len(models), 3.2 * len(panels)), squeeze=False,
+                             sharex=True)
     for col, model in enumerate(models):
         rows = _trained(attribution[attribution.model == model])
-        for row, (kind, ylabel) in enumerate([("head", "direct logit attribution"), ("logit_lens", "logit lens")]):
+        for row, (task, kind) in enumerate(panels):
             ax = axes[row, col]
+            ylabel = "direct logit attribution" if kind == "head" else "logit lens"
             _shade(ax, windows, model)
-            subset = rows[rows.kind == kind]
+            subset = rows[(rows.kind == kind) & (rows.task == task)]
             for i, (component, line) in enumerate(subset.groupby("component", sort=False)):
-                color = MODEL_COLORS[int(component[1]) if kind == "head" else i]
+                color = MODEL_COLORS[(int(component[1]) if kind == "head" else i) % len(MODEL_COLORS)]
                 ax.plot(line.tokens_seen, line.value, lw=1.2, color=color,
                         ls=["-", "--", ":", "-."][int(component[3:]) % 4] if kind == "head" else "-",
                         label=component)
             _log_tokens(ax)
             ax.axhline(0, color="gray", lw=0.8)
-            ax.set_ylabel(f"{ylabel}\n(logit - mean logit)")
-            ax.set_title(f"{model}: {ylabel}")
+            ax.set_ylabel(f"{ylabel}\n(logit difference)")
+            ax.set_title(f"{model}, {task}: {ylabel}")
             ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def task_metrics(metrics: pd.DataFrame, windows: pd.DataFrame, models: list[str]) -> plt.Figure:
+    """Each task's logit difference on clean prompts (solid) and on each corruption (dotted) vs tokens seen."""
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], models):
+        rows = _trained(metrics[(metrics.model == model) & (metrics.answers == "all")])
+        _shade(ax, windows, model)
+        for i, (task, group) in enumerate(rows.groupby("task")):
+            color = MODEL_COLORS[i % len(MODEL_COLORS)]
+            clean = group.drop_duplicates("step")
+            ax.plot(clean.tokens_seen, clean.clean, "o-", ms=2.5, color=color, label=f"{task}: clean")
+            for corruption, line in group.groupby("corruption"):
+                ax.plot(line.tokens_seen, line.corrupted, ":", lw=1, color=color, label=f"{task}: {corruption}")
+        ax.axhline(0, color="gray", lw=0.8)
+        _log_tokens(ax)
+        ax.set_title(f"{model}: task metrics")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0, 0].set_ylabel("logit difference")
+    fig.tight_layout()
+    return fig
+
+
+def _prompts(attention: pd.DataFrame):
+    """Per (model, task, head): the prompt's tokens and its attention pattern (query x key)."""
+    for (model, task, layer, head), rows in attention.groupby(["model", "task", "layer", "head"]):
+        n = int(rows["query"].max()) + 1
+        pattern = np.zeros((n, n))
+        pattern[rows["query"], rows["key"]] = rows.value
+        tokens = rows.drop_duplicates("key").sort_values("key").key_token.fillna("").map(_show).tolist()
+        yield model, task, layer, head, tokens, pattern
+
+
+def task_attention(attention: pd.DataFrame) -> plt.Figure:
+    """The final checkpoint's attention pattern of each task's top heads (largest |direct logit attribution|)
+    on the first clean prompt: one row per model and task."""
+    prompts = list(_prompts(attention)) if len(attention) else []
+    rows = sorted({(m, t) for m, t, *_ in prompts})
+    if not rows:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no attention patterns (analysis.tasks.attention_heads = 0)", ha="center", color="gray")
+        ax.axis("off")
+        return fig
+    n_cols = max(sum(1 for m, t, *_ in prompts if (m, t) == row) for row in rows)
+    size = min(6.0, 1.5 + 0.18 * max(len(p[4]) for p in prompts))
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(size * n_cols, size * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        for c, (model, task, layer, head, tokens, pattern) in enumerate(p for p in prompts if p[:2] == row):
+            ax = axes[r, c]
+            ax.axis("on")
+            ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
+            ticks = range(len(tokens)) if len(tokens) <= 40 else []
+            ax.set_xticks(ticks, [tokens[i] for i in ticks], rotation=90, fontsize=6)
+            ax.set_yticks(ticks, [tokens[i] for i in ticks], fontsize=6)
+            ax.set_title(f"{model}, {task}: L{layer}H{head}", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def task_attention_html(attention: pd.DataFrame) -> str:
+    """The same patterns as circuitsvis's interactive attention view, one section per model and task."""
+    import circuitsvis as cv
+
+    parts = ["<!doctype html><meta charset='utf-8'><title>Attention of the top heads per task</title>"]
+    prompts = list(_prompts(attention)) if len(attention) else []
+    for model, task in sorted({(m, t) for m, t, *_ in prompts}):
+        chosen = [p for p in prompts if p[:2] == (model, task)]
+        patterns = np.stack([p[5] for p in chosen])
+        parts.append(f"<h3>{html.escape(model)}, {html.escape(task)}: "
+                     f"{', '.join(f'L{p[2]}H{p[3]}' for p in chosen)}</h3>")
+        view = cv.attention.attention_heads(attention=patterns, tokens=chosen[0][4],
+                                            attention_head_names=[f"L{p[2]}H{p[3]}" for p in chosen])
+        # the JS bundle inline (~1.3 MB), so the report opens offline; a fixed element id, so reruns give equal bytes
+        parts.append(re.sub(r"circuits-vis-[0-9a-f]+-[0-9a-f]+", f"circuits-vis-{len(parts)}", view.local_src))
+    if not prompts:
+        parts.append("<p>no attention patterns (analysis.tasks.attention_heads = 0)</p>")
+    return "".join(parts)
 
 
 def copying_vs_prefix_matching(copying: pd.DataFrame, heads: pd.DataFrame, windows, score, models) -> plt.Figure:
@@ -275,6 +362,8 @@ def main():
         "patching_over_training": lambda: patching_over_training(t["patching"], t["head_scores"], windows, score,
                                                                  models),
         "logit_attribution": lambda: logit_attribution(t["logit_attribution"], windows, models),
+        "task_metrics": lambda: task_metrics(t["task_metrics"], windows, models),
+        "task_attention": lambda: task_attention(t["task_attention"]),
         "copying": lambda: copying_vs_prefix_matching(t["copying"], t["head_scores"], windows, score, models),
         "token_loss_change": lambda: token_loss_change(t["token_losses"], windows, models),
         "token_loss_over_training": lambda: token_loss_over_training(t["token_losses"], windows, models,
@@ -283,8 +372,11 @@ def main():
     note = integrity_note(args.tables / "integrity.csv")
     for name in figures_of("causal_figures"):
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)
-    with atomic_path(args.out / "token_loss_change.html") as tmp:
-        tmp.write_text(token_loss_html(t["token_losses"], windows, models), encoding="utf-8")
+    html_views = {"token_loss_change": lambda: token_loss_html(t["token_losses"], windows, models),
+                  "task_attention": lambda: task_attention_html(t["task_attention"])}
+    for name in [name for name, producer in HTML_FIGURES.items() if producer == "causal_figures"]:
+        with atomic_path(args.out / f"{name}.html") as tmp:
+            tmp.write_text(html_views[name](), encoding="utf-8")
 
 
 if __name__ == "__main__":

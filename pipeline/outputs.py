@@ -13,10 +13,12 @@ REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
 # table -> the rule writing its per-model parquet (models/<model>/<table>.parquet)
 TABLES = {
-    "integrity": "check_checkpoints", "head_scores": "score_checkpoints", "composition": "score_checkpoints", "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
+    "integrity": "check_checkpoints", "head_scores": "score_checkpoints", "composition": "score_checkpoints",
+    "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
     "phase_window": "detect_phase_window", "train_log": "train_model",
     "ablation": "causal_checkpoints", "patching": "causal_checkpoints", "logit_attribution": "causal_checkpoints",
-    "copying": "causal_checkpoints", "token_losses": "causal_checkpoints",
+    "copying": "causal_checkpoints", "token_losses": "causal_checkpoints", "task_metrics": "causal_checkpoints",
+    "task_attention": "causal_checkpoints",
     "llc": "estimate_llc", "llc_trace": "estimate_llc", "llc_heads": "estimate_llc",
 }
 # figure -> the module drawing it (pipeline/<module>.py, rule plot_<module>) and its report category
@@ -25,14 +27,14 @@ FIGURES = {
        ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position",
         "k_composition"]},
     **{name: ("causal_figures", "2. Causal evidence") for name in
-       ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "copying",
-        "token_loss_change", "token_loss_over_training"]},
+       ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "task_metrics",
+        "task_attention", "copying", "token_loss_change", "token_loss_over_training"]},
     **{name: ("llc_figures", "3. Developmental measures") for name in
        ["llc", "llc_slope", "llc_heads", "llc_traces"]},
 }
-HTML_FIGURES = {"token_loss_change": "causal_figures"}
+HTML_FIGURES = {"token_loss_change": "causal_figures", "task_attention": "causal_figures"}  # also as interactive .html
 # producer (rule or figure module) -> the config key that switches it, its tables and figures on
-OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.enabled"}  # also written as interactive .html
+OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.enabled"}
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
 # columns, plus what only the whole study can give (bands over seeds, the joint PCA).

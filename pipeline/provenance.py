@@ -20,7 +20,7 @@ from pipeline.config import CONF_DIR
 from pipeline.io import atomic_path, run_cli, sha256_file
 
 PACKAGES = ["torch", "transformer-lens", "snakemake", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
-            "scikit-learn", "tokenizers", "safetensors", "matplotlib", "einops"]
+            "scikit-learn", "tokenizers", "safetensors", "matplotlib", "einops", "circuitsvis"]
 
 
 def git_state(repo: Path) -> dict:

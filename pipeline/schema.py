@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.io import UserError
 
@@ -18,6 +18,7 @@ HEAD_SCORE_NAMES = ("prefix_matching", "induction", "previous_token", "duplicate
                     "first_token")  # pipeline.scores.HEAD_SCORES (a test keeps them equal; no torch here)
 DATA_SOURCE_NAMES = ("stdlib", "files", "pile")  # pipeline.data.DATA_SOURCES
 HUB_FAMILY_NAMES = ("neel", "revisions")  # pipeline.hub.HUB_FAMILIES
+TASK_NAMES = ("induction", "ioi")  # pipeline.tasks.TASKS
 MAX_TOKEN_ID = 2 ** 16  # token streams are stored as uint16
 
 Count = Annotated[int, Field(ge=1)]
@@ -160,11 +161,43 @@ class Ablation(Section):
 
 
 class Patching(Section):
+    min_gap: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    resid_checkpoints: NonNegative
+
+
+class InductionTask(Section):
     corruptions: Annotated[list[Annotated[str, Field(pattern=r"^[ABC][ABC]$")]], Field(min_length=1)]
     batch: Size
     seq_len: Size
-    min_gap: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    resid_checkpoints: NonNegative
+
+
+class IoiTask(Section):
+    templates: Annotated[list[Annotated[str, Field(min_length=1, max_length=1000)]], Field(min_length=1)]
+    names: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z'-]{0,40}$")]], Field(min_length=2)]
+    n_prompts: Size
+
+    @field_validator("templates")
+    @classmethod
+    def slots(cls, templates):
+        for template in templates:
+            if template.count("{IO}") < 1 or template.count("{S}") < 1:
+                raise ValueError(f"template {template!r} needs an {{IO}} and an {{S}} slot (the indirect object "
+                                 f"and the subject), e.g. 'When {{IO}} and {{S}} went out, {{S}} gave it to'")
+        return templates
+
+    @field_validator("names")
+    @classmethod
+    def distinct(cls, names):
+        if len(set(names)) < 2:
+            raise ValueError("needs at least two different names")
+        return names
+
+
+class Tasks(Section):
+    names: Annotated[list[Literal[TASK_NAMES]], Field(min_length=1)]  # type: ignore[valid-type]
+    attention_heads: NonNegative
+    induction: InductionTask
+    ioi: IoiTask
 
 
 class TokenLoss(Section):
@@ -198,6 +231,7 @@ class Analysis(Section):
     window: Window
     ablation: Ablation
     patching: Patching
+    tasks: Tasks
     token_loss: TokenLoss
     llc: Llc
 
@@ -231,7 +265,7 @@ class Root(Section):
             raise ValueError(f"analysis.icl: positions early={a.icl.early}, late={a.icl.late} (window {a.icl.window}) "
                              f"must satisfy window/2 <= early < late <= {n_ctx - 1 - a.icl.window + a.icl.window // 2} "
                              f"in a {n_ctx}-token context; lower analysis.icl.late (model.icl_late) or raise model.n_ctx")
-        for key, seq_len in (("head_scores", a.head_scores.seq_len), ("patching", a.patching.seq_len)):
+        for key, seq_len in (("head_scores", a.head_scores.seq_len), ("tasks.induction", a.tasks.induction.seq_len)):
             if 2 * seq_len + 1 > n_ctx:
                 raise ValueError(f"analysis.{key}.seq_len: {seq_len} repeated twice after BOS needs n_ctx >= "
                                  f"{2 * seq_len + 1} (model.n_ctx={n_ctx}); lower it to <= {(n_ctx - 1) // 2}")

@@ -155,8 +155,8 @@ rule causal_checkpoints:
     benchmark:
         RUN / "benchmarks" / "causal_checkpoints_{model}.tsv"
     params:
-        cfg=params_of("analysis.ablation", "analysis.patching", "analysis.token_loss.text", "analysis.icl",
-                      "analysis.eval", "analysis.compile", "seed"),
+        cfg=params_of("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text",
+                      "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
         checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
         data=lambda wc: data_dir(wc.run, wc.model),
         out=lambda wc: RESULTS / wc.run / "models" / wc.model,

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from handbuilt import VOCAB, handbuilt_model, repeated_distinct_tokens
+from handbuilt import N_CTX, VOCAB, handbuilt_model, repeated_distinct_tokens
 from omegaconf import OmegaConf
 
 from pipeline.causal import (
@@ -13,14 +13,13 @@ from pipeline.causal import (
     control_heads,
     copying_scores,
     induction_heads,
-    induction_task,
     mean_head_outputs,
     most_repetitive,
-    patching_and_attribution,
 )
 from pipeline.config import compose
 from pipeline.io import UserError
 from pipeline.model import hooked_transformer
+from pipeline.tasks import TaskContext, induction, task_tables
 
 INDUCTION, PREVIOUS, UNRELATED = (1, 0), (0, 0), (0, 2)
 
@@ -75,28 +74,50 @@ def test_weight_edit_ablation_equals_hook_ablation(method):
     torch.testing.assert_close(edited, hooked, atol=1e-4, rtol=1e-4)
 
 
+def induction_task(corruptions, batch, seq_len=10, seed=0):
+    cfg = OmegaConf.create({"corruptions": corruptions, "batch": batch, "seq_len": seq_len})
+    return induction(cfg, TaskContext(torch.arange(1, VOCAB), 0, None, N_CTX), seed)
+
+
 @torch.no_grad()
 def test_patching_the_induction_head_recovers_the_clean_metric(model):
-    parts = induction_task(torch.arange(1, VOCAB), bos_id=0, batch=8, seq_len=10, seed=0)
-    rows, attribution = patching_and_attribution(model, parts, ["AB", "BC"], resid=True, min_gap=0.5)
-    rows = pd.DataFrame(rows)
+    tables = task_tables(model, induction_task(["AB", "BC"], batch=8), resid=True, min_gap=0.5)
+    rows = pd.DataFrame(tables["patching"])
     heads = rows[rows.activation == "head_out"].set_index(["corruption", "layer", "index"]).value
     for corruption in ["AB", "BC"]:
         assert heads[(corruption, *INDUCTION)] > 0.9
         assert abs(heads[(corruption, *UNRELATED)]) < 0.05
     resid = rows[rows.activation == "resid_pre"]
     assert len(resid) == 2 * 2 * 21  # corruptions x layers x positions
-    attribution = pd.DataFrame(attribution).set_index(["kind", "component"]).value
+    attribution = pd.DataFrame(tables["logit_attribution"]).set_index(["kind", "component"]).value
     assert attribution[("head", "L1H0")] > 5 * attribution.drop(("head", "L1H0")).loc["head"].abs().max()
 
 
+@torch.no_grad()
+def test_position_resolved_patching_shows_where_the_circuit_reads(model):
+    """Single-answer metric (the last second-copy prediction, at query position 2L-1). AB corrupts the second
+    copy: the query token alone restores it, at either layer. BA corrupts the first copy: only layer 1's
+    input at position L (the token after the query token's earlier occurrence, with its previous-token
+    information) restores it; no single layer-0 position can, since layer 0 builds that key from two."""
+    seq_len = 10
+    tables = task_tables(model, induction_task(["AB", "BA"], batch=16, seq_len=seq_len), resid=True, min_gap=0.5)
+    resid = pd.DataFrame(tables["patching"]).query("activation == 'resid_pre'")
+    grid = {c: g.pivot(index="layer", columns="index", values="value").to_numpy()
+            for c, g in resid.groupby("corruption")}
+    query, after_earlier = 2 * seq_len - 1, seq_len
+    # (random tokens drawn with replacement repeat now and then, so the peaks fall a little short of 1)
+    assert grid["AB"][0, query] > 0.8 and grid["AB"][1, query] > 0.8
+    assert np.abs(np.delete(grid["AB"], query, axis=1)).max() < 0.1
+    assert grid["BA"][1, after_earlier] > 0.8 and np.abs(np.delete(grid["BA"][1], after_earlier)).max() < 0.1
+    assert np.abs(grid["BA"][0]).max() < 0.1
+
+
 def test_a_corruption_that_changes_nothing_is_not_patched(model):
-    parts = induction_task(torch.arange(1, VOCAB), bos_id=0, batch=4, seq_len=10, seed=0)
     with torch.no_grad():
-        rows, _ = patching_and_attribution(model, parts, ["AA"], resid=False, min_gap=0.5)
+        rows = task_tables(model, induction_task(["AA"], batch=4), resid=False, min_gap=0.5)["patching"]
     assert len(rows) == 2 * 4 and all(np.isnan(r["value"]) for r in rows)
-    with pytest.raises(UserError, match=r"analysis.patching.corruptions\[1\]='AX': string should match"):
-        compose(["analysis.patching.corruptions=[AB,AX]"])  # refused when the config is composed
+    with pytest.raises(UserError, match=r"analysis.tasks.induction.corruptions\[1\]='AX': string should match"):
+        compose(["analysis.tasks.induction.corruptions=[AB,AX]"])  # refused when the config is composed
 
 
 def test_copying_score_of_the_induction_head_is_one(model):

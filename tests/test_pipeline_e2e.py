@@ -4,6 +4,7 @@ a rerun does nothing, and changing an analysis parameter reruns only the rules t
 import json
 
 import pandas as pd
+import pytest
 from conftest import assert_same_files, snakemake
 
 from pipeline import outputs
@@ -11,7 +12,7 @@ from pipeline.config import compose
 from pipeline.io import sha256_file
 from pipeline.schedule import checkpoint_steps
 
-TABLES, FIGURES = list(outputs.TABLES), list(outputs.FIGURES)  # the one registry
+TABLES, FIGURES, HTML_FIGURES = list(outputs.TABLES), list(outputs.FIGURES), list(outputs.HTML_FIGURES)
 
 
 def test_every_table_and_figure_is_written(tiny_run):
@@ -24,6 +25,7 @@ def test_every_table_and_figure_is_written(tiny_run):
         for ext in ["png", "pdf"]:
             assert (run / "figures" / f"{figure}.{ext}").stat().st_size > 5000
     assert "<span title='before" in (run / "figures" / "token_loss_change.html").read_text()
+    assert (run / "figures" / "task_attention.html").read_text().count("CircuitsVis.AttentionHeads") == 2  # per model
     assert not list(run.rglob(".*.tmp*")), "temporary files were left behind"
 
 
@@ -87,6 +89,29 @@ def test_developmental_tables_cover_every_checkpoint_and_agree_with_their_traces
     assert set(heads.layer) == {0, 1} and sorted(heads.step.unique()) == steps[::2] == [steps[0], steps[2], 400]
 
 
+def test_task_tables_agree_with_each_other(tiny_run):
+    """The patching table's clean/corrupted metrics are the task metrics (all answers for heads, the last answer
+    for the residual stream); attention rows exist at the final checkpoint only, for the top |DLA| heads, and
+    each query's attention sums to 1."""
+    _, run, _ = tiny_run
+    metrics = pd.read_csv(run / "tables" / "task_metrics.csv").set_index(["model", "step", "task", "corruption",
+                                                                           "answers"])
+    patching = pd.read_csv(run / "tables" / "patching.csv")
+    for activation, answers in [("head_out", "all"), ("resid_pre", "last")]:
+        rows = patching[patching.activation == activation].drop_duplicates(["model", "step", "task", "corruption"])
+        expected = metrics.xs(answers, level="answers").loc[list(zip(rows.model, rows.step, rows.task, rows.corruption))]
+        assert rows.clean_logit_diff.to_numpy() == pytest.approx(expected.clean.to_numpy(), abs=1e-5)
+        assert rows.corrupted_logit_diff.to_numpy() == pytest.approx(expected.corrupted.to_numpy(), abs=1e-5)
+    attention = pd.read_csv(run / "tables" / "task_attention.csv")
+    assert set(attention.step) == {400}
+    sums = attention.groupby(["model", "task", "layer", "head", "query"]).value.sum()
+    assert sums.to_numpy() == pytest.approx(1.0, abs=1e-5)
+    dla = pd.read_csv(run / "tables" / "logit_attribution.csv").query("kind == 'head' and step == 400")
+    for model, rows in attention.groupby("model"):
+        top = dla[dla.model == model].assign(size=lambda d: d.value.abs()).nlargest(3, "size").component
+        assert set(top) == {f"L{lay}H{h}" for lay, h in zip(rows.layer, rows["head"])}
+
+
 def test_report_collects_every_figure_with_its_caption(tiny_run):
     workdir, _, _ = tiny_run
     result = snakemake(workdir, "--report", "report.html")
@@ -94,7 +119,7 @@ def test_report_collects_every_figure_with_its_caption(tiny_run):
     report = (workdir / "report.html").read_text()
     for figure in FIGURES:
         assert f"{figure}.png" in report
-    assert report.count("Produced by rule") == len(FIGURES) + 1  # + the HTML token-loss map
+    assert report.count("Produced by rule") == len(FIGURES) + len(HTML_FIGURES)  # + the interactive HTML views
 
 
 def test_rerun_does_nothing(tiny_run):

@@ -23,9 +23,11 @@ from pipeline.schema import (
     DATA_SOURCE_NAMES,
     HEAD_SCORE_NAMES,
     HUB_FAMILY_NAMES,
+    TASK_NAMES,
     validate,
 )
 from pipeline.scores import HEAD_SCORES
+from pipeline.tasks import TASKS
 
 REPO = Path(__file__).resolve().parent.parent
 # One base per kind of config section: trained model + stdlib corpus, hub model + hub dataset, user files.
@@ -43,6 +45,7 @@ def test_schema_names_match_the_registries():
     assert HEAD_SCORE_NAMES == tuple(HEAD_SCORES)
     assert DATA_SOURCE_NAMES == tuple(DATA_SOURCES)
     assert HUB_FAMILY_NAMES == tuple(HUB_FAMILIES)
+    assert TASK_NAMES == tuple(TASKS)
 
 
 def refused_in_one_line(overrides, key) -> bool:
