@@ -252,7 +252,7 @@ def window_steps(tokens: pd.DataFrame, windows: pd.DataFrame, model: str) -> tup
     """(first trained, before window, end of window) steps of the model's window, else of another model's
     (so a 1-layer model is compared across the same training span); with no window at all, (first,
     first, last)."""
-    steps = sorted(_trained(tokens).step.unique())
+    steps = sorted(_trained(tokens).step.unique()) or sorted(tokens.step.unique())  # one released checkpoint: 0
     found = windows[windows.has_window]
     if found.empty:
         return steps[0], steps[0], steps[-1]
@@ -350,6 +350,8 @@ def token_loss_over_training(tokens: pd.DataFrame, windows: pd.DataFrame, models
 
 
 def main():
+    from pipeline.snapshots import single_checkpoint, snapshot_draws
+
     args, cfg = cli("Draw the causal figures of a run from its tables.",
                     tables="directory of the run's tables (*.csv)", out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv", keep_default_na=False, na_values=[""])
@@ -369,6 +371,8 @@ def main():
         "token_loss_over_training": lambda: token_loss_over_training(t["token_losses"], windows, models,
                                                                      list(cfg.analysis.token_loss.track)),
     }
+    if single_checkpoint(t["head_scores"]):  # released weights only: per-head / per-model views instead
+        draw.update(snapshot_draws(list(draw), t, cfg))
     note = integrity_note(args.tables / "integrity.csv")
     for name in figures_of("causal_figures"):
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)

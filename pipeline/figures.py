@@ -221,7 +221,7 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positio
     for ax, model in zip(axes[0], models):
         subset = positions[positions.model == model]
         steps = sorted(subset.step.unique())
-        picks = {steps[1]: "early", steps[-1]: "final"}
+        picks = {steps[min(1, len(steps) - 1)]: "early", steps[-1]: "final"}  # one released checkpoint: final
         if len(reference):  # the same steps for every model, so 1L and 2L compare at equal training
             w = reference.iloc[0]
             picks[int(w.before_step)] = "before window"
@@ -256,6 +256,8 @@ def save(fig: plt.Figure, stem: Path, formats, dpi: int, note: str | None = None
 
 
 def main():
+    from pipeline.snapshots import single_checkpoint, snapshot_draws
+
     args, cfg = cli("Draw every figure of a run from its tables.", tables="directory of the run's tables (*.csv)",
                     out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
@@ -273,6 +275,8 @@ def main():
         "loss_by_position": lambda: loss_by_position(t["loss_by_position"], windows,
                                                      t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }
+    if single_checkpoint(t["head_scores"]):  # released weights only: per-head / per-model views instead
+        draw.update(snapshot_draws(list(draw), t, cfg))
     note = integrity_note(args.tables / "integrity.csv")
     for name in figures_of("figures"):
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)

@@ -10,7 +10,9 @@ Nothing is unpickled: NeelNanda `.pth` files are read with `torch.load(weights_o
 manifest is refused.
 
 Families are a registry: a family is `labels(model_cfg) -> (labels, label_type)` and
-`fetch(model_cfg, label) -> (HookedTransformerConfig, state_dict, cached files)`.
+`fetch(model_cfg, label) -> (HookedTransformerConfig, state_dict, cached files)`: `neel` (NeelNanda
+attn-only .pth checkpoints, labelled by tokens), `revisions` (Pythia, stanford-crfm step revisions) and
+`final` (any model TransformerLens knows, as one checkpoint: its released weights).
 """
 
 from __future__ import annotations
@@ -140,7 +142,25 @@ def revision_fetch(model_cfg, label: int):
     return model.cfg, model.state_dict(), sorted(p for p in snapshot.rglob("*") if p.is_file())
 
 
-HUB_FAMILIES = {"neel": (neel_labels, neel_fetch), "revisions": (revision_labels, revision_fetch)}
+def final_labels(model_cfg):
+    """Any model TransformerLens knows, at its released weights: a single checkpoint, label 0."""
+    return [0], "final"
+
+
+def final_fetch(model_cfg, label: int):
+    """The released weights of any TransformerLens model (gpt2-small, pythia-160m, a Llama), converted by
+    TransformerLens from the transformers checkpoint (safetensors, or torch.load with weights_only)."""
+    from huggingface_hub import snapshot_download
+    from transformer_lens import HookedTransformer
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    model = retried(lambda: HookedTransformer.from_pretrained_no_processing(model_cfg.hub.name, device="cpu"))
+    snapshot = Path(snapshot_download(get_official_model_name(model_cfg.hub.name), local_files_only=True))
+    return model.cfg, model.state_dict(), sorted(p for p in snapshot.rglob("*") if p.is_file())
+
+
+HUB_FAMILIES = {"neel": (neel_labels, neel_fetch), "revisions": (revision_labels, revision_fetch),
+                "final": (final_labels, final_fetch)}
 
 
 def resolve(labels: list[int], indices) -> list[int]:
@@ -198,7 +218,7 @@ def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
         raise UserError(f"fetching {model_cfg.hub.name} from the hub failed ({err.__class__.__name__}: {reason}); "
                         f"check model.hub.name and the network, or use a trained model (model=attn_only_2l)") from None
     sources = [record_or_verify(Path(p), hub_cache) for p in files]
-    tokens = label if label_type == "token" else label * int(model_cfg.hub.tokens_per_step)
+    tokens = label * int(model_cfg.hub.tokens_per_step) if label_type == "step" else label  # final: 0 (unknown)
     save_checkpoint(out, state, config_kwargs(config), int(label), int(tokens), hub=model_cfg.hub.name,
                     label_type=label_type, index=int(list(model_cfg.hub.checkpoints)[position]), source_files=sources)
     return {"label": label, "tokens_seen": tokens, "files": sources}

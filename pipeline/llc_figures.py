@@ -89,13 +89,15 @@ def head_llc(llc_heads: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame
 def sgld_traces(trace: pd.DataFrame, burn_in: int) -> plt.Figure:
     """Calibration: every chain's SGLD loss trace at the first, middle and last trained checkpoints of each
     model; burn-in shaded. A calibrated sampler is flat after burn-in, chains agreeing."""
-    trace = _trained(trace)
+    trace = _trained(trace) if (trace.tokens_seen > 0).any() else trace  # one released checkpoint: step 0
     models = _models(trace)
     fig, axes = plt.subplots(len(models), 3, figsize=(12, 2.8 * len(models)), squeeze=False)
     for row, model in enumerate(models):
         rows = trace[trace.model == model]
         steps = sorted(rows.step.unique())
-        for ax, step in zip(axes[row], [steps[0], steps[len(steps) // 2], steps[-1]]):
+        for ax in axes[row, len(set(steps[:3])):]:  # fewer than three checkpoints
+            ax.axis("off")
+        for ax, step in zip(axes[row], sorted({steps[0], steps[len(steps) // 2], steps[-1]})):
             for chain, line in rows[rows.step == step].groupby("chain"):
                 ax.plot(line.sgld_step, line.loss, lw=0.8, label=f"chain {chain}")
             ax.axvspan(0, burn_in, color="0.9", lw=0)
@@ -108,6 +110,8 @@ def sgld_traces(trace: pd.DataFrame, burn_in: int) -> plt.Figure:
 
 
 def main():
+    from pipeline.snapshots import single_checkpoint, snapshot_draws
+
     args, cfg = cli("Draw the LLC figures of a run from its tables.", tables="directory of the run's tables (*.csv)",
                     out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
@@ -119,6 +123,8 @@ def main():
         "llc_heads": lambda: head_llc(t["llc_heads"], t["head_scores"], windows, score),
         "llc_traces": lambda: sgld_traces(t["llc_trace"], cfg.analysis.llc.burn_in),
     }
+    if single_checkpoint(t["head_scores"]):  # released weights only: per-head / per-model views instead
+        draw.update(snapshot_draws(list(draw), t, cfg))
     note = integrity_note(args.tables / "integrity.csv")
     for name in figures_of("llc_figures"):
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)

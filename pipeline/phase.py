@@ -49,7 +49,7 @@ def window_table(heads: pd.DataFrame, icl: pd.DataFrame, window_cfg) -> pd.DataF
 def steps_around_window(steps: list[int], windows: pd.DataFrame, n: int) -> list[int]:
     """`n` checkpoints to show or probe: the first trained one, the window's start and end, the last
     (log-spread when there is no window)."""
-    trained = [s for s in sorted(steps) if s > 0]
+    trained = [s for s in sorted(steps) if s > 0] or sorted(steps)  # a single released checkpoint is step 0
     found = windows[windows.has_window]
     if len(found) and n >= 4:
         w = found.iloc[0]

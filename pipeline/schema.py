@@ -17,7 +17,7 @@ from pipeline.io import UserError
 HEAD_SCORE_NAMES = ("prefix_matching", "induction", "previous_token", "duplicate_token", "current_token",
                     "first_token")  # pipeline.scores.HEAD_SCORES (a test keeps them equal; no torch here)
 DATA_SOURCE_NAMES = ("stdlib", "files", "pile")  # pipeline.data.DATA_SOURCES
-HUB_FAMILY_NAMES = ("neel", "revisions")  # pipeline.hub.HUB_FAMILIES
+HUB_FAMILY_NAMES = ("neel", "revisions", "final")  # pipeline.hub.HUB_FAMILIES
 TASK_NAMES = ("induction", "ioi")  # pipeline.tasks.TASKS
 MAX_TOKEN_ID = 2 ** 16  # token streams are stored as uint16
 
@@ -51,6 +51,9 @@ class HubSpec(Section):
         if self.family == "neel" and self.tokens_per_step is not None:
             raise ValueError("tokens_per_step: NeelNanda checkpoints are labelled by tokens seen already; "
                              "set model.hub.tokens_per_step=null")
+        if self.family == "final" and (self.tokens_per_step is not None or self.checkpoints not in ([0], [-1])):
+            raise ValueError("checkpoints: a final-family model is one checkpoint, its released weights; set "
+                             "model.hub.checkpoints=[0] and model.hub.tokens_per_step=null")
         return self
 
 

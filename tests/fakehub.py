@@ -91,3 +91,33 @@ def build_pythia(home: Path) -> Path:
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
                                                               "eos_token": "<|endoftext|>"}))
     return folder
+
+
+IOI_NAMES = ["Mary", "John", "Tom", "James"]
+GPT2_VOCAB = 600  # room for the names and template words to become single tokens
+
+
+def build_gpt2(home: Path) -> Path:
+    """A tiny random GPT-2 in the cache under the `gpt2` repo name (transformers format: config, safetensors
+    weights, tokenizer), whose tokenizer holds the IOI task's names and template words as single tokens;
+    returns the snapshot folder."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = snapshot(home / "hub", "gpt2")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=N_CTX, n_ctx=N_CTX, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
+                        eos_token_id=0)
+    GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
+    ioi = [f"When {a} and {b} went to the store, {b} gave a drink to {a}." for a in IOI_NAMES for b in IOI_NAMES]
+    train_tokenizer(stdlib_texts(20) + ioi * 40, GPT2_VOCAB).save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              "eos_token": "<|endoftext|>"}))
+    return folder
+
+
+def gpt2_overrides(home: Path, *extra: str) -> list[str]:
+    """Hydra overrides running model=gpt2_small from the fake cache at tiny sizes, with the IOI task."""
+    return ["+experiment=tiny", "~model.d_model", "model=gpt2_small", "data=pile", f"hub_cache={home}",
+            f"model.n_ctx={N_CTX}", "model.icl_late=50", "data.min_document_tokens=65",
+            "analysis.tasks.names=[induction,ioi]", f"analysis.tasks.ioi.names=[{','.join(IOI_NAMES)}]",
+            "analysis.tasks.ioi.templates=['When {IO} and {S} went to the store, {S} gave a drink to']", *extra]
