@@ -23,7 +23,7 @@ def llc_slope(llc: pd.DataFrame) -> pd.DataFrame:
     for model, line in _trained(llc).sort_values("tokens_seen").groupby("model"):
         log_t, value = np.log(line.tokens_seen.to_numpy(float)), line.llc_mean.to_numpy()
         slope = np.diff(value) / np.diff(log_t)
-        sign_change = np.r_[False, np.sign(slope[1:]) != np.sign(slope[:-1])]
+        sign_change = np.r_[False, np.sign(slope[1:]) != np.sign(slope[:-1])][:len(slope)]  # none: one trained
         rows.append(pd.DataFrame({"model": model, "tokens_seen": np.exp((log_t[1:] + log_t[:-1]) / 2),
                                   "slope": slope, "boundary": sign_change}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["model", "tokens_seen", "slope",

@@ -72,6 +72,20 @@ def overrides(home: Path, *extra: str) -> list[str]:
 
 
 PYTHIA_REVISIONS = [0, 512]  # steps; TransformerLens's Pythia labels include both
+IOI_NAMES = ["Mary", "John", "Tom", "James"]
+TASK_VOCAB = 600  # room for the IOI names and template words to become single tokens
+
+
+def task_tokenizer():
+    """A BPE tokenizer of the stdlib corpus and IOI sentences, in which the IOI names are single tokens."""
+    ioi = [f"When {a} and {b} went to the store, {b} gave a drink to {a}." for a in IOI_NAMES for b in IOI_NAMES]
+    return train_tokenizer(stdlib_texts(20) + ioi * 40, TASK_VOCAB)
+
+
+def save_tokenizer(folder: Path):
+    task_tokenizer().save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
+                                                              "eos_token": "<|endoftext|>"}))
 
 
 def build_pythia(home: Path) -> Path:
@@ -82,19 +96,13 @@ def build_pythia(home: Path) -> Path:
     folder = snapshot(home / "hub", "EleutherAI/pythia-70m")
     for step in PYTHIA_REVISIONS:
         (folder.parent.parent / "refs" / f"step{step}").write_text(COMMIT)
-    config = GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    config = GPTNeoXConfig(vocab_size=TASK_VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                            intermediate_size=64, max_position_embeddings=N_CTX, rotary_pct=0.25, eos_token_id=0,
                            bos_token_id=0)
     torch.manual_seed(0)
     GPTNeoXForCausalLM(config).save_pretrained(folder, safe_serialization=True)
-    train_tokenizer(stdlib_texts(20), VOCAB).save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
-                                                              "eos_token": "<|endoftext|>"}))
+    save_tokenizer(folder)
     return folder
-
-
-IOI_NAMES = ["Mary", "John", "Tom", "James"]
-GPT2_VOCAB = 600  # room for the names and template words to become single tokens
 
 
 def build_gpt2(home: Path) -> Path:
@@ -105,19 +113,17 @@ def build_gpt2(home: Path) -> Path:
 
     folder = snapshot(home / "hub", "gpt2")
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=N_CTX, n_ctx=N_CTX, n_embd=32, n_layer=2, n_head=4, bos_token_id=0,
-                        eos_token_id=0)
+    config = GPT2Config(vocab_size=TASK_VOCAB, n_positions=N_CTX, n_ctx=N_CTX, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=0, eos_token_id=0)  # n_ctx: the hub's gpt2 config.json has it too
     GPT2LMHeadModel(config).save_pretrained(folder, safe_serialization=True)
-    ioi = [f"When {a} and {b} went to the store, {b} gave a drink to {a}." for a in IOI_NAMES for b in IOI_NAMES]
-    train_tokenizer(stdlib_texts(20) + ioi * 40, GPT2_VOCAB).save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast",
-                                                              "eos_token": "<|endoftext|>"}))
+    save_tokenizer(folder)
     return folder
 
 
-def gpt2_overrides(home: Path, *extra: str) -> list[str]:
-    """Hydra overrides running model=gpt2_small from the fake cache at tiny sizes, with the IOI task."""
-    return ["+experiment=tiny", "~model.d_model", "model=gpt2_small", "data=pile", f"hub_cache={home}",
+def task_overrides(home: Path, model: str, *extra: str) -> list[str]:
+    """Hydra overrides running a hub `model` (gpt2_small, pythia_70m) from the fake cache at tiny sizes, with
+    the induction and IOI tasks."""
+    return ["+experiment=tiny", "~model.d_model", f"model={model}", "data=pile", f"hub_cache={home}",
             f"model.n_ctx={N_CTX}", "model.icl_late=50", "data.min_document_tokens=65",
             "analysis.tasks.names=[induction,ioi]", f"analysis.tasks.ioi.names=[{','.join(IOI_NAMES)}]",
             "analysis.tasks.ioi.templates=['When {IO} and {S} went to the store, {S} gave a drink to']", *extra]
