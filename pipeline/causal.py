@@ -29,7 +29,7 @@ from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
-from pipeline.tasks import TASKS, TaskContext, task_tables
+from pipeline.tasks import TaskContext, build_tasks, task_tables
 
 Head = tuple[int, int]
 
@@ -121,7 +121,7 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
     subset = np.unique(np.linspace(0, len(sample) - 1, abl.n_sequences).round().astype(int))
     vocab = seen_tokens(eval_tokens, bos_id)
     context = TaskContext(vocab, bos_id, encode or (lambda text: []), config["n_ctx"])
-    tasks = {name: TASKS[name](analysis_cfg.tasks[name], context, seed) for name in analysis_cfg.tasks.names}
+    tasks = build_tasks(analysis_cfg.tasks, context, seed)
     targets = induction_heads(heads, abl)
     conditions = {"induction": targets, "control": control_heads(targets, config["n_layers"], config["n_heads"], seed)}
     resid_steps = set(steps_around_window(heads.step.unique().tolist(), windows,

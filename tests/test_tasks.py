@@ -1,8 +1,11 @@
 """The task registry: the IOI task on a hand-built model whose logit difference, attribution, logit lens
 and patching effects are known in closed form, and one-line refusals of malformed task prompts."""
 
+import time
+
 import pandas as pd
 import pytest
+from conftest import snakemake
 import torch
 from omegaconf import OmegaConf
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -108,3 +111,15 @@ def test_a_name_that_is_not_one_token_is_refused_before_any_checkpoint():
     with pytest.raises(UserError, match=r"templates: a filled template is 10 tokens, longer than the model's "
                                         r"context \(8\)"):
         ioi(ioi_cfg(), context(n_ctx=8), seed=0)
+
+
+def test_a_bad_task_stops_the_run_before_training(tmp_path):
+    """The trained models' small BPE splits 'Mary': check_tasks refuses it right after the corpus is built,
+    before any training job starts."""
+    started = time.monotonic()
+    result = snakemake(tmp_path, config="overrides=[+experiment=tiny,'analysis.tasks.names=[induction,ioi]']")
+    assert result.returncode != 0
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("error: ")]
+    assert errors and all("analysis.tasks.ioi.names: 'Mary' is" in line for line in errors)
+    assert not list(tmp_path.rglob("step_*.safetensors")) and not list(tmp_path.rglob("train_*.log"))
+    assert time.monotonic() - started < 180  # seconds of corpus building, not minutes of training
