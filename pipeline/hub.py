@@ -227,6 +227,11 @@ def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
 def main():
     args, cfg = cli("Fetch one hub checkpoint into the cache and convert it.", out="checkpoint to write (.safetensors)",
                     position={"type": int, "help": "position in model.hub.checkpoints"})
+    from pipeline.data import hub_tokenizer
+    from pipeline.tasks import check_tasks
+
+    use_cache(cfg.hub_cache)
+    check_tasks(cfg, hub_tokenizer(cfg.model.tokenizer))  # the causal step's prompts, before any download
     fetched = fetch_checkpoint(cfg.model, args.position, args.out, cfg.hub_cache)
     print(f"{cfg.model.name}: checkpoint {fetched['label']} ({fetched['tokens_seen']} tokens) from "
           f"{len(fetched['files'])} cached file(s)", file=sys.stderr)

@@ -16,18 +16,14 @@ Registry: TASKS[name](task_cfg, context, seed) -> Task, one entry in conf/analys
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import einops
 import numpy as np
 import torch
 
-from pipeline.config import cli
-from pipeline.io import UserError, atomic_path, run_cli
+from pipeline.io import UserError
 
 
 @dataclass
@@ -219,23 +215,10 @@ def build_tasks(tasks_cfg, context: TaskContext, seed: int) -> dict[str, Task]:
     return {name: TASKS[name](tasks_cfg[name], context, seed) for name in tasks_cfg.names}
 
 
-def main():
-    """Build the configured tasks with the model's tokenizer before any training or fetching, so a name that
-    is not one token (or a template too long for the context) is refused in seconds, not after the run."""
-    from tokenizers import Tokenizer
-
-    args, cfg = cli("Check the causal tasks' prompts against the model's tokenizer.",
-                    data="data directory (tokenizer.json, manifest.json)", out="task summary (.json)")
-    tokenizer = Tokenizer.from_file(str(args.data / "tokenizer.json"))
-    bos_id = json.loads((args.data / "manifest.json").read_text())["eot_id"]
-    context = TaskContext(torch.arange(tokenizer.get_vocab_size()), bos_id, lambda text: tokenizer.encode(text).ids,
+def check_tasks(cfg, tokenizer):
+    """Build the configured tasks with the model's tokenizer (a `tokenizers.Tokenizer`), so a malformed prompt
+    (a name that is not one token, a template too long for the context) is refused in one line when training
+    or fetching starts, not after it."""
+    context = TaskContext(torch.arange(tokenizer.get_vocab_size()), 0, lambda text: tokenizer.encode(text).ids,
                           cfg.model.n_ctx)
-    summary = {name: {"prompts": len(task.clean), "tokens": sorted({int(n) for n in task.lengths})}
-               for name, task in build_tasks(cfg.analysis.tasks, context, cfg.seed).items()}
-    with atomic_path(Path(args.out)) as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
-    print(f"{cfg.model.name}: tasks {summary}", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    run_cli(main)
+    build_tasks(cfg.analysis.tasks, context, cfg.seed)

@@ -130,8 +130,12 @@ def main():
                     state="directory for the resume state (kept only while training is unfinished)")
     torch.set_num_threads(cfg.train.threads)
     import pandas as pd
+    from tokenizers import Tokenizer
+
+    from pipeline.tasks import check_tasks
 
     require_tokens(load_split(args.data, "eval"), cfg.model.n_ctx, "eval")
+    check_tasks(cfg, Tokenizer.from_file(str(args.data / "tokenizer.json")))  # the causal step's prompts, first
     d_vocab = json.loads((args.data / "manifest.json").read_text())["vocab_size"]
     log = train(cfg.model, cfg.train, load_split(args.data, "train"), d_vocab, cfg.seed, args.out, args.state)
     write_table(pd.DataFrame(log).assign(model=cfg.model.name), args.log)

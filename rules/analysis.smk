@@ -1,24 +1,3 @@
-rule check_tasks:
-    """The causal tasks' prompts built with the model's tokenizer before any training or fetching: a malformed
-    prompt (a name that is not one token) is refused in seconds, not after the run."""
-    input:
-        run_config=run_config,
-        tokenizer=data_file("tokenizer.json"),
-        manifest=data_file("manifest.json"),
-    output:
-        RUN / "models" / "{model}" / "tasks.json",
-    log:
-        RUN / "logs" / "check_tasks_{model}.log",
-    params:
-        cfg=params_of("analysis.tasks", "model.n_ctx", "seed"),
-        data=lambda wc: data_dir(wc.run, wc.model),
-    resources:
-        **resources_of("check_tasks"),
-    shell:
-        "{PY} -m pipeline.tasks --data {params.data} --out {output} --run-config {input.run_config} "
-        "--model {wildcards.model} 2>&1 | tee {log}"
-
-
 rule check_checkpoints:
     input:
         run_config=run_config,

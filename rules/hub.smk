@@ -2,7 +2,6 @@ rule fetch_hub_checkpoint:
     """The only rule that downloads model weights: one hub checkpoint into hub_cache, converted."""
     input:
         run_config=run_config,
-        tasks=ancient(RUN / "models" / "{model}" / "tasks.json"),  # checked first; a task change never refetches
     output:
         RUN / "models" / "{model}" / "checkpoints" / "hub_{position}.safetensors",
     log:

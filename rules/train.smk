@@ -4,7 +4,6 @@ rule train_model:
         train=data_file("train.npy"),
         eval=data_file("eval.npy"),
         manifest=data_file("manifest.json"),
-        tasks=ancient(RUN / "models" / "{model}" / "tasks.json"),  # checked first; a task change never retrains
     output:
         # a directory: members of a study may checkpoint different steps (train.steps is sweepable)
         checkpoints=directory(RUN / "models" / "{model}" / "checkpoints"),

@@ -67,7 +67,7 @@ def write_corpus(root):
     (root / "a_file").write_text("not a directory")
 
 
-NO_OUTPUT = ["results", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors", "tasks.json"]
+NO_OUTPUT = ["results", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors"]
 CASES = {
     "unknown model": (snakemake("model=attn_only_9l"), ["unknown model 'attn_only_9l'", "attn_only_2l"]),
     "unknown data source": (snakemake("data=pile_of_nothing"), ["Could not find 'data/pile_of_nothing'", "stdlib"]),
@@ -86,9 +86,12 @@ CASES = {
     "out-of-range hub checkpoint index": ([PY, "-m", "pipeline.hub", "--out", "hub.safetensors", "--position", "1",
                                            *overrides(Path("hf"), "model.hub.checkpoints=[0,7]")],
                                           ["model.hub.checkpoints [7] out of range", "fix model.hub.checkpoints"]),
-    "IOI name not one token": ([PY, "-m", "pipeline.tasks", "--data", "data", "--out", "tasks.json", "+experiment=tiny",
-                                "model=attn_only_1l", "analysis.tasks.names=[induction,ioi]"],
+    "IOI name not one token": ([PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt2", "--state", "state2",
+                                "--log", "log2.csv", "+experiment=tiny", "analysis.tasks.names=[induction,ioi]"],
                                ["analysis.tasks.ioi.names: 'Mary' is", "not one", "single tokens"]),
+    "IOI name not one token (hub)": ([PY, "-m", "pipeline.hub", "--out", "hub.safetensors", "--position", "0",
+                                      *overrides(Path("hf"), "analysis.tasks.names=[induction,ioi]")],
+                                     ["analysis.tasks.ioi.names: 'Mary' is", "not one"]),
     "NaN loss": ([PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt2", "--state", "state2", "--log",
                   "log2.csv", "+experiment=tiny", "train.lr=1e30", "train.grad_clip=1e30"],
                  ["training loss became nan", "lower train.lr"]),
