@@ -16,8 +16,8 @@ Registry: TASKS[name](task_cfg, context, seed) -> Task, one entry in conf/analys
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import einops
 import numpy as np
@@ -35,7 +35,7 @@ class Task:
     wrong: torch.Tensor | None = None                    # (batch, k) competing tokens; None: the mean logit
     lengths: torch.Tensor | None = None                  # (batch,) prompt lengths before right-padding
 
-    def single(self) -> "Task":
+    def single(self) -> Task:
         """The same prompts with only each prompt's last answer (the query position)."""
         wrong = None if self.wrong is None else self.wrong[:, -1:]
         return Task(self.clean, self.corrupted, self.answers[:, -1:], self.positions[:, -1:], wrong, self.lengths)
@@ -187,7 +187,7 @@ def ioi(task_cfg, context: TaskContext, seed: int) -> Task:
         template = task_cfg.templates[i % len(task_cfg.templates)]
         io, s = (names[j] for j in rng.choice(len(names), 2, replace=False))
 
-        def fill(first, second):
+        def fill(first, second, template=template):
             return [context.bos_id] + context.encode(template.replace("{IO}", first).replace("{S}", second))
 
         clean.append(fill(io, s))

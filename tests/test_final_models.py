@@ -12,7 +12,14 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
-from fakehub import PYTHIA_REVISIONS, TASK_VOCAB, build_cache, build_gpt2, build_pythia, task_overrides
+from fakehub import (
+    PYTHIA_REVISIONS,
+    TASK_VOCAB,
+    build_cache,
+    build_gpt2,
+    build_pythia,
+    task_overrides,
+)
 from omegaconf import OmegaConf
 from test_pipeline_e2e import FIGURES, HTML_FIGURES, TABLES
 

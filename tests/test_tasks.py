@@ -5,8 +5,8 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import snakemake
 import torch
+from conftest import snakemake
 from omegaconf import OmegaConf
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
