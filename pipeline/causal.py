@@ -53,14 +53,16 @@ def control_heads(ablated: list[Head], n_layers: int, n_heads: int, seed: int) -
     return sorted(ordered[: len(ablated)])
 
 
-def mean_head_outputs(model, tokens: torch.Tensor) -> torch.Tensor:
-    """Each head's mean `z` over sequences and positions: (n_layers, n_heads, d_head)."""
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"), return_type=None)
-    return torch.stack([cache["z", layer].mean(dim=(0, 1)) for layer in range(model.cfg.n_layers)])
+def mean_head_outputs(model, tokens: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
+    """Each head's mean `z` over sequences and positions in `layers`: layer -> (n_heads, d_head). The forward
+    stops after the last of them (no later layer, no unembedding)."""
+    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"),
+                                    stop_at_layer=max(layers) + 1)
+    return {layer: cache["z", layer].mean(dim=(0, 1)) for layer in layers}
 
 
 @contextlib.contextmanager
-def ablated(model, heads: list[Head], mean_z: torch.Tensor | None = None):
+def ablated(model, heads: list[Head], mean_z: dict[int, torch.Tensor] | None = None):
     """Zero-ablate `heads` (or mean-ablate them, given `mean_z`) by editing W_O and b_O in place.
 
     Equivalent to replacing each head's `hook_z` by 0 (or its mean) with a hook, but it leaves the
@@ -71,7 +73,7 @@ def ablated(model, heads: list[Head], mean_z: torch.Tensor | None = None):
         for layer, head in heads:
             attn = model.blocks[layer].attn
             if mean_z is not None:
-                attn.b_O += mean_z[layer, head] @ attn.W_O[head]
+                attn.b_O += mean_z[layer][head] @ attn.W_O[head]
             attn.W_O[head] = 0.0
     try:
         yield model
@@ -137,7 +139,8 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
         rows = {name: [] for name in tables_of("causal_checkpoints")}
         if targets:
             rows["ablation"].append(ablation_row(intact[subset], "none", "none", [], icl_cfg, seed))
-            mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences])
+            mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences],
+                                       {layer for heads in conditions.values() for layer, _ in heads})
             for condition, chosen in conditions.items():
                 for method in abl.methods:
                     with ablated(model, chosen, mean_z if method == "mean" else None):
@@ -175,7 +178,8 @@ def main():
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
                     losses="per-token losses (.npz) from score_checkpoints", heads="head-score table (.parquet)",
                     window="phase-window table (.parquet)", out="directory for the per-model tables (.parquet)",
-                    cache="directory for finished checkpoints' results (resumes a killed job)")
+                    cache="directory for finished checkpoints' results (resumes a killed job)",
+                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
     torch.set_num_threads(cfg.analysis.threads)
     from tokenizers import Tokenizer
 
@@ -192,7 +196,7 @@ def main():
     tables["token_losses"]["token"] = [tokenizer.decode([i]) for i in tables["token_losses"].token_id]
     if len(tables["task_attention"]):
         tables["task_attention"]["key_token"] = [tokenizer.decode([i]) for i in tables["task_attention"].key_token_id]
-    write_model_tables("causal_checkpoints", cfg.model.name, tables, args.out, cache)
+    write_model_tables("causal_checkpoints", cfg.model.name, tables, args.out, cache, args.part)
 
 
 if __name__ == "__main__":

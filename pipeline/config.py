@@ -110,7 +110,7 @@ def model_configs(overrides) -> dict[str, DictConfig]:
 
 
 # Keys that say where and how a run executes, not what it computes: they do not change its identity.
-NOT_IDENTITY = ("run_name", "results_dir", "hub_cache", "resources")
+NOT_IDENTITY = ("run_name", "results_dir", "hub_cache", "resources", "jobs")
 
 
 def identity(configs: dict[str, DictConfig]) -> str:

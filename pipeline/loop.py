@@ -18,13 +18,14 @@ from pipeline.io import StepCache, write_table
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 
 
-def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: StepCache):
-    """A step's per-model tables (models/<model>/<table>.parquet, each with its `model` column), then the
-    summary line the resume test reads, then the cache, no longer needed, removed."""
+def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: StepCache, part: str | None = None):
+    """A step's per-model tables (<out>/<table>.parquet, each with its `model` column), then the summary
+    line the resume test reads, then the cache, no longer needed, removed. `part`: the job's share of the
+    checkpoints, when the step runs as several jobs (merged by pipeline.parts)."""
     for name, table in tables.items():
         table.insert(0, "model", model)
         write_table(table, Path(out) / f"{name}.parquet")
-    print(f"{step} {model}: {cache.summary()}", file=sys.stderr)
+    print(f"{step} {model}{f'[{part}]' if part else ''}: {cache.summary()}", file=sys.stderr)
     cache.clear()
 
 
@@ -48,3 +49,4 @@ def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache
                 cache.save(path, result)
         results.append(result)
     return results
+

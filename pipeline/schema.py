@@ -111,6 +111,11 @@ class PileData(DataBase):
     min_document_tokens: Count
 
 
+class Jobs(Section):
+    train_split_at: Annotated[list[Fraction], Field(max_length=100)]
+    causal_parts: Annotated[int, Field(ge=1, le=256)]
+
+
 class Train(Section):
     steps: Annotated[int, Field(ge=1, le=10_000_000)]
     batch_size: Annotated[int, Field(ge=1, le=65_536)]
@@ -252,6 +257,7 @@ class Root(Section):
     seed: Annotated[int, Field(ge=0, lt=2 ** 32)]
     hub_cache: Optional[Text] = None
     resources: dict[Name, dict[Name, Union[Annotated[int, Field(ge=0)], Name]]]
+    jobs: Jobs
     data: Annotated[Union[StdlibData, FileData, PileData], Field(discriminator="source")]
     model: Annotated[Union[TrainedModel, HubModel], Field(discriminator="source")]
     train: Train

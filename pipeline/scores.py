@@ -165,7 +165,8 @@ def main():
                     data="data directory (eval.npy, manifest.json)",
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
                     out="directory for the per-model tables (.parquet)", losses_out="per-token losses (.npz)",
-                    cache="directory for finished checkpoints' results (resumes a killed job)")
+                    cache="directory for finished checkpoints' results (resumes a killed job)",
+                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
     torch.set_num_threads(cfg.analysis.threads)
     manifest = (args.data / "manifest.json").read_text()
     cache = StepCache(args.cache, section(cfg, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed")
@@ -175,7 +176,7 @@ def main():
         cfg.seed, cache)
     with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
         np.savez(f, losses=losses.astype(np.float32), steps=steps, tokens_seen=tokens_seen)
-    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache)
+    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache, args.part)
 
 
 if __name__ == "__main__":

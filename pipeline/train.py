@@ -47,14 +47,17 @@ def _publish(state_dir: Path, out_dir: Path, step: int):
 
 
 def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out_dir: Path,
-          state_dir: Path) -> list[dict]:
-    """Train with AdamW (linear warm-up, then constant LR), checkpointing at `checkpoint_steps`.
+          state_dir: Path, after: int = 0, until: int | None = None) -> list[dict]:
+    """Train with AdamW (linear warm-up, then constant LR) up to step `until` (default: train.steps),
+    checkpointing at `checkpoint_steps`; `out_dir` gets the checkpoints after step `after` (step 0 too when
+    `after` is 0): one training job of a chain (pipeline.schedule.segments).
 
     Resumable: every checkpoint (and every `resume_every` steps) the weights, optimizer, LR schedule,
     sampler RNG and log so far are saved in `state_dir`, where the checkpoints themselves also live
     (hard-linked into `out_dir`, which Snakemake empties when a job fails). A rerun with the same
-    config continues from there and ends with the same bytes as an uninterrupted run.
-    Returns the training log: one row per step with loss and tokens seen.
+    config, or the next job of the chain, continues from there and ends with the same bytes as one
+    uninterrupted run; a state beyond `until` (an earlier job rerun) is ignored and training restarts.
+    Returns the training log so far: one row per step with loss and tokens seen.
     """
     from tqdm import tqdm
 
@@ -74,19 +77,22 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
     generator = torch.Generator().manual_seed(seed)
     tokens_per_step = train_cfg.batch_size * model_cfg.n_ctx
     save_at = set(checkpoint_steps(train_cfg))
+    until = train_cfg.steps if until is None else until
+    ours = [s for s in save_at if (after < s or s == after == 0) and s <= until]  # this job's checkpoints
     fingerprint = json.dumps([config_kwargs, OmegaConf.to_container(train_cfg), seed, int(tokens.size)])
     state_path, start, log = Path(state_dir) / "resume.pt", 0, []
     if state_path.exists():
         state = torch.load(state_path, weights_only=True)
-        if state["fingerprint"] == fingerprint:
+        if state["fingerprint"] == fingerprint and state["step"] <= until:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             schedule.load_state_dict(state["schedule"])
             generator.set_state(state["generator"])
             start, log = state["step"], state["log"]
-            for step in sorted(s for s in save_at if s <= start):
+            for step in sorted(s for s in ours if s <= start):
                 _publish(state_dir, out_dir, step)
-            print(f"{model_cfg.name}: resuming from step {start} of an interrupted run", file=sys.stderr)
+            if start > after:
+                print(f"{model_cfg.name}: resuming from step {start} of an interrupted run", file=sys.stderr)
 
     def save_state(step: int):
         with atomic_path(state_path) as tmp:
@@ -94,14 +100,17 @@ def train(model_cfg, train_cfg, tokens: np.ndarray, d_vocab: int, seed: int, out
                         "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "generator": generator.get_state(), "log": log}, tmp)
 
-    bar = tqdm(range(start, train_cfg.steps + 1), desc=str(model_cfg.name), file=sys.stderr, mininterval=1.0)
+    bar = tqdm(range(start, until + 1), desc=str(model_cfg.name), file=sys.stderr, mininterval=1.0)
     began = time.perf_counter()
     for step in bar:
         if step in save_at and (step > start or step == 0):
             save_checkpoint(Path(state_dir) / checkpoint_name(step), model.state_dict(), config_kwargs, step,
                             step * tokens_per_step)
-            _publish(state_dir, out_dir, step)
-        if step == train_cfg.steps:
+            if step in ours:
+                _publish(state_dir, out_dir, step)
+        if step == until:
+            if step < train_cfg.steps and step > start:
+                save_state(step)  # where the next job of the chain starts
             break
         if step > start and (step in save_at or step % train_cfg.resume_every == 0):
             save_state(step)
@@ -127,7 +136,11 @@ def main():
     args, cfg = cli("Train one attention-only model, saving checkpoints.",
                     data="data directory (train.npy, eval.npy, manifest.json)",
                     out="checkpoint directory to write", log="training-loss table to write (.parquet)",
-                    state="directory for the resume state (kept only while training is unfinished)")
+                    state="directory for the resume state (kept only while training is unfinished)",
+                    after={"type": int, "default": 0, "required": False,
+                           "help": "the checkpoints after this step are this job's (a chain of training jobs)"},
+                    until={"type": int, "default": None, "required": False,
+                           "help": "the last step of this job (default: train.steps)"})
     torch.set_num_threads(cfg.train.threads)
     import pandas as pd
     from tokenizers import Tokenizer
@@ -137,9 +150,13 @@ def main():
     require_tokens(load_split(args.data, "eval"), cfg.model.n_ctx, "eval")
     check_tasks(cfg, Tokenizer.from_file(str(args.data / "tokenizer.json")))  # the causal step's prompts, first
     d_vocab = json.loads((args.data / "manifest.json").read_text())["vocab_size"]
-    log = train(cfg.model, cfg.train, load_split(args.data, "train"), d_vocab, cfg.seed, args.out, args.state)
-    write_table(pd.DataFrame(log).assign(model=cfg.model.name), args.log)
-    shutil.rmtree(args.state)  # finished: the checkpoints live on in --out
+    until = cfg.train.steps if args.until is None else args.until
+    log = train(cfg.model, cfg.train, load_split(args.data, "train"), d_vocab, cfg.seed, args.out, args.state,
+                args.after, until)
+    rows = pd.DataFrame(log, columns=["step", "tokens_seen", "train_loss"])
+    write_table(rows[(rows.step > args.after) & (rows.step <= until)].assign(model=cfg.model.name), args.log)
+    if until == cfg.train.steps:
+        shutil.rmtree(args.state)  # finished: the checkpoints live on in --out
 
 
 if __name__ == "__main__":

@@ -16,33 +16,83 @@ rule check_checkpoints:
         "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
-rule score_checkpoints:
+wildcard_constraints:
+    part=r"[A-Za-z0-9_]+",
+
+
+def parts_root(wc, step):
+    return RESULTS / wc.run / "models" / wc.model / "parts" / step
+
+
+def part_dir(wc, step):
+    return parts_root(wc, step) / wc.part
+
+
+def part_outputs(step):
+    """Where one job of a step split into parts writes its tables; the step's rule merges them."""
+    return [RUN / "models" / "{model}" / "parts" / step / "{part}" / f"{t}.parquet" for t in tables_of(step)]
+
+
+def merged_parts(step, parts_of):
+    """Input function: every part of a model's step, to merge."""
+    return lambda wc: [str(RESULTS / wc.run / "models" / wc.model / "parts" / step / part / f"{t}.parquet")
+                       for part in parts_of(wc.run, wc.model) for t in tables_of(step)]
+
+
+def integrity_first(wc):
+    """Hub checkpoints are checked for duplicates before they are scored (refused there when set to error);
+    a trained model's are scored as its training jobs end, and checked before the merge."""
+    source = configs(wc.run)[wc.model].model.source
+    return [str(RESULTS / wc.run / "models" / wc.model / "integrity.parquet")] if source == "hub" else []
+
+
+rule score_part:
     input:
         run_config=run_config,
-        checkpoints=checkpoint_inputs,
-        integrity=rules.check_checkpoints.output,  # refuses duplicated checkpoints first when set to error
+        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][0],
+        integrity=integrity_first,
         eval=data_file("eval.npy"),
         manifest=data_file("manifest.json"),
+    output:
+        tables=part_outputs("score_checkpoints"),
+        losses=RUN / "models" / "{model}" / "parts" / "score_checkpoints" / "{part}" / "token_losses.npz",
+    log:
+        RUN / "logs" / "score_checkpoints_{model}_{part}.log",
+    benchmark:
+        RUN / "benchmarks" / "score_checkpoints_{model}_{part}.tsv"
+    params:
+        cfg=params_of("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
+        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
+        data=lambda wc: data_dir(wc.run, wc.model),
+        out=lambda wc: part_dir(wc, "score_checkpoints"),
+        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"score_checkpoints_{wc.part}",
+    threads: CFG.analysis.threads
+    resources:
+        **resources_of("score_checkpoints"),
+    shell:
+        "{PY} -m pipeline.scores --data {params.data} --checkpoints {params.checkpoints} "
+        "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} "
+        "--model {wildcards.model} --part {wildcards.part} 2>&1 | tee {log}"
+
+
+rule score_checkpoints:
+    input:
+        tables=merged_parts("score_checkpoints", score_parts),
+        integrity=rules.check_checkpoints.output,  # refuses duplicated checkpoints when set to error
     output:
         heads=RUN / "models" / "{model}" / "head_scores.parquet",
         composition=RUN / "models" / "{model}" / "composition.parquet",
         losses=RUN / "models" / "{model}" / "token_losses.npz",
     log:
         RUN / "logs" / "score_checkpoints_{model}.log",
-    benchmark:
-        RUN / "benchmarks" / "score_checkpoints_{model}.tsv"
     params:
-        cfg=params_of("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
-        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
-        data=lambda wc: data_dir(wc.run, wc.model),
+        parts=lambda wc: [parts_root(wc, "score_checkpoints") / p for p in score_parts(wc.run, wc.model)],
         out=lambda wc: RESULTS / wc.run / "models" / wc.model,
-        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "score_checkpoints",  # resumes a killed job
-    threads: CFG.analysis.threads
     resources:
-        **resources_of("score_checkpoints"),
+        **resources_of("default"),
     shell:
-        "{PY} -m pipeline.scores --data {params.data} --checkpoints {params.checkpoints} "
-        "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.parts --step score_checkpoints --parts {params.parts} --out {params.out} "
+        "--losses-out {output.losses} 2>&1 | tee {log}"
 
 
 rule score_icl:
@@ -98,8 +148,9 @@ rule detect_phase_window:
 
 rule collect_table:
     input:
-        lambda wc: [RESULTS / wc.run / "models" / m / f"{wc.table}.parquet" for m, c in configs(wc.run).items()
-                    if wc.table != "train_log" or c.model.source == "trained"],
+        lambda wc: [RESULTS / wc.run / "models" / m / "train_log" / f"{s}.parquet" for m, c in configs(wc.run).items()
+                    if c.model.source == "trained" for s in model_segments(wc.run, m)] if wc.table == "train_log"
+                   else [RESULTS / wc.run / "models" / m / f"{wc.table}.parquet" for m in configs(wc.run)],
     output:
         RUN / "tables" / "{table}.csv",
     log:
@@ -139,7 +190,7 @@ rule estimate_llc:
         "2>&1 | tee {log}"
 
 
-rule causal_checkpoints:
+rule causal_part:
     input:
         run_config=run_config,
         checkpoints=checkpoint_inputs,
@@ -149,22 +200,39 @@ rule causal_checkpoints:
         eval=data_file("eval.npy"),
         tokenizer=data_file("tokenizer.json"),
     output:
-        [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("causal_checkpoints")],
+        part_outputs("causal_checkpoints"),
     log:
-        RUN / "logs" / "causal_checkpoints_{model}.log",
+        RUN / "logs" / "causal_checkpoints_{model}_{part}.log",
     benchmark:
-        RUN / "benchmarks" / "causal_checkpoints_{model}.tsv"
+        RUN / "benchmarks" / "causal_checkpoints_{model}_{part}.tsv"
     params:
         cfg=params_of("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text",
                       "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
-        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+        checkpoints=lambda wc: causal_parts(wc.run, wc.model)[wc.part],
         data=lambda wc: data_dir(wc.run, wc.model),
-        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
-        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "causal_checkpoints",  # resumes a killed job
+        out=lambda wc: part_dir(wc, "causal_checkpoints"),
+        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"causal_checkpoints_{wc.part}",
     threads: CFG.analysis.threads
     resources:
         **resources_of("causal_checkpoints"),
     shell:
         "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {params.checkpoints} "
         "--losses {input.losses} --heads {input.heads} --window {input.window} --out {params.out} "
-        "--cache {params.cache} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "--cache {params.cache} --run-config {input.run_config} --model {wildcards.model} --part {wildcards.part} "
+        "2>&1 | tee {log}"
+
+
+rule causal_checkpoints:
+    input:
+        merged_parts("causal_checkpoints", causal_parts),
+    output:
+        [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("causal_checkpoints")],
+    log:
+        RUN / "logs" / "causal_checkpoints_{model}.log",
+    params:
+        parts=lambda wc: [parts_root(wc, "causal_checkpoints") / p for p in causal_parts(wc.run, wc.model)],
+        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+    resources:
+        **resources_of("default"),
+    shell:
+        "{PY} -m pipeline.parts --step causal_checkpoints --parts {params.parts} --out {params.out} 2>&1 | tee {log}"

@@ -16,7 +16,7 @@ from pipeline.config import plan, section
 from pipeline.io import UserError, atomic_path
 from pipeline.outputs import (FIGURES, HTML_FIGURES, STUDY_FIGURES, STUDY_MEMBER_TABLES, STUDY_TABLES, TABLES, caption,
                               run_figures, run_tables, tables_of)
-from pipeline.schedule import checkpoint_name, checkpoint_steps
+from pipeline.schedule import checkpoint_name, interleaved, segments
 
 try:
     STUDY, RUNS = plan(config.get("study"), config.get("sweep"), config.get("overrides"))
@@ -90,19 +90,44 @@ def shared_config_args(run):
     return f"--run-config {RESULTS / run / 'config.yaml'} --model {first_model(run)}"
 
 
+def model_segments(run, model):
+    """A trained model's training jobs: segment name -> the checkpoint steps it writes."""
+    cfg = configs(run)[model]
+    return segments(cfg.train, cfg.jobs.train_split_at)
+
+
+def checkpoint_dir(run, model):
+    return RESULTS / run / "models" / model / "checkpoints"
+
+
 def checkpoint_files(run, model):
-    """A model's checkpoints: the training schedule's, or one per configured hub checkpoint index."""
-    cfg, directory = configs(run)[model], RESULTS / run / "models" / model / "checkpoints"
+    """A model's checkpoints in order: the training schedule's, or one per configured hub checkpoint index."""
+    cfg, directory = configs(run)[model], checkpoint_dir(run, model)
     if cfg.model.source == "hub":
         return [str(directory / f"hub_{i:03d}.safetensors") for i in range(len(cfg.model.hub.checkpoints))]
-    return [str(directory / checkpoint_name(s)) for s in checkpoint_steps(cfg.train)]
+    return [str(directory / segment / checkpoint_name(s)) for segment, steps in model_segments(run, model).items()
+            for s in steps]
+
+
+def score_parts(run, model):
+    """score_checkpoints's jobs, part -> (what its checkpoints come from, the checkpoints): one per training
+    job, scored as soon as that job ends, or one over a hub model's fetched files."""
+    if configs(run)[model].model.source == "hub":
+        files = checkpoint_files(run, model)
+        return {"all": (files, files)}
+    directory = checkpoint_dir(run, model)
+    return {segment: ([str(directory / segment)], [str(directory / segment / checkpoint_name(s)) for s in steps])
+            for segment, steps in model_segments(run, model).items()}
+
+
+def causal_parts(run, model):
+    """causal_checkpoints's jobs, side by side: part -> every n-th checkpoint (jobs.causal_parts)."""
+    return interleaved(checkpoint_files(run, model), configs(run)[model].jobs.causal_parts)
 
 
 def checkpoint_sources(run, model):
-    """What a model's checkpoints come from: each fetched hub file, or the training job's directory."""
-    if configs(run)[model].model.source == "hub":
-        return checkpoint_files(run, model)
-    return [str(RESULTS / run / "models" / model / "checkpoints")]
+    """What a model's checkpoints come from: each fetched hub file, or the training jobs' directories."""
+    return [source for sources, _ in score_parts(run, model).values() for source in sources]
 
 
 def checkpoint_inputs(wc):

@@ -1,26 +1,39 @@
+def previous_segment(wc):
+    """The training job this one continues from (its state, left in train_state/), none for the first."""
+    names = list(model_segments(wc.run, wc.model))
+    at = names.index(wc.segment)
+    return [str(checkpoint_dir(wc.run, wc.model) / names[at - 1])] if at else []
+
+
 rule train_model:
     input:
         run_config=run_config,
         train=data_file("train.npy"),
         eval=data_file("eval.npy"),
         manifest=data_file("manifest.json"),
+        previous=previous_segment,
     output:
-        # a directory: members of a study may checkpoint different steps (train.steps is sweepable)
-        checkpoints=directory(RUN / "models" / "{model}" / "checkpoints"),
-        log_table=RUN / "models" / "{model}" / "train_log.parquet",
+        # one directory per training job of the chain (jobs.train_split_at); its name holds its last step
+        checkpoints=directory(RUN / "models" / "{model}" / "checkpoints" / "{segment}"),
+        log_table=RUN / "models" / "{model}" / "train_log" / "{segment}.parquet",
     log:
-        RUN / "logs" / "train_{model}.log",
+        RUN / "logs" / "train_{model}_{segment}.log",
     wildcard_constraints:
         model=one_of(sources("trained")),
+        segment=r"to_\d{6}",
     benchmark:
-        RUN / "benchmarks" / "train_{model}.tsv"
+        RUN / "benchmarks" / "train_{model}_{segment}.tsv"
     params:
         cfg=params_of("data", "model", "train", "seed"),
         data=lambda wc: data_dir(wc.run, wc.model),
         state=lambda wc: RESULTS / wc.run / "models" / wc.model / "train_state",  # resume state; not an output
+        after=lambda wc: int(Path(previous_segment(wc)[0]).name[3:]) if previous_segment(wc) else 0,
+        until=lambda wc: int(wc.segment[3:]),
     threads: CFG.train.threads
+    priority: 10  # training is the critical path: a free core trains on before it analyses
     resources:
         **resources_of("train_model"),
     shell:
         "{PY} -m pipeline.train --data {params.data} --out {output.checkpoints} --state {params.state} "
-        "--log {output.log_table} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "--after {params.after} --until {params.until} --log {output.log_table} "
+        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"

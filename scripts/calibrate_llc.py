@@ -48,7 +48,7 @@ def main():
             for k, vs in (g.split("=", 1) for g in args.grid)}
     rows = []
     for step in args.steps:
-        path = args.run / "models" / args.model / "checkpoints" / checkpoint_name(step)
+        path = next((args.run / "models" / args.model / "checkpoints").glob(f"*/{checkpoint_name(step)}"))
         model = load_checkpoint(path)
         sample = eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, model.cfg.n_ctx)
         dataset = token_dataset(sample[: cfg.analysis.llc.n_sequences])

@@ -58,14 +58,16 @@ def test_weight_edit_ablation_equals_hook_ablation(method):
                                     attn_only=True, normalization_type="LN", positional_embedding_type="shortformer"),
                                seed=3)
     tokens = torch.randint(0, 50, (4, 24), generator=torch.Generator().manual_seed(0))
-    mean_z = mean_head_outputs(model, tokens)
     heads = [(1, 2), (0, 1)]
+    mean_z = mean_head_outputs(model, tokens, {0, 1})
+    _, full = model.run_with_cache(tokens)  # the means stop the forward after their layers, same numbers
+    torch.testing.assert_close(mean_z[0], full["z", 0].mean(dim=(0, 1)), atol=0, rtol=0)
 
     def replace(z, hook):
         layer = hook.layer()
         for lay, head in heads:
             if lay == layer:
-                z[:, :, head] = mean_z[layer, head] if method == "mean" else 0.0
+                z[:, :, head] = mean_z[layer][head] if method == "mean" else 0.0
         return z
 
     hooked = model.run_with_hooks(tokens, fwd_hooks=[(lambda n: n.endswith("hook_z"), replace)])

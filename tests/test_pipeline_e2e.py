@@ -135,7 +135,7 @@ def test_analysis_change_reruns_only_downstream_rules(tiny_run):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
     assert "score_icl" in out and "plot_figures" in out
-    for untouched in ["prepare_corpus", "train_model", "score_checkpoints", "loss_pca"]:
+    for untouched in ["prepare_corpus", "train_model", "score_part", "score_checkpoints", "loss_pca"]:
         assert f"rule {untouched}:" not in out and f"\n{untouched} " not in out
 
 

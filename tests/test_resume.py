@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 from conftest import REPO, TINY, assert_same_files
 
+from pipeline.config import compose
 from pipeline.outputs import TABLES
+from pipeline.schedule import checkpoint_steps, interleaved, segments
 
 PY = sys.executable
 
@@ -54,6 +57,22 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
         sub = "" if name == "log.parquet" else "ckpt"
         assert (tmp_path / "whole" / sub / name).read_bytes() == (tmp_path / "killed" / sub / name).read_bytes(), name
 
+    # the same training as a chain of two jobs (steps 0-147, then 147-400): the same checkpoints and log rows
+    first = subprocess.run([*train_cmd("first"), "--until", "147", "--state", "chain"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert first.returncode == 0 and (tmp_path / "chain" / "resume.pt").exists(), first.stderr[-2000:]
+    second = subprocess.run([*train_cmd("second"), "--after", "147", "--state", "chain"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert second.returncode == 0 and "resuming" not in second.stderr, second.stderr[-2000:]
+    assert not (tmp_path / "chain").exists()
+    chained = {p.name: p.read_bytes() for job in ("first", "second") for p in (tmp_path / job / "ckpt").iterdir()}
+    assert sorted(chained) == files and len(list((tmp_path / "second" / "ckpt").glob("*.json"))) == 1
+    assert all(chained[name] == (tmp_path / "whole" / "ckpt" / name).read_bytes() for name in files)
+    logs = [pd.read_parquet(tmp_path / job / "log.parquet") for job in ("first", "second")]
+    assert [len(log) for log in logs] == [147, 253]
+    whole_log = pd.read_parquet(tmp_path / "whole" / "log.parquet")
+    pd.testing.assert_frame_equal(pd.concat(logs, ignore_index=True), whole_log)
+
 
 def analysed(output: str) -> dict[str, tuple[int, int]]:
     """(analysed, reused) checkpoint counts per job from the analysis steps' summary lines."""
@@ -61,12 +80,27 @@ def analysed(output: str) -> dict[str, tuple[int, int]]:
         r"(score_checkpoints|causal_checkpoints|estimate_llc) (\S+): (\d+) checkpoint\(s\) analysed, (\d+) reused", output)}
 
 
+def job_sizes(models) -> dict[str, int]:
+    """How many checkpoints each analysis job of the tiny run has: a score job per training job, the causal
+    step's interleaved parts, one LLC job per model."""
+    cfg = compose(["+experiment=tiny"])
+    steps = checkpoint_steps(cfg.train)
+    sizes = {}
+    for model in models:
+        sizes[f"estimate_llc:{model}"] = len(steps)
+        for part, part_steps in segments(cfg.train, cfg.jobs.train_split_at).items():
+            sizes[f"score_checkpoints:{model}[{part}]"] = len(part_steps)
+        for part, part_steps in interleaved(steps, cfg.jobs.causal_parts).items():
+            sizes[f"causal_checkpoints:{model}[{part}]"] = len(part_steps)
+    return sizes
+
+
 def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_tables(tiny_run, tmp_path):
     cmd = [PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
            "--config", TINY]
     models = tmp_path / "results" / "tiny" / "models"
     kill_when(cmd, tmp_path, lambda: any(models.glob("*/train_state/resume.pt")))
-    assert not list(models.glob("*/train_log.parquet")) or not list(models.glob("*/head_scores.parquet"))
+    assert not list(models.glob("*/head_scores.parquet"))
 
     unlock = subprocess.run([*cmd, "--unlock"], capture_output=True, text=True)  # Snakemake's lock outlives a kill
     assert unlock.returncode == 0, unlock.stderr[-2000:]
@@ -79,8 +113,9 @@ def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_
     finished = analysed(third.stdout + third.stderr)
     resumed = {job: counts for job, counts in finished.items() if counts[1]}
     assert resumed, f"no analysis job resumed from its finished checkpoints: {finished}"
+    sizes = job_sizes(["attn_only_1l", "attn_only_2l"])
     for job, (new, reused) in resumed.items():
-        assert new + reused == 5, f"{job}: {new} analysed + {reused} reused != 5 checkpoints"
+        assert new + reused == sizes[job], f"{job}: {new} analysed + {reused} reused != {sizes[job]}"
 
     run = tmp_path / "results" / "tiny"
     assert len(assert_same_files(tiny_run[1], run)) == len(TABLES)
