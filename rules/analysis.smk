@@ -9,6 +9,7 @@ rule check_checkpoints:
     params:
         cfg=params_of("analysis.duplicate_checkpoints"),
         checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+    priority: critical_first
     resources:
         **resources_of("check_checkpoints"),
     shell:
@@ -67,6 +68,7 @@ rule score_part:
         out=lambda wc: part_dir(wc, "score_checkpoints"),
         cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"score_checkpoints_{wc.part}",
     threads: CFG.analysis.threads
+    priority: critical_first
     resources:
         **resources_of("score_checkpoints"),
     shell:
@@ -88,6 +90,7 @@ rule score_checkpoints:
     params:
         parts=lambda wc: [parts_root(wc, "score_checkpoints") / p for p in score_parts(wc.run, wc.model)],
         out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+    priority: critical_first
     resources:
         **resources_of("default"),
     shell:
@@ -106,6 +109,7 @@ rule score_icl:
         RUN / "logs" / "score_icl_{model}.log",
     params:
         cfg=params_of("analysis.icl", "seed"),
+    priority: critical_first
     resources:
         **resources_of("score_icl"),
     shell:
@@ -123,6 +127,7 @@ rule loss_pca:
         RUN / "logs" / "loss_pca_{model}.log",
     params:
         cfg=params_of("analysis.pca", "seed"),
+    priority: critical_first
     resources:
         **resources_of("loss_pca"),
     shell:
@@ -140,6 +145,7 @@ rule detect_phase_window:
         RUN / "logs" / "detect_phase_window_{model}.log",
     params:
         cfg=params_of("analysis.window"),
+    priority: critical_first
     resources:
         **resources_of("detect_phase_window"),
     shell:
@@ -182,6 +188,7 @@ rule estimate_llc:
         out=lambda wc: RESULTS / wc.run / "models" / wc.model,
         cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "estimate_llc",  # resumes a killed job
     threads: CFG.analysis.threads
+    priority: critical_first
     resources:
         **resources_of("estimate_llc"),
     shell:
@@ -213,6 +220,7 @@ rule causal_part:
         out=lambda wc: part_dir(wc, "causal_checkpoints"),
         cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"causal_checkpoints_{wc.part}",
     threads: CFG.analysis.threads
+    priority: critical_first
     resources:
         **resources_of("causal_checkpoints"),
     shell:
@@ -232,6 +240,7 @@ rule causal_checkpoints:
     params:
         parts=lambda wc: [parts_root(wc, "causal_checkpoints") / p for p in causal_parts(wc.run, wc.model)],
         out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+    priority: critical_first
     resources:
         **resources_of("default"),
     shell:

@@ -130,6 +130,13 @@ def checkpoint_sources(run, model):
     return [source for sources, _ in score_parts(run, model).values() for source in sources]
 
 
+def critical_first(wc):
+    """Priority of a model's analysis jobs: the model that trains longest (steps x layers, a proxy of its
+    cost) ends the run, so its analysis goes first once ready; training jobs (priority 10) go before all."""
+    cost = lambda c: c.train.steps * c.model.n_layers if c.model.source == "trained" else 0
+    return cost(configs(wc.run)[wc.model]) / max(1, *(cost(c) for r in RUNS.values() for c in r.configs.values()))
+
+
 def checkpoint_inputs(wc):
     return checkpoint_sources(wc.run, wc.model)
 
