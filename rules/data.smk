@@ -18,6 +18,7 @@ rule prepare_corpus:
         model=lambda wc: next(m for m, c in configs(wc.run).items() if tokenizer_key(c.model.tokenizer) == wc.tokenizer),
         out=lambda wc: RESULTS / wc.run / "data" / wc.tokenizer,
     threads: 2
+    priority: 10  # every job of its run waits for it: before any training or analysis
     resources:
         **resources_of("prepare_corpus"),
     shell:
