@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import cli
-from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save
-from pipeline.integrity import integrity_note
+from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save_figures
 from pipeline.io import UserError, atomic_path, run_cli
-from pipeline.outputs import HTML_FIGURES, figures_of, tables_of
+from pipeline.outputs import HTML_FIGURES, tables_of
 
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
@@ -350,8 +349,6 @@ def token_loss_over_training(tokens: pd.DataFrame, windows: pd.DataFrame, models
 
 
 def main():
-    from pipeline.snapshots import single_checkpoint, snapshot_draws
-
     args, cfg = cli("Draw the causal figures of a run from its tables.",
                     tables="directory of the run's tables (*.csv)", out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv", keep_default_na=False, na_values=[""])
@@ -371,11 +368,7 @@ def main():
         "token_loss_over_training": lambda: token_loss_over_training(t["token_losses"], windows, models,
                                                                      list(cfg.analysis.token_loss.track)),
     }
-    if single_checkpoint(t["head_scores"]):  # released weights only: per-head / per-model views instead
-        draw.update(snapshot_draws(list(draw), t, cfg))
-    note = integrity_note(args.tables / "integrity.csv")
-    for name in figures_of("causal_figures"):
-        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)
+    save_figures("causal_figures", draw, t, cfg, args.tables, args.out)
     html_views = {"token_loss_change": lambda: token_loss_html(t["token_losses"], windows, models),
                   "task_attention": lambda: task_attention_html(t["task_attention"])}
     for name in [name for name, producer in HTML_FIGURES.items() if producer == "causal_figures"]:

@@ -242,6 +242,18 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positio
     return fig
 
 
+def save_figures(module: str, draw: dict, tables: dict, cfg, tables_dir: Path, out: Path):
+    """Draw and save every figure `module` owns (pipeline.outputs), each from its `draw[name]()`; a run of
+    released weights only (one checkpoint per model) gets the per-head / per-model views instead."""
+    from pipeline.snapshots import single_checkpoint, snapshot_draws
+
+    if single_checkpoint(tables["head_scores"]):
+        draw = {**draw, **snapshot_draws(list(draw), tables, cfg)}
+    note = integrity_note(tables_dir / "integrity.csv")
+    for name in figures_of(module):
+        save(draw[name](), out / name, cfg.figures.formats, cfg.figures.dpi, note)
+
+
 def save(fig: plt.Figure, stem: Path, formats, dpi: int, note: str | None = None):
     """Write the figure in each format, atomically; no creation date, so reruns give identical bytes.
     `note` (the checkpoint-integrity warning) is printed under the figure."""
@@ -256,8 +268,6 @@ def save(fig: plt.Figure, stem: Path, formats, dpi: int, note: str | None = None
 
 
 def main():
-    from pipeline.snapshots import single_checkpoint, snapshot_draws
-
     args, cfg = cli("Draw every figure of a run from its tables.", tables="directory of the run's tables (*.csv)",
                     out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
@@ -275,11 +285,7 @@ def main():
         "loss_by_position": lambda: loss_by_position(t["loss_by_position"], windows,
                                                      t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }
-    if single_checkpoint(t["head_scores"]):  # released weights only: per-head / per-model views instead
-        draw.update(snapshot_draws(list(draw), t, cfg))
-    note = integrity_note(args.tables / "integrity.csv")
-    for name in figures_of("figures"):
-        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)
+    save_figures("figures", draw, t, cfg, args.tables, args.out)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import cli
-from pipeline.figures import _log_tokens, band_lines, _models, _shade, _trained, circuit_heads, save
-from pipeline.integrity import integrity_note
+from pipeline.figures import _log_tokens, _models, _shade, _trained, band_lines, circuit_heads, save_figures
 from pipeline.io import run_cli
-from pipeline.outputs import figures_of, tables_of
+from pipeline.outputs import tables_of
 
 
 def llc_slope(llc: pd.DataFrame) -> pd.DataFrame:
@@ -110,8 +109,6 @@ def sgld_traces(trace: pd.DataFrame, burn_in: int) -> plt.Figure:
 
 
 def main():
-    from pipeline.snapshots import single_checkpoint, snapshot_draws
-
     args, cfg = cli("Draw the LLC figures of a run from its tables.", tables="directory of the run's tables (*.csv)",
                     out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
@@ -123,11 +120,7 @@ def main():
         "llc_heads": lambda: head_llc(t["llc_heads"], t["head_scores"], windows, score),
         "llc_traces": lambda: sgld_traces(t["llc_trace"], cfg.analysis.llc.burn_in),
     }
-    if single_checkpoint(t["head_scores"]):  # released weights only: per-head / per-model views instead
-        draw.update(snapshot_draws(list(draw), t, cfg))
-    note = integrity_note(args.tables / "integrity.csv")
-    for name in figures_of("llc_figures"):
-        save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi, note)
+    save_figures("llc_figures", draw, t, cfg, args.tables, args.out)
 
 
 if __name__ == "__main__":
