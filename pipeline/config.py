@@ -203,7 +203,8 @@ class Study:
         import yaml
 
         first = next(iter(self.members[0].configs.values()))
-        return {"name": self.name, "swept": self.swept, "band": self.band, "score": score,
+        return {"name": self.name, "kind": str(first.model.kind), "swept": self.swept, "band": self.band,
+                "score": score,
                 "pca_components": n_components, "seed": int(first.seed),
                 "members": [{"name": m.name, "values": {k: yaml.safe_load(v) for k, v in m.values.items()},
                              "models": list(m.configs)} for m in self.members]}

@@ -248,12 +248,13 @@ def require_tokens(tokens: np.ndarray, n_ctx: int, split: str):
 
 def main():
     args, cfg = cli("Build the corpus, tokenizer and token cache.", out="data directory to write",
-                    tokenizer={"type": str, "default": "bpe", "required": False,
-                               "help": "'bpe' (trained on the corpus) or a hub model's tokenizer name"})
-    data_cfg = cfg.data
-    if data_cfg.source in HUB_SOURCES or args.tokenizer != "bpe":
+                    tokenizer={"type": str, "default": None, "required": False,
+                               "help": "'bpe' (trained on the corpus) or a hub model's tokenizer name "
+                                       "(default: the model's model.tokenizer)"})
+    data_cfg, tokenizer_name = cfg.data, args.tokenizer or str(cfg.model.tokenizer)
+    if data_cfg.source in HUB_SOURCES or tokenizer_name != "bpe":
         use_cache(cfg.hub_cache)
-    tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), args.tokenizer, data_cfg)
+    tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), tokenizer_name, data_cfg)
     for name, tokens in splits.items():  # refuse before writing anything
         require_tokens(tokens, cfg.model.n_ctx, name)
     with atomic_path(args.out / "tokenizer.json") as tmp:
@@ -265,7 +266,7 @@ def main():
     with atomic_path(args.out / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=1))
     print(f"corpus: {manifest['n_documents']} documents, {manifest['n_tokens']} tokens, "
-          f"vocab {manifest['vocab_size']} ({args.tokenizer})", file=sys.stderr)
+          f"vocab {manifest['vocab_size']} ({tokenizer_name})", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from pipeline.config import cli, section
-from pipeline.data import eval_windows, load_split
 from pipeline.io import StepCache, UserError, run_cli
+from pipeline.kinds import kind_of, subject_module
 from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
@@ -76,27 +76,24 @@ def token_dataset(tokens: torch.Tensor):
     return Dataset.from_dict({"input_ids": tokens.tolist()}).with_format("torch")
 
 
-def estimate_llcs(checkpoints: list[Path], eval_tokens: np.ndarray, analysis_cfg, seed: int,
+def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc_cfg, seed: int,
                   cache: StepCache | None = None) -> dict[str, pd.DataFrame]:
     """LLC of every `llc.every`-th checkpoint (mean, std over chains, per-chain values), the loss traces, and
-    the refined LLC of each last-layer head at every `llc.head_every`-th of those."""
-    llc_cfg = analysis_cfg.llc
+    the refined LLC of each last-layer head at every `llc.head_every`-th of those, sampling batches of
+    `input_ids` scored by `loss_fn` (the kind's; None: next-token cross-entropy)."""
     checkpoints = every_kth(checkpoints, llc_cfg.every)
     head_steps = {checkpoint_meta(path)["step"] for path in every_kth(checkpoints, llc_cfg.head_every)}
+    dataset = token_dataset(input_ids)
 
-    def prepare(model):
-        sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, model.cfg.n_ctx)[: llc_cfg.n_sequences]
-        return token_dataset(sample)
-
-    def analyse(model, meta, dataset):
+    def analyse(model, meta, shared):
         at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
         with torch.enable_grad():
-            whole = sgld_llc(model, dataset, llc_cfg, seed)
+            whole = sgld_llc(model, dataset, llc_cfg, seed, loss_fn=loss_fn)
             heads = []
             if meta["step"] in head_steps:
                 layer = model.cfg.n_layers - 1
                 for head in range(model.cfg.n_heads):
-                    refined = sgld_llc(model, dataset, llc_cfg, seed, head_masks(model, layer, head))
+                    refined = sgld_llc(model, dataset, llc_cfg, seed, head_masks(model, layer, head), loss_fn)
                     heads.append({**at, "layer": layer, "head": head, "llc_mean": refined["llc_mean"],
                                   "llc_std": refined["llc_std"]})
         chains, steps = whole["trace"].shape
@@ -110,19 +107,20 @@ def estimate_llcs(checkpoints: list[Path], eval_tokens: np.ndarray, analysis_cfg
             "llc_heads": pd.DataFrame(heads, columns=["step", "tokens_seen", "layer", "head", "llc_mean", "llc_std"]),
         }
 
-    results = each_checkpoint(checkpoints, analyse, cache, prepare)
+    results = each_checkpoint(checkpoints, analyse, cache)
     return {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("estimate_llc")}
 
 
 def main():
     args, cfg = cli("Local learning coefficient of every checkpoint of one model (devinterp SGLD).",
-                    data="data directory (eval.npy)", checkpoints={"nargs": "+", "help": "the model's checkpoints"},
+                    data="data directory (the kind's eval data)", checkpoints={"nargs": "+", "help": "the model's checkpoints"},
                     out="directory for the per-model tables (.parquet)",
                     cache="directory for finished checkpoints' results (resumes a killed job)")
     torch.set_num_threads(cfg.analysis.threads)
     cache = StepCache(args.cache, section(cfg, "analysis.llc", "analysis.eval", "seed")
                       + (args.data / "manifest.json").read_text())
-    tables = estimate_llcs(sorted(args.checkpoints), load_split(args.data, "eval"), cfg.analysis, cfg.seed, cache)
+    input_ids, loss_fn = subject_module(kind_of(cfg).name).llc_data(cfg, args.data)
+    tables = estimate_llcs(sorted(args.checkpoints), input_ids, loss_fn, cfg.analysis.llc, cfg.seed, cache)
     write_model_tables("estimate_llc", cfg.model.name, tables, args.out, cache)
 
 

@@ -1,8 +1,8 @@
 """Small transformers: the HookedTransformer config, a fast training twin, and checkpoints.
 
 The twin is a plain-PyTorch model with exactly the parameter names and shapes of
-`HookedTransformer(normalization_type="LN", positional_embedding_type="shortformer")`, attention-only
-or with MLPs (`model.d_mlp`), so its state dict loads into a HookedTransformer unchanged. With
+`HookedTransformer(normalization_type="LN")` with shortformer (language) or standard (regression) positions,
+attention-only or with MLPs (`model.d_mlp`), so its state dict loads into a HookedTransformer unchanged. With
 `model.smeared_keys` (Olsson et al.'s Argument 2) every head also has a trainable `smear_alpha`, saved in
 the checkpoint; the HookedTransformer applies it with a permanent hook on `hook_k`. It exists because training dominates the
 default run's wall time and `scaled_dot_product_attention` trains ~1.3x faster on CPU than the hooked
@@ -85,9 +85,13 @@ class TrainingTwin(nn.Module):
     """Training twin of the hooked shortformer model (same state-dict keys and shapes)."""
 
     def __init__(self, n_layers, d_model, n_heads, d_head, n_ctx, d_vocab, attn_only=True, d_mlp=None,
-                 smeared_keys=False, **_ignored):
+                 smeared_keys=False, act_fn="gelu", positional_embedding_type="shortformer", d_vocab_out=-1,
+                 **_ignored):
         super().__init__()
         self.n_heads, self.d_head, self.smeared_keys = n_heads, d_head, smeared_keys
+        self.act = {"gelu": F.gelu, "relu": F.relu, None: None}[act_fn]
+        self.shortformer = positional_embedding_type == "shortformer"
+        d_vocab_out = d_vocab if d_vocab_out == -1 else d_vocab_out
         self.embed = nn.Module()
         self.embed.W_E = _param(d_vocab, d_model)
         self.pos_embed = nn.Module()
@@ -114,7 +118,7 @@ class TrainingTwin(nn.Module):
         self.ln_final = nn.Module()
         self.ln_final.w, self.ln_final.b = _param(d_model), _param(d_model)
         self.unembed = nn.Module()
-        self.unembed.W_U, self.unembed.b_U = _param(d_model, d_vocab), _param(d_vocab)
+        self.unembed.W_U, self.unembed.b_U = _param(d_model, d_vocab_out), _param(d_vocab_out)
 
     @classmethod
     def from_hooked(cls, hooked) -> "TrainingTwin":
@@ -130,10 +134,13 @@ class TrainingTwin(nn.Module):
         return (x @ W + b.reshape(-1)).view(B, T, self.n_heads, self.d_head).transpose(1, 2)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) for tokens (B, T)."""
+        """Logits (B, T, V) for token ids (B, T), or outputs for vector tokens (B, T, d_vocab) embedded
+        linearly (the regression kind)."""
         T = tokens.shape[1]
-        x = self.embed.W_E[tokens]  # (B, T, D): positions never enter the residual stream
+        x = tokens @ self.embed.W_E if tokens.is_floating_point() else self.embed.W_E[tokens]  # (B, T, D)
         pos = self.pos_embed.W_pos[:T]  # (T, D): shortformer adds them to query/key inputs only
+        if not self.shortformer:  # standard: positions enter the residual stream
+            x, pos = x + pos, 0
         for block in self.blocks:
             h = F.layer_norm(x, x.shape[-1:], block.ln1.w, block.ln1.b, eps=1e-5)
             a, qk_in = block.attn, h + pos
@@ -147,7 +154,7 @@ class TrainingTwin(nn.Module):
             x = x + z @ a.W_O.reshape(-1, a.W_O.shape[-1]) + a.b_O
             if hasattr(block, "mlp"):
                 h = F.layer_norm(x, x.shape[-1:], block.ln2.w, block.ln2.b, eps=1e-5)
-                x = x + F.gelu(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
+                x = x + self.act(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
         x = F.layer_norm(x, x.shape[-1:], self.ln_final.w, self.ln_final.b, eps=1e-5)
         return x @ self.unembed.W_U + self.unembed.b_U
 

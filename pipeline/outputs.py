@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.kinds import KINDS
+
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
 # table -> the rule writing its per-model parquet (models/<model>/<table>.parquet)
@@ -20,6 +22,7 @@ TABLES = {
     "copying": "causal_checkpoints", "token_losses": "causal_checkpoints", "task_metrics": "causal_checkpoints",
     "task_attention": "causal_checkpoints",
     "llc": "estimate_llc", "llc_trace": "estimate_llc", "llc_heads": "estimate_llc",
+    **{name: "score_checkpoints" for kind in KINDS.values() for name in kind.extra_tables},
 }
 # figure -> the module drawing it (pipeline/<module>.py, rule plot_<module>) and its report category
 FIGURES = {
@@ -31,37 +34,76 @@ FIGURES = {
         "task_attention", "copying", "token_loss_change", "token_loss_over_training"]},
     **{name: ("llc_figures", "3. Developmental measures") for name in
        ["llc", "llc_slope", "llc_heads", "llc_traces"]},
+    **{name: ("regression_figures", "5. In-context regression") for name in
+       ["regression_mse", "regression_deltas", "regression_probe", "regression_attention"]},
+}
+# figure module -> the run tables it reads (its rule's inputs) and the config sections it depends on
+FIGURE_INPUTS = {
+    "figures": (["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log", "integrity",
+                 "composition"], ["figures", "analysis.window.score", "analysis.head_scores.names"]),
+    "causal_figures": (["ablation", "patching", "logit_attribution", "copying", "token_losses", "task_metrics",
+                        "task_attention", "head_scores", "phase_window", "integrity"],
+                       ["figures", "analysis.ablation.score", "analysis.token_loss.track"]),
+    "llc_figures": (["llc", "llc_trace", "llc_heads", "head_scores", "phase_window", "integrity"],
+                    ["figures", "analysis.window.score", "analysis.llc.burn_in"]),
+    "regression_figures": (["regression_eval", "probe_attention", "head_scores", "phase_window", "integrity"],
+                           ["figures", "analysis.window.score", "analysis.probe"]),
 }
 HTML_FIGURES = {"token_loss_change": "causal_figures", "task_attention": "causal_figures"}  # also as interactive .html
 # producer (rule or figure module) -> the config key that switches it, its tables and figures on
 OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.enabled"}
+# producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has
+KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causal_figures": {"language"},
+             "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},
+             **{name: {kind.name} for kind in KINDS.values() for name in kind.extra_tables}}
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
 # columns, plus what only the whole study can give (bands over seeds, the joint PCA).
-STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log"]
-STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca"]
+STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log", "regression_eval"]
+STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca", "transition"]
 STUDY_FIGURES = {name: ("study_figures", "4. Study") for name in
-                 ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative"]}
+                 ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative",
+                  "study_transition"]}
+
+
+def for_kind(name: str, kind: str) -> bool:
+    """Whether a producer or table belongs to models of this kind."""
+    return kind in KIND_ONLY.get(name, {kind})
 
 
 def enabled(producer: str, cfg) -> bool:
-    """Whether a run with config `cfg` has this producer's outputs (opt-in analyses are off by default)."""
+    """Whether a run with config `cfg` has this producer's outputs (opt-in analyses are off by default, and
+    a kind's own analyses belong to its models only)."""
     from omegaconf import OmegaConf
 
-    return producer not in OPT_IN or bool(OmegaConf.select(cfg, OPT_IN[producer]))
+    on = producer not in OPT_IN or bool(OmegaConf.select(cfg, OPT_IN[producer]))
+    return on and for_kind(producer, str(cfg.model.kind))
 
 
 def run_tables(cfg) -> list[str]:
-    return [name for name, producer in TABLES.items() if enabled(producer, cfg)]
+    return [name for name, producer in TABLES.items()
+            if enabled(producer, cfg) and for_kind(name, str(cfg.model.kind))]
 
 
 def run_figures(cfg) -> list[str]:
     return [name for name, (producer, _) in FIGURES.items() if enabled(producer, cfg)]
 
 
-def tables_of(step: str) -> list[str]:
-    """The tables whose per-model parquet `step` writes."""
-    return [name for name, producer in TABLES.items() if producer == step]
+def study_member_tables(kind: str) -> list[str]:
+    return [name for name in STUDY_MEMBER_TABLES if for_kind(name, kind)]
+
+
+def study_tables(kind: str) -> list[str]:
+    return [name for name in STUDY_TABLES if for_kind(name, kind)]
+
+
+def study_figure_names(kind: str) -> list[str]:
+    return [name for name in STUDY_FIGURES if for_kind(name, kind)]
+
+
+def tables_of(step: str, kind: str = "language") -> list[str]:
+    """The tables whose per-model parquet `step` writes for models of `kind`."""
+    return [name for name, producer in TABLES.items() if producer == step and for_kind(name, kind)]
 
 
 def figures_of(module: str, registry: dict = FIGURES) -> list[str]:

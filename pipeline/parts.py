@@ -10,14 +10,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline.io import atomic_path, run_cli, write_table
-from pipeline.outputs import tables_of
 
 
-def merge_tables(step: str, parts: list[Path]) -> dict[str, pd.DataFrame]:
-    """Each of the step's tables, its parts concatenated in checkpoint order (rows of one checkpoint keep their
-    order: they come from one part). Empty parts are skipped so they cannot turn integer columns into floats."""
+def merge_tables(parts: list[Path]) -> dict[str, pd.DataFrame]:
+    """Each table the parts hold (the step's, for its model's kind), its parts concatenated in checkpoint
+    order (rows of one checkpoint keep their order: they come from one part). Empty parts are skipped so
+    they cannot turn integer columns into floats."""
     tables = {}
-    for name in tables_of(step):
+    for name in sorted(p.stem for p in Path(parts[0]).glob("*.parquet")):
         frames = [pd.read_parquet(Path(part) / f"{name}.parquet") for part in parts]
         table = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
         tables[name] = table.sort_values("step", kind="stable", ignore_index=True) if "step" in table else table
@@ -33,7 +33,6 @@ def merge_losses(parts: list[Path]) -> dict[str, np.ndarray]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step", required=True, help="the step (a producer in pipeline.outputs.TABLES)")
     parser.add_argument("--parts", type=Path, nargs="+", required=True, help="the parts' output directories")
     parser.add_argument("--out", type=Path, required=True, help="directory for the model's tables")
     parser.add_argument("--losses-out", type=Path, help="stacked per-token losses (.npz), where the parts have them")
@@ -41,7 +40,7 @@ def main():
     if args.losses_out:
         with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
             np.savez(f, **merge_losses(args.parts))
-    for name, table in merge_tables(args.step, args.parts).items():
+    for name, table in merge_tables(args.parts).items():
         write_table(table, args.out / f"{name}.parquet")
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from pipeline.io import UserError
+from pipeline.kinds import KINDS
 
-HEAD_SCORE_NAMES = ("prefix_matching", "induction", "previous_token", "duplicate_token", "current_token",
-                    "first_token")  # pipeline.scores.HEAD_SCORES (a test keeps them equal; no torch here)
+HEAD_SCORE_NAMES = KINDS["language"].head_scores  # pipeline.scores.HEAD_SCORES (a test keeps them equal)
+ANY_SCORE_NAMES = tuple(dict.fromkeys(s for kind in KINDS.values() for s in kind.head_scores))
 DATA_SOURCE_NAMES = ("stdlib", "files", "pile")  # pipeline.data.DATA_SOURCES
 HUB_FAMILY_NAMES = ("neel", "revisions", "final")  # pipeline.hub.HUB_FAMILIES
 TASK_NAMES = ("induction", "ioi")  # pipeline.tasks.TASKS
@@ -31,6 +33,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_
 Text = Annotated[str, Field(min_length=1, max_length=1000)]
 Threads = Annotated[int, Field(ge=1, le=256)]
 ScoreName = Literal[HEAD_SCORE_NAMES]  # type: ignore[valid-type]
+AnyScoreName = Literal[ANY_SCORE_NAMES]  # type: ignore[valid-type]
 
 
 class Section(BaseModel):
@@ -58,6 +61,7 @@ class HubSpec(Section):
 
 
 class ModelBase(Section):
+    kind: Literal["language"]
     name: Name
     tokenizer: Name
     n_ctx: Annotated[int, Field(ge=8, le=8192)]
@@ -86,6 +90,31 @@ class HubModel(ModelBase):
     hub: HubSpec
 
 
+class RegressionModel(Section):
+    """The in-context linear-regression transformer (pipeline/regression.py): its context is 2 x data.n_pairs."""
+    kind: Literal["regression"]
+    source: Literal["trained"]
+    name: Name
+    d_model: Annotated[int, Field(ge=1, le=4096)]
+    n_heads: Annotated[int, Field(ge=1, le=128)]
+    n_layers: Annotated[int, Field(ge=1, le=48)]
+    d_mlp: Optional[Annotated[int, Field(ge=1, le=16384)]] = None
+
+    @model_validator(mode="after")
+    def heads_divide_width(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
+                             f"choose n_heads that divides d_model")
+        return self
+
+
+def _model_tag(value) -> str:
+    """Which model schema a config is: the regression kind, else its source (trained or hub)."""
+    if isinstance(value, dict):
+        return "regression" if value.get("kind") == "regression" else str(value.get("source"))
+    return "regression" if getattr(value, "kind", None) == "regression" else str(getattr(value, "source", None))
+
+
 class DataBase(Section):
     max_documents: Optional[Count] = None
     vocab_size: Annotated[int, Field(ge=257, le=MAX_TOKEN_ID)]  # 256 bytes + end-of-text
@@ -111,6 +140,16 @@ class PileData(DataBase):
     min_document_tokens: Count
 
 
+class RegressionData(Section):
+    """In-context linear regression: x ~ N(0, I_dim), y = w.x + N(0, noise_variance), n_pairs (x, y) pairs per
+    sequence, w from n_tasks tasks drawn once from N(0, I) with the run's seed, or fresh (n_tasks null: M = inf)."""
+    source: Literal["regression"]
+    dim: Annotated[int, Field(ge=1, le=1024)]
+    n_pairs: Annotated[int, Field(ge=1, le=4096)]
+    noise_variance: Positive
+    n_tasks: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None
+
+
 class Jobs(Section):
     train_split_at: Annotated[list[Fraction], Field(max_length=100)]
     causal_parts: Annotated[int, Field(ge=1, le=256)]
@@ -122,7 +161,8 @@ class Train(Section):
     lr: Positive
     warmup_steps: NonNegative
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    grad_clip: Positive
+    grad_clip: Optional[Positive] = None  # null: no clipping
+    schedule: Literal["constant", "triangle"]  # warm-up then constant; or up to lr at half the run, then down to 0
     n_checkpoints: Annotated[int, Field(ge=1, le=10_000)]
     first_checkpoint: Count
     threads: Threads
@@ -153,7 +193,7 @@ class Pca(Section):
 
 
 class Window(Section):
-    score: ScoreName
+    score: AnyScoreName
     low: Threshold
     high: Threshold
     min_rise: Threshold
@@ -228,6 +268,13 @@ class Llc(Section):
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
 
 
+class Probe(Section):
+    """Seed 002's probe of a regression model: the x of pair `later` repeats the x of pair `earlier`."""
+    earlier: NonNegative
+    later: NonNegative
+    batch: Size
+
+
 class Analysis(Section):
     duplicate_checkpoints: Literal["warn", "error"]
     compile: bool
@@ -242,6 +289,7 @@ class Analysis(Section):
     tasks: Tasks
     token_loss: TokenLoss
     llc: Llc
+    probe: Probe
 
 
 class Figures(Section):
@@ -258,8 +306,9 @@ class Root(Section):
     hub_cache: Optional[Text] = None
     resources: dict[Name, dict[Name, Union[Annotated[int, Field(ge=0)], Name]]]
     jobs: Jobs
-    data: Annotated[Union[StdlibData, FileData, PileData], Field(discriminator="source")]
-    model: Annotated[Union[TrainedModel, HubModel], Field(discriminator="source")]
+    data: Annotated[Union[StdlibData, FileData, PileData, RegressionData], Field(discriminator="source")]
+    model: Annotated[Union[Annotated[TrainedModel, Tag("trained")], Annotated[HubModel, Tag("hub")],
+                           Annotated[RegressionModel, Tag("regression")]], Discriminator(_model_tag)]
     train: Train
     analysis: Analysis
     figures: Figures
@@ -267,13 +316,46 @@ class Root(Section):
     @model_validator(mode="after")
     def keys_agree(self):
         """Checks between keys: each names the key to change."""
-        a, n_ctx = self.analysis, self.model.n_ctx
-        start = min(a.icl.early, a.icl.late) - a.icl.window // 2
-        end = max(a.icl.early, a.icl.late) - a.icl.window // 2 + a.icl.window
-        if a.icl.early >= a.icl.late or start < 0 or end > n_ctx - 1:
-            raise ValueError(f"analysis.icl: positions early={a.icl.early}, late={a.icl.late} (window {a.icl.window}) "
-                             f"must satisfy window/2 <= early < late <= {n_ctx - 1 - a.icl.window + a.icl.window // 2} "
-                             f"in a {n_ctx}-token context; lower analysis.icl.late (model.icl_late) or raise model.n_ctx")
+        kind = KINDS[self.model.kind]
+        if self.data.source not in kind.data_sources:
+            raise ValueError(f"data.source: '{self.data.source}' does not feed {kind.name} models like "
+                             f"{self.model.name}; choose data={' or data='.join(kind.data_sources)}")
+        a = self.analysis
+        for section, name in (("window", a.window.score), *((("ablation", a.ablation.score),)
+                                                            if kind.name == "language" else ())):
+            if name not in kind.head_scores:
+                raise ValueError(f"analysis.{section}.score: '{name}' is not a score of {kind.name} models "
+                                 f"({self.model.name}); choose one of {list(kind.head_scores)}")
+        if kind.name == "regression":  # a loss per pair: positions 0 .. n_pairs - 1
+            self._icl_inside(a.icl, self.data.n_pairs, f"{self.data.n_pairs} predictions per sequence",
+                             "raise data.n_pairs")
+        else:  # a loss per next token: positions 0 .. n_ctx - 2
+            self._icl_inside(a.icl, self.model.n_ctx - 1, f"a {self.model.n_ctx}-token context",
+                             "raise model.n_ctx")
+        if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:
+            raise ValueError(f"analysis.llc.n_sequences: {a.llc.n_sequences} must lie between analysis.llc.batch="
+                             f"{a.llc.batch} and the eval sample (analysis.eval.n_sequences={a.eval.n_sequences})")
+        if a.window.low >= a.window.high:
+            raise ValueError(f"analysis.window.low: {a.window.low} must be below analysis.window.high={a.window.high}")
+        if kind.name == "regression":
+            if not a.probe.earlier < a.probe.later < self.data.n_pairs:
+                raise ValueError(f"analysis.probe: pairs earlier={a.probe.earlier}, later={a.probe.later} must "
+                                 f"satisfy 0 <= earlier < later < data.n_pairs={self.data.n_pairs}; fix them")
+            return self
+        return self._language_keys_agree(self.model.n_ctx)
+
+    @staticmethod
+    def _icl_inside(icl, positions: int, where: str, fix: str):
+        """Both ICL windows inside the `positions` whose loss is known."""
+        start = min(icl.early, icl.late) - icl.window // 2
+        end = max(icl.early, icl.late) - icl.window // 2 + icl.window
+        if icl.early >= icl.late or start < 0 or end > positions:
+            raise ValueError(f"analysis.icl: positions early={icl.early}, late={icl.late} (window {icl.window}) "
+                             f"must satisfy window/2 <= early < late <= {positions - icl.window + icl.window // 2} "
+                             f"in {where}; lower analysis.icl.late (model.icl_late) or {fix}")
+
+    def _language_keys_agree(self, n_ctx: int):
+        a = self.analysis
         for key, seq_len in (("head_scores", a.head_scores.seq_len), ("tasks.induction", a.tasks.induction.seq_len)):
             if 2 * seq_len + 1 > n_ctx:
                 raise ValueError(f"analysis.{key}.seq_len: {seq_len} repeated twice after BOS needs n_ctx >= "
@@ -282,11 +364,6 @@ class Root(Section):
             if name not in a.head_scores.names:
                 raise ValueError(f"analysis.{section}.score: '{name}' is not computed; add it to "
                                  f"analysis.head_scores.names {a.head_scores.names}")
-        if a.window.low >= a.window.high:
-            raise ValueError(f"analysis.window.low: {a.window.low} must be below analysis.window.high={a.window.high}")
-        if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:
-            raise ValueError(f"analysis.llc.n_sequences: {a.llc.n_sequences} must lie between analysis.llc.batch="
-                             f"{a.llc.batch} and the eval sample (analysis.eval.n_sequences={a.eval.n_sequences})")
         for key in ("n_sequences", "mean_sequences"):
             if getattr(a.ablation, key) > a.eval.n_sequences:
                 raise ValueError(f"analysis.ablation.{key}: {getattr(a.ablation, key)} exceeds the eval sample "

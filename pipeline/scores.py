@@ -22,6 +22,7 @@ from pipeline.composition import composition_table, random_baseline
 from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import StepCache, UserError, atomic_path, run_cli
+from pipeline.kinds import KINDS
 from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.outputs import tables_of
 
@@ -169,8 +170,7 @@ def main():
                     part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
     torch.set_num_threads(cfg.analysis.threads)
     manifest = (args.data / "manifest.json").read_text()
-    cache = StepCache(args.cache, section(cfg, "analysis.head_scores", "analysis.eval", "analysis.compile", "seed")
-                      + manifest)
+    cache = StepCache(args.cache, section(cfg, *KINDS["language"].score_config) + manifest)
     tables, losses, steps, tokens_seen = analyse_checkpoints(
         sorted(args.checkpoints), load_split(args.data, "eval"), json.loads(manifest)["eot_id"], cfg.analysis,
         cfg.seed, cache)

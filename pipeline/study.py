@@ -17,15 +17,15 @@ from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 
 from pipeline.io import UserError, run_cli, write_table
-from pipeline.outputs import STUDY_MEMBER_TABLES
+from pipeline.outputs import study_member_tables
 
 
 def stack(tables: dict[str, pd.DataFrame], values: dict[str, dict]) -> pd.DataFrame:
     """Member tables stacked, each row carrying its member's run name and swept values (a swept key the
     table already has as a column, e.g. model, is not repeated)."""
     frames = []
-    for run, table in tables.items():
-        swept = {k: v for k, v in values[run].items() if k not in table.columns}
+    for run, table in tables.items():  # a null swept value (data.n_tasks: M = inf) is unbounded: inf
+        swept = {k: np.inf if v is None else v for k, v in values[run].items() if k not in table.columns}
         frames.append(table.assign(run=run, **swept))
     frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     front = ["run", *[k for k in next(iter(values.values())) if k in frame.columns and k != "model"]]
@@ -67,6 +67,18 @@ def onsets(windows: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def transition(evals: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
+    """The task-diversity transition (Raventos et al. 2023): at each member's last checkpoint and the last
+    position, the MSE and the distance to each baseline on pretraining and on true tasks, as median, min and
+    max over the band (e.g. seeds) per variant (e.g. number of tasks)."""
+    last = evals[(evals.step == evals.groupby("run").step.transform("max"))
+                 & (evals.position == evals.position.max())]
+    long = last.melt(id_vars=[*variant, "run", "distribution"], value_vars=["mse", "delta_ridge", "delta_dmmse"],
+                     var_name="measure")
+    out = long.groupby([*variant, "distribution", "measure"]).value.agg(["median", "min", "max", "count"])
+    return out.reset_index().rename(columns={"count": "n_members"})
+
+
 def joint_pca(losses: dict[tuple[str, str], dict], n_components: int, seed: int) -> pd.DataFrame:
     """Every (member, model) x trained checkpoint as one point in a shared per-token-loss PC space.
 
@@ -102,7 +114,7 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
     values = {m["name"]: m["values"] for m in spec["members"]}
     swept, band = spec["swept"], spec["band"]
     member_tables = {name: stack({run: pd.read_csv(results / run / "tables" / f"{name}.csv") for run in values},
-                                 values) for name in STUDY_MEMBER_TABLES}
+                                 values) for name in study_member_tables(spec["kind"])}
     variant = variant_keys(member_tables["icl"], swept, band)
     best = best_score(member_tables["head_scores"], spec["score"])
     losses = {(run, model): dict(np.load(results / run / "models" / model / "token_losses.npz"))
@@ -113,7 +125,9 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
             "best_score_bands": bands(best, "value", variant).assign(value=spec["score"]),
             "icl_bands": bands(member_tables["icl"], "icl_score", variant),
             "onsets": onsets(member_tables["phase_window"], variant),
-            "joint_pca": pca}
+            "joint_pca": pca,
+            **({"transition": transition(member_tables["regression_eval"], variant)}
+               if "regression_eval" in member_tables else {})}
 
 
 def main():

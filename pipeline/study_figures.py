@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pipeline.config import cli
 from pipeline.figures import MODEL_COLORS, _log_tokens, _trained, save
 from pipeline.io import run_cli
-from pipeline.outputs import STUDY_FIGURES, figures_of
+from pipeline.outputs import study_figure_names
 from pipeline.study import variant_keys
 
 
@@ -109,12 +109,44 @@ def loss_derivative(icl: pd.DataFrame, variant: list[str], band: str) -> plt.Fig
     return fig
 
 
+TRANSITION_LINES = [("pretrain", "delta_dmmse", "Δ dMMSE, pretraining tasks"),
+                    ("pretrain", "delta_ridge", "Δ ridge, pretraining tasks"), ("true", "mse", "MSE, true tasks")]
+
+
+def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
+    """The task-diversity transition: distance to each baseline on pretraining tasks and MSE on true tasks at
+    the last checkpoint and position vs the number of tasks M (inf drawn at the right), median and min-max
+    over the band."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    key = next(k for k in variant if k != "model")
+    finite = transition[key][np.isfinite(transition[key])]
+    right = (finite.max() if len(finite) else 1) * 8  # where M = inf is drawn
+    for (distribution, measure, label), color in zip(TRANSITION_LINES, ["tab:red", "tab:blue", "black"]):
+        rows = transition[(transition.distribution == distribution) & (transition.measure == measure)]
+        rows = rows.assign(x=rows[key].replace(np.inf, right)).sort_values("x")
+        ax.plot(rows.x, rows["median"], "o-", color=color, label=label)
+        ax.fill_between(rows.x, rows["min"], rows["max"], color=color, alpha=0.2, lw=0)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(transition[key].replace(np.inf, right).unique())
+    ax.set_xticks(ticks, [("∞" if t == right else f"{t:g}") for t in ticks])
+    ax.set_yscale("log")
+    ax.set_xlabel(f"number of pretraining tasks M ({key})")
+    ax.set_ylabel("per-dimension squared error, last position")
+    ax.set_title(f"Task-diversity transition (Raventós et al. 2023)
+line: median over {band}; band: min-max")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def main():
     args, cfg = cli("Draw the figures of a study from its tables.", tables="directory of the study's tables (*.csv)",
                     spec="the study's study.yaml", out="figure directory")
     spec = OmegaConf.to_container(OmegaConf.load(args.spec))
+    names = study_figure_names(spec["kind"])
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
-         for name in ["icl", "phase_window", "best_score_bands", "icl_bands", "onsets", "joint_pca"]}
+         for name in ["icl", "phase_window", "best_score_bands", "icl_bands", "onsets", "joint_pca",
+                      *(["transition"] if "study_transition" in names else [])]}
     variant, band = variant_keys(t["icl"], spec["swept"], spec["band"]), spec["band"]
     score = spec["score"].replace("_", "-")
     draw = {
@@ -124,8 +156,9 @@ def main():
         "study_windows": lambda: windows_dotplot(t["phase_window"], t["onsets"], variant, band),
         "study_pca": lambda: joint_pca(t["joint_pca"], t["phase_window"], variant),
         "study_loss_derivative": lambda: loss_derivative(t["icl"], variant, band),
+        "study_transition": lambda: transition_plot(t["transition"], variant, band),
     }
-    for name in figures_of("study_figures", STUDY_FIGURES):
+    for name in names:
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)
 
 

@@ -29,15 +29,19 @@ def part_dir(wc, step):
     return parts_root(wc, step) / wc.part
 
 
-def part_outputs(step):
+def part_outputs(step, kind="language"):
     """Where one job of a step split into parts writes its tables; the step's rule merges them."""
-    return [RUN / "models" / "{model}" / "parts" / step / "{part}" / f"{t}.parquet" for t in tables_of(step)]
+    return [RUN / "models" / "{model}" / "parts" / step / "{part}" / f"{t}.parquet" for t in tables_of(step, kind)]
 
 
-def merged_parts(step, parts_of):
+def merged_parts(step, parts_of, kind="language"):
     """Input function: every part of a model's step, to merge."""
     return lambda wc: [str(RESULTS / wc.run / "models" / wc.model / "parts" / step / part / f"{t}.parquet")
-                       for part in parts_of(wc.run, wc.model) for t in tables_of(step)]
+                       for part in parts_of(wc.run, wc.model) for t in tables_of(step, kind)]
+
+
+MODEL_LOSSES = RUN / "models" / "{model}" / "token_losses.npz"  # per-position losses: every kind's score step
+MODEL_HEADS = RUN / "models" / "{model}" / "head_scores.parquet"
 
 
 def integrity_first(wc):
@@ -47,61 +51,71 @@ def integrity_first(wc):
     return [str(RESULTS / wc.run / "models" / wc.model / "integrity.parquet")] if source == "hub" else []
 
 
-rule score_part:
-    input:
-        run_config=run_config,
-        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][0],
-        integrity=integrity_first,
-        eval=data_file("eval.npy"),
-        manifest=data_file("manifest.json"),
-    output:
-        tables=part_outputs("score_checkpoints"),
-        losses=RUN / "models" / "{model}" / "parts" / "score_checkpoints" / "{part}" / "token_losses.npz",
-    log:
-        RUN / "logs" / "score_checkpoints_{model}_{part}.log",
-    benchmark:
-        RUN / "benchmarks" / "score_checkpoints_{model}_{part}.tsv"
-    params:
-        cfg=params_of("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
-        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
-        data=lambda wc: data_dir(wc.run, wc.model),
-        out=lambda wc: part_dir(wc, "score_checkpoints"),
-        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"score_checkpoints_{wc.part}",
-    threads: CFG.analysis.threads
-    priority: critical_first
-    resources:
-        **resources_of("score_checkpoints"),
-    shell:
-        "{PY} -m pipeline.scores --data {params.data} --checkpoints {params.checkpoints} "
-        "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} "
-        "--model {wildcards.model} --part {wildcards.part} 2>&1 | tee {log}"
+# The score step, one pair of rules per subject kind (its own module and tables): a job per training job's
+# checkpoints (score_part), then their merge (score_checkpoints), which the rest of the DAG reads.
+for score_kind in KINDS.values():
 
+    rule:
+        name:
+            f"score_part{score_kind.rule_suffix}"
+        input:
+            run_config=run_config,
+            checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][0],
+            integrity=integrity_first,
+            data=data_files,
+        output:
+            tables=part_outputs("score_checkpoints", score_kind.name),
+            losses=RUN / "models" / "{model}" / "parts" / "score_checkpoints" / "{part}" / "token_losses.npz",
+        log:
+            RUN / "logs" / "score_checkpoints_{model}_{part}.log",
+        benchmark:
+            RUN / "benchmarks" / "score_checkpoints_{model}_{part}.tsv"
+        wildcard_constraints:
+            model=one_of(models_of_kind(score_kind.name)),
+        params:
+            cfg=params_of(*score_kind.score_config),
+            module=score_kind.score_module,
+            checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
+            data=lambda wc: data_dir(wc.run, wc.model),
+            out=lambda wc: part_dir(wc, "score_checkpoints"),
+            cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"score_checkpoints_{wc.part}",
+        threads: CFG.analysis.threads
+        priority: critical_first
+        resources:
+            **resources_of("score_checkpoints"),
+        shell:
+            "{PY} -m pipeline.{params.module} --data {params.data} --checkpoints {params.checkpoints} "
+            "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} "
+            "--model {wildcards.model} --part {wildcards.part} 2>&1 | tee {log}"
 
-rule score_checkpoints:
-    input:
-        tables=merged_parts("score_checkpoints", score_parts),
-        integrity=rules.check_checkpoints.output,  # refuses duplicated checkpoints when set to error
-    output:
-        heads=RUN / "models" / "{model}" / "head_scores.parquet",
-        composition=RUN / "models" / "{model}" / "composition.parquet",
-        losses=RUN / "models" / "{model}" / "token_losses.npz",
-    log:
-        RUN / "logs" / "score_checkpoints_{model}.log",
-    params:
-        parts=lambda wc: [parts_root(wc, "score_checkpoints") / p for p in score_parts(wc.run, wc.model)],
-        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
-    priority: critical_first
-    resources:
-        **resources_of("default"),
-    shell:
-        "{PY} -m pipeline.parts --step score_checkpoints --parts {params.parts} --out {params.out} "
-        "--losses-out {output.losses} 2>&1 | tee {log}"
+    rule:
+        name:
+            f"score_checkpoints{score_kind.rule_suffix}"
+        input:
+            tables=merged_parts("score_checkpoints", score_parts, score_kind.name),
+            integrity=RUN / "models" / "{model}" / "integrity.parquet",  # refuses duplicated checkpoints when set to error
+        output:
+            [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("score_checkpoints", score_kind.name)],
+            losses=MODEL_LOSSES,
+        log:
+            RUN / "logs" / "score_checkpoints_{model}.log",
+        wildcard_constraints:
+            model=one_of(models_of_kind(score_kind.name)),
+        params:
+            parts=lambda wc: [parts_root(wc, "score_checkpoints") / p for p in score_parts(wc.run, wc.model)],
+            out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+        priority: critical_first
+        resources:
+            **resources_of("default"),
+        shell:
+            "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} "
+            "--losses-out {output.losses} 2>&1 | tee {log}"
 
 
 rule score_icl:
     input:
         run_config=run_config,
-        losses=rules.score_checkpoints.output.losses,
+        losses=MODEL_LOSSES,
     output:
         icl=RUN / "models" / "{model}" / "icl.parquet",
         positions=RUN / "models" / "{model}" / "loss_by_position.parquet",
@@ -120,7 +134,7 @@ rule score_icl:
 rule loss_pca:
     input:
         run_config=run_config,
-        losses=rules.score_checkpoints.output.losses,
+        losses=MODEL_LOSSES,
     output:
         RUN / "models" / "{model}" / "pca.parquet",
     log:
@@ -137,7 +151,7 @@ rule loss_pca:
 rule detect_phase_window:
     input:
         run_config=run_config,
-        heads=rules.score_checkpoints.output.heads,
+        heads=MODEL_HEADS,
         icl=rules.score_icl.output.icl,
     output:
         RUN / "models" / "{model}" / "phase_window.parquet",
@@ -173,8 +187,7 @@ rule estimate_llc:
     input:
         run_config=run_config,
         checkpoints=checkpoint_inputs,
-        eval=data_file("eval.npy"),
-        manifest=data_file("manifest.json"),
+        data=data_files,
     output:
         [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("estimate_llc")],
     log:
@@ -201,8 +214,8 @@ rule causal_part:
     input:
         run_config=run_config,
         checkpoints=checkpoint_inputs,
-        losses=rules.score_checkpoints.output.losses,
-        heads=rules.score_checkpoints.output.heads,
+        losses=MODEL_LOSSES,
+        heads=MODEL_HEADS,
         window=rules.detect_phase_window.output,
         eval=data_file("eval.npy"),
         tokenizer=data_file("tokenizer.json"),
@@ -244,4 +257,4 @@ rule causal_checkpoints:
     resources:
         **resources_of("default"),
     shell:
-        "{PY} -m pipeline.parts --step causal_checkpoints --parts {params.parts} --out {params.out} 2>&1 | tee {log}"
+        "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} 2>&1 | tee {log}"

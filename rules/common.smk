@@ -14,8 +14,9 @@ import yaml
 
 from pipeline.config import plan, section
 from pipeline.io import UserError, atomic_path
-from pipeline.outputs import (FIGURES, HTML_FIGURES, STUDY_FIGURES, STUDY_MEMBER_TABLES, STUDY_TABLES, TABLES, caption,
-                              run_figures, run_tables, tables_of)
+from pipeline.kinds import KINDS, kind_of
+from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption, run_figures,
+                              run_tables, study_figure_names, study_member_tables, study_tables, tables_of)
 from pipeline.schedule import checkpoint_name, interleaved, segments
 
 try:
@@ -51,6 +52,14 @@ def configs(run):
 
 def sources(source):
     return [m for r in RUNS.values() for m, c in r.configs.items() if c.model.source == source]
+
+
+def models_of_kind(kind):
+    return [m for r in RUNS.values() for m, c in r.configs.items() if kind_of(c).name == kind]
+
+
+def kind_of_model(run, model):
+    return kind_of(configs(run)[model])
 
 
 wildcard_constraints:
@@ -141,22 +150,29 @@ def checkpoint_inputs(wc):
     return checkpoint_sources(wc.run, wc.model)
 
 
-def tokenizer_key(name):
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def tokenizers(run):
-    """Each tokenizer gets its own tokenized corpus: "bpe" is trained on the corpus; hub models use their own."""
-    return {tokenizer_key(c.model.tokenizer): c.model.tokenizer for c in configs(run).values()}
+def data_keys(run, kind):
+    """A run's data directories of one kind -> the first model reading each (language models: one per
+    tokenizer, "bpe" trained on the corpus, hub models their own)."""
+    keys = {}
+    for model, cfg in configs(run).items():
+        if kind_of(cfg).name == kind:
+            keys.setdefault(kind_of(cfg).data_key(cfg), model)
+    return keys
 
 
 def data_dir(run, model):
-    return RESULTS / run / "data" / tokenizer_key(configs(run)[model].model.tokenizer)
+    cfg = configs(run)[model]
+    return RESULTS / run / "data" / kind_of(cfg).data_key(cfg)
 
 
 def data_file(name):
-    """Input function: a file of the model's tokenized corpus."""
+    """Input function: a file of the model's data directory."""
     return lambda wc: str(data_dir(wc.run, wc.model) / name)
+
+
+def data_files(wc):
+    """Input function: every file the model's data step writes."""
+    return [str(data_dir(wc.run, wc.model) / f) for f in kind_of_model(wc.run, wc.model).data_files]
 
 
 def figure_files(root, name):
@@ -176,15 +192,20 @@ def report_figures(root, registry, module):
 def run_outputs(run):
     """Every table and figure of one run (opt-in analyses when switched on), and its provenance."""
     root, cfg = RESULTS / run, first_config(run)
-    files = [f for name in run_figures(cfg) for f in figure_files(root, name)]
-    files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES]
+    figures = run_figures(cfg)
+    files = [f for name in figures for f in figure_files(root, name)]
+    files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES if name in figures]
     return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfg)] + [str(root / "provenance.json")]
+
+
+def study_kind():
+    return kind_of(CFG).name
 
 
 def study_outputs():
     root = RESULTS / STUDY.name
-    return ([f for name in STUDY_FIGURES for f in figure_files(root, name)]
-            + [str(root / "tables" / f"{t}.csv") for t in STUDY_TABLES])
+    return ([f for name in study_figure_names(study_kind()) for f in figure_files(root, name)]
+            + [str(root / "tables" / f"{t}.csv") for t in study_tables(study_kind())])
 
 
 def final_outputs():

@@ -1,26 +1,29 @@
-rule prepare_corpus:
-    input:
-        run_config=run_config,
-    output:
-        tokenizer=RUN / "data" / "{tokenizer}" / "tokenizer.json",
-        train=RUN / "data" / "{tokenizer}" / "train.npy",
-        eval=RUN / "data" / "{tokenizer}" / "eval.npy",
-        manifest=RUN / "data" / "{tokenizer}" / "manifest.json",
-    log:
-        RUN / "logs" / "prepare_corpus_{tokenizer}.log",
-    benchmark:
-        RUN / "benchmarks" / "prepare_corpus_{tokenizer}.tsv"
-    wildcard_constraints:
-        tokenizer=one_of([t for run in RUNS for t in tokenizers(run)]),
-    params:
-        cfg=params_of("data", "hub_cache"),
-        name=lambda wc: tokenizers(wc.run)[wc.tokenizer],
-        model=lambda wc: next(m for m, c in configs(wc.run).items() if tokenizer_key(c.model.tokenizer) == wc.tokenizer),
-        out=lambda wc: RESULTS / wc.run / "data" / wc.tokenizer,
-    threads: 2
-    priority: 10  # every job of its run waits for it: before any training or analysis
-    resources:
-        **resources_of("prepare_corpus"),
-    shell:
-        "{PY} -m pipeline.data --out {params.out} --tokenizer {params.name} --run-config {input.run_config} "
-        "--model {params.model} 2>&1 | tee {log}"
+# One data step per subject kind (pipeline/kinds.py): a corpus tokenized once per tokenizer for language
+# models, tasks and fixed eval samples for a sampler; its files are the kind's data_files.
+for data_kind in KINDS.values():
+
+    rule:
+        name:
+            data_kind.data_rule
+        input:
+            run_config=run_config,
+        output:
+            [RUN / "data" / "{data_key}" / f for f in data_kind.data_files],
+        log:
+            RUN / "logs" / f"{data_kind.data_rule}_{{data_key}}.log",
+        benchmark:
+            RUN / "benchmarks" / f"{data_kind.data_rule}_{{data_key}}.tsv"
+        wildcard_constraints:
+            data_key=one_of([key for run in RUNS for key in data_keys(run, data_kind.name)]),
+        params:
+            cfg=params_of(*data_kind.data_config),
+            model=lambda wc, kind=data_kind.name: data_keys(wc.run, kind)[wc.data_key],
+            module=data_kind.data_module,
+            out=lambda wc: RESULTS / wc.run / "data" / wc.data_key,
+        threads: 2
+        priority: 10  # every job of its run waits for it: before any training or analysis
+        resources:
+            **resources_of(data_kind.data_rule),
+        shell:
+            "{PY} -m pipeline.{params.module} --out {params.out} --run-config {input.run_config} "
+            "--model {params.model} 2>&1 | tee {log}"

@@ -11,12 +11,12 @@ if STUDY:
     rule aggregate_study:
         input:
             spec=ancient(STUDY_SPEC),
-            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in STUDY_MEMBER_TABLES],
+            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in study_member_tables(study_kind())],
             losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in RUNS for m in configs(run)],
         params:
             spec=SPEC_TEXT,
         output:
-            [STUDY_DIR / "tables" / f"{t}.csv" for t in STUDY_TABLES],
+            [STUDY_DIR / "tables" / f"{t}.csv" for t in study_tables(study_kind())],
         log:
             STUDY_DIR / "logs" / "aggregate_study.log",
         resources:
@@ -29,7 +29,7 @@ if STUDY:
             spec=ancient(STUDY_SPEC),
             tables=rules.aggregate_study.output,
         output:
-            report_figures(STUDY_DIR, STUDY_FIGURES, "study_figures"),
+            report_figures(STUDY_DIR, {n: STUDY_FIGURES[n] for n in study_figure_names(study_kind())}, "study_figures"),
         log:
             STUDY_DIR / "logs" / "plot_study_figures.log",
         params:

@@ -8,9 +8,7 @@ def previous_segment(wc):
 rule train_model:
     input:
         run_config=run_config,
-        train=data_file("train.npy"),
-        eval=data_file("eval.npy"),
-        manifest=data_file("manifest.json"),
+        data=data_files,
         previous=previous_segment,
     output:
         # one directory per training job of the chain (jobs.train_split_at); its name holds its last step

@@ -41,7 +41,8 @@ from pipeline.data import build_corpus, eval_windows, load_documents, sample_win
 from pipeline.icl import icl_per_sequence
 from pipeline.model import hooked_config_kwargs, hooked_transformer, load_checkpoint, load_weights
 from pipeline.scores import HEAD_SCORES, analyse_checkpoints, compiled, head_score_tokens, per_token_losses
-from pipeline.train import initial_model, train
+from pipeline.language import corpus_subject, initial_model
+from pipeline.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS: list[dict] = []
@@ -93,7 +94,8 @@ def bench_training(cfg, train_tokens, d_vocab, workdir: Path, steps: int):
     train_cfg.n_checkpoints = max(1, round(cfg.train.n_checkpoints * steps / cfg.train.steps))
     train_cfg.first_checkpoint = max(1, steps // 10)
     start = time.perf_counter()
-    train(cfg.model, train_cfg, train_tokens, d_vocab, cfg.seed, workdir / "bench_ckpt", workdir / "bench_state")
+    train(corpus_subject(cfg, train_tokens, d_vocab), train_cfg, cfg.seed, workdir / "bench_ckpt",
+          workdir / "bench_state")
     ours = steps * cfg.train.batch_size * cfg.model.n_ctx / (time.perf_counter() - start)
     record("training tok/s: trainer vs bare SDPA loop", ours, twin, ">= 0.9", "tok/s",
            f"HookedTransformer loop {hooked:.0f} tok/s ({hooked / twin:.2f}x the twin)")

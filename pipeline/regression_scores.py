@@ -1,0 +1,138 @@
+"""Per-checkpoint measures of an in-context-regression model: MSE per position on the pretraining and the true
+task distributions, its distance to each Bayes baseline, seed 002's probe of every head, and composition.
+
+Each checkpoint runs three forward passes on the HookedTransformer: the two fixed eval samples (predictions
+-> MSE per position, Delta_ridge and Delta_dMMSE: the mean squared difference between the model's and the
+baseline's predictions on the same inputs, per dimension) and the probe batch, caching only `hook_pattern`.
+The squared errors on true tasks are the step's per-position losses, so the shared ICL score (late - early
+position; negative: later predictions are better), loss-by-position, PCA and phase window read them.
+
+Head scores are a registry, as for the language models: a score is one function `(pattern, probe) ->
+(n_heads,)` over attention patterns (batch, head, query, key) of the probe batch, sequences whose x at pair
+`probe.later` repeats the x at pair `probe.earlier`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformer_lens import utils
+
+from pipeline.composition import composition_table, random_baseline
+from pipeline.config import cli, section
+from pipeline.io import StepCache, atomic_path, run_cli
+from pipeline.kinds import KINDS
+from pipeline.loop import each_checkpoint, write_model_tables
+from pipeline.regression import DISTRIBUTIONS, load_eval, sample_sequences, to_tokens
+from pipeline.regression_model import hooked_outputs, predictions
+
+PATTERN = utils.get_act_name("pattern", 0).split(".", 2)[-1]  # "attn.hook_pattern": the one hook cached
+
+
+def xy_probe(pattern: torch.Tensor, probe) -> torch.Tensor:
+    """Seed 002's regression analogue of prefix matching: attention from the repeated x-token (pair `later`)
+    to the y-token that followed the earlier copy of that x (pair `earlier`)."""
+    return pattern[:, :, 2 * probe.later, 2 * probe.earlier + 1].mean(0)
+
+
+def previous_token(pattern: torch.Tensor, probe) -> torch.Tensor:
+    """Attention to the immediately preceding token (an x-token to the last y, a y-token to its x)."""
+    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean((0, 2))
+
+
+REGRESSION_SCORES = {f.__name__: f for f in (xy_probe, previous_token)}
+
+
+def probe_tokens(data_cfg, probe, seed: int) -> torch.Tensor:
+    """The probe batch: true-task sequences whose pair `later` has the x of pair `earlier` (its y drawn anew
+    from the same task), as tokens (batch, 2K, D + 1)."""
+    generator = torch.Generator().manual_seed(seed + 100)
+    x, _, w = sample_sequences(probe.batch, data_cfg, None, generator)
+    x[:, probe.later] = x[:, probe.earlier]
+    noise = torch.randn(probe.batch, data_cfg.n_pairs, generator=generator) * data_cfg.noise_variance ** 0.5
+    return to_tokens(x, torch.einsum("nkd,nd->nk", x, w) + noise)
+
+
+def attention_patterns(model, tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Every layer's attention pattern (batch, head, query, key) from one forward pass caching only them."""
+    cache, forward_hooks, _ = model.get_caching_hooks(lambda name: name.endswith(PATTERN))
+    with model.hooks(fwd_hooks=forward_hooks):
+        hooked_outputs(model, tokens, return_type=None)
+    return [cache[utils.get_act_name("pattern", layer)] for layer in range(model.cfg.n_layers)]
+
+
+def baseline_rows(sample: dict, preds: dict, dim: int) -> pd.DataFrame:
+    """Per distribution and position: the model's MSE, Delta to each baseline, and the baselines' own MSE (all
+    per dimension)."""
+    frames = []
+    for distribution in DISTRIBUTIONS:
+        y, pred = sample[f"{distribution}_y"], preds[distribution]
+        ridge, dmmse = sample[f"{distribution}_ridge"], sample[f"{distribution}_dmmse"]
+        frames.append(pd.DataFrame({
+            "distribution": distribution, "position": np.arange(y.shape[1]),
+            "mse": ((pred - y) ** 2).mean(0) / dim, "delta_ridge": ((pred - ridge) ** 2).mean(0) / dim,
+            "delta_dmmse": ((pred - dmmse) ** 2).mean(0) / dim, "ridge_mse": ((ridge - y) ** 2).mean(0) / dim,
+            "dmmse_mse": ((dmmse - y) ** 2).mean(0) / dim}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepCache | None = None):
+    """The step's tables (head scores, composition, regression_eval, probe_attention) and the stacked
+    squared errors on true tasks (n_checkpoints, n_sequences, K), steps and tokens seen of one model."""
+    probe, batch = cfg.analysis.probe, cfg.analysis.eval.batch
+    tokens = {d: to_tokens(torch.from_numpy(sample[f"{d}_x"]), torch.from_numpy(sample[f"{d}_y"]))
+              for d in DISTRIBUTIONS}
+
+    def prepare(model):
+        return {"probe": probe_tokens(cfg.data, probe, cfg.seed),
+                "baseline": random_baseline(model.cfg.d_model, model.cfg.d_head, seed=cfg.seed)}
+
+    def analyse(model, meta, shared):
+        at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
+        preds = {d: torch.cat([predictions(hooked_outputs(model, chunk)) for chunk in t.split(batch * 16)]).numpy()
+                 for d, t in tokens.items()}
+        patterns = attention_patterns(model, shared["probe"])
+        scores = [{**at, "layer": layer, "head": head, "score": name, "value": float(value)}
+                  for name, score in REGRESSION_SCORES.items() for layer, pattern in enumerate(patterns)
+                  for head, value in enumerate(score(pattern, probe))]
+        query = [{**at, "layer": layer, "head": head, "key": key, "attention": float(value)}
+                 for layer, pattern in enumerate(patterns)
+                 for (head, key), value in np.ndenumerate(pattern[:, :, 2 * probe.later].mean(0).numpy())]
+        composition = composition_table(model, shared["baseline"])
+        return {"losses": ((preds["true"] - sample["true_y"]) ** 2 / cfg.data.dim).astype(np.float32),
+                "head_scores": pd.DataFrame(scores), "composition": composition.assign(**at)[
+                    ["step", "tokens_seen", *composition.columns]],
+                "regression_eval": baseline_rows(sample, preds, cfg.data.dim).assign(**at)[
+                    ["step", "tokens_seen", "distribution", "position", "mse", "delta_ridge", "delta_dmmse",
+                     "ridge_mse", "dmmse_mse"]],
+                "probe_attention": pd.DataFrame(query)}
+
+    results = each_checkpoint(checkpoints, analyse, cache, prepare)
+    names = ["head_scores", "composition", *KINDS["regression"].extra_tables]
+    tables = {name: pd.concat([r[name] for r in results], ignore_index=True) for name in names}
+    steps = tables["head_scores"].groupby("step", sort=False).tokens_seen.first()
+    return tables, np.stack([r["losses"] for r in results]), steps.index.to_numpy(), steps.to_numpy()
+
+
+def main():
+    args, cfg = cli("Measure every checkpoint of one in-context-regression model.",
+                    data="data directory (eval.npz, manifest.json)",
+                    checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
+                    out="directory for the per-model tables (.parquet)", losses_out="per-position losses (.npz)",
+                    cache="directory for finished checkpoints' results (resumes a killed job)",
+                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
+    torch.set_num_threads(cfg.analysis.threads)
+    cache = StepCache(args.cache, section(cfg, *KINDS["regression"].score_config)
+                      + (args.data / "manifest.json").read_text())
+    tables, losses, steps, tokens_seen = analyse_checkpoints(sorted(args.checkpoints), load_eval(args.data), cfg,
+                                                             cache)
+    with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, losses=losses, steps=steps, tokens_seen=tokens_seen)
+    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache, args.part)
+
+
+if __name__ == "__main__":
+    run_cli(main)
