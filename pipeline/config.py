@@ -131,11 +131,18 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
     default = model_configs([])
     if identity(configs) == identity(default):
         return "default"
-    reference = dict(_leaves(OmegaConf.to_container(compose([f"model={first_model}"]))))
+    groups = []  # a model of another kind composes only with its experiment: name it, diff against it
+    try:
+        reference = compose([f"model={first_model}"])
+    except UserError:
+        groups = [o.lstrip("+") for o in overrides if not o.startswith("model=")
+                  and (CONF_DIR / o.lstrip("+").split("=", 1)[0]).is_dir()]
+        reference = compose([*(o for o in overrides if o.lstrip("+") in groups), f"model={first_model}"])
+    reference = dict(_leaves(OmegaConf.to_container(reference)))
     named = {o.split("=", 1)[0] for o in overrides}
     changed = [f"{k}={v}" for k, v in _leaves(OmegaConf.to_container(cfg))
                if k.split(".")[0] not in NOT_IDENTITY + ("models",) and reference.get(k, object()) != v]
-    changed = ([kv for kv in changed if kv.split("=", 1)[0] in named]
+    changed = groups + ([kv for kv in changed if kv.split("=", 1)[0] in named]
                + ([] if list(configs) == list(default) else ["+".join(configs)])
                + [kv for kv in changed if kv.split("=", 1)[0] not in named])
     slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", ",".join(changed))[:40].strip("_") or "run"

@@ -14,7 +14,9 @@ from typing import Callable
 
 import torch
 
-from pipeline.io import StepCache, write_table
+from pipeline.config import cli, section
+from pipeline.io import StepCache, atomic_path, write_table
+from pipeline.kinds import KINDS
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 
 
@@ -50,3 +52,23 @@ def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache
         results.append(result)
     return results
 
+
+
+def score_step(description: str, kind: str, analyse: Callable):
+    """The thin CLI of every kind's score step: `analyse(checkpoints, data_dir, cfg, cache) -> (tables, losses)`
+    over the model's checkpoints, then its tables and its stacked per-position losses (n_checkpoints,
+    n_sequences, n_positions) with their steps and tokens seen; the cache key is the kind's score_config."""
+    import numpy as np
+
+    args, cfg = cli(description, data="the model's data directory",
+                    checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
+                    out="directory for the per-model tables (.parquet)", losses_out="per-position losses (.npz)",
+                    cache="directory for finished checkpoints' results (resumes a killed job)",
+                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
+    torch.set_num_threads(cfg.analysis.threads)
+    cache = StepCache(args.cache, section(cfg, *KINDS[kind].score_config) + (args.data / "manifest.json").read_text())
+    tables, losses = analyse(sorted(args.checkpoints), args.data, cfg, cache)
+    steps = tables["head_scores"].groupby("step", sort=False).tokens_seen.first()
+    with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, losses=losses.astype(np.float32), steps=steps.index.to_numpy(), tokens_seen=steps.to_numpy())
+    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache, args.part)

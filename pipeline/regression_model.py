@@ -20,6 +20,18 @@ from pipeline.kinds import TrainingSubject
 from pipeline.model import TrainingTwin, hooked_transformer
 from pipeline.regression import load_eval, load_tasks, sample_sequences, to_tokens
 
+ATTENTION_BIASES = ("attn.b_Q", "attn.b_K", "attn.b_V", "attn.b_O")  # the timaeus layout has none
+
+
+def initial_model(kwargs: dict, seed: int) -> TrainingTwin:
+    """The twin at TransformerLens's init, its attention biases held at 0 (not trained): the timaeus layout's
+    52,741 trainable parameters at D=4, K=16 (the HookedTransformer still carries the zero biases)."""
+    twin = TrainingTwin.from_hooked(hooked_transformer(kwargs, seed=seed))
+    for name, param in twin.named_parameters():
+        if name.endswith(ATTENTION_BIASES):
+            param.requires_grad_(False)
+    return twin
+
 
 def config_kwargs(model_cfg, data_cfg) -> dict:
     """HookedTransformerConfig kwargs of the regression transformer (JSON-safe)."""
@@ -53,9 +65,14 @@ def mse_loss(model, batch) -> torch.Tensor:
 
 
 def training_subject(cfg, data_dir: Path) -> TrainingSubject:
-    """Fresh sequences every step from the seeded generator (so resume is exact), w from the pretraining
-    tasks; the twin starts at TransformerLens's init; the loss is the MSE of the predictions."""
-    tasks = load_tasks(data_dir)
+    """Train on the run's pretraining tasks (data step: tasks.npy)."""
+    return tasks_subject(cfg, load_tasks(data_dir))
+
+
+def tasks_subject(cfg, tasks: torch.Tensor) -> TrainingSubject:
+    """Fresh sequences every step from the seeded generator (so resume is exact), w from `tasks` (fresh
+    Gaussian ones when empty); the twin starts at TransformerLens's init; the loss is the MSE of the
+    predictions."""
     kwargs = config_kwargs(cfg.model, cfg.data)
 
     def batch(generator):
@@ -64,8 +81,8 @@ def training_subject(cfg, data_dir: Path) -> TrainingSubject:
 
     return TrainingSubject(
         name=str(cfg.model.name), config_kwargs=kwargs, tokens_per_step=cfg.train.batch_size * 2 * cfg.data.n_pairs,
-        fingerprint=[len(tasks), float(tasks.sum())],
-        init=lambda seed: TrainingTwin.from_hooked(hooked_transformer(kwargs, seed=seed)), batch=batch, loss=mse_loss)
+        fingerprint=[len(tasks), float(tasks.sum())], init=lambda seed: initial_model(kwargs, seed), batch=batch,
+        loss=mse_loss)
 
 
 def llc_data(cfg, data_dir: Path):

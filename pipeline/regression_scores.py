@@ -19,17 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformer_lens import utils
+from transformer_lens.utilities import get_act_name
 
 from pipeline.composition import composition_table, random_baseline
-from pipeline.config import cli, section
-from pipeline.io import StepCache, atomic_path, run_cli
-from pipeline.kinds import KINDS
-from pipeline.loop import each_checkpoint, write_model_tables
+from pipeline.io import StepCache, run_cli
+from pipeline.loop import each_checkpoint, score_step
+from pipeline.outputs import tables_of
 from pipeline.regression import DISTRIBUTIONS, load_eval, sample_sequences, to_tokens
 from pipeline.regression_model import hooked_outputs, predictions
 
-PATTERN = utils.get_act_name("pattern", 0).split(".", 2)[-1]  # "attn.hook_pattern": the one hook cached
+PATTERN = get_act_name("pattern", 0).split(".", 2)[-1]  # "attn.hook_pattern": the one hook cached
 
 
 def xy_probe(pattern: torch.Tensor, probe) -> torch.Tensor:
@@ -61,7 +60,7 @@ def attention_patterns(model, tokens: torch.Tensor) -> list[torch.Tensor]:
     cache, forward_hooks, _ = model.get_caching_hooks(lambda name: name.endswith(PATTERN))
     with model.hooks(fwd_hooks=forward_hooks):
         hooked_outputs(model, tokens, return_type=None)
-    return [cache[utils.get_act_name("pattern", layer)] for layer in range(model.cfg.n_layers)]
+    return [cache[get_act_name("pattern", layer)] for layer in range(model.cfg.n_layers)]
 
 
 def baseline_rows(sample: dict, preds: dict, dim: int) -> pd.DataFrame:
@@ -81,7 +80,7 @@ def baseline_rows(sample: dict, preds: dict, dim: int) -> pd.DataFrame:
 
 def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepCache | None = None):
     """The step's tables (head scores, composition, regression_eval, probe_attention) and the stacked
-    squared errors on true tasks (n_checkpoints, n_sequences, K), steps and tokens seen of one model."""
+    squared errors on true tasks (n_checkpoints, n_sequences, K) of one model."""
     probe, batch = cfg.analysis.probe, cfg.analysis.eval.batch
     tokens = {d: to_tokens(torch.from_numpy(sample[f"{d}_x"]), torch.from_numpy(sample[f"{d}_y"]))
               for d in DISTRIBUTIONS}
@@ -111,27 +110,14 @@ def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepC
                 "probe_attention": pd.DataFrame(query)}
 
     results = each_checkpoint(checkpoints, analyse, cache, prepare)
-    names = ["head_scores", "composition", *KINDS["regression"].extra_tables]
-    tables = {name: pd.concat([r[name] for r in results], ignore_index=True) for name in names}
-    steps = tables["head_scores"].groupby("step", sort=False).tokens_seen.first()
-    return tables, np.stack([r["losses"] for r in results]), steps.index.to_numpy(), steps.to_numpy()
+    tables = {name: pd.concat([r[name] for r in results], ignore_index=True)
+              for name in tables_of("score_checkpoints", "regression")}
+    return tables, np.stack([r["losses"] for r in results])
 
 
 def main():
-    args, cfg = cli("Measure every checkpoint of one in-context-regression model.",
-                    data="data directory (eval.npz, manifest.json)",
-                    checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
-                    out="directory for the per-model tables (.parquet)", losses_out="per-position losses (.npz)",
-                    cache="directory for finished checkpoints' results (resumes a killed job)",
-                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
-    torch.set_num_threads(cfg.analysis.threads)
-    cache = StepCache(args.cache, section(cfg, *KINDS["regression"].score_config)
-                      + (args.data / "manifest.json").read_text())
-    tables, losses, steps, tokens_seen = analyse_checkpoints(sorted(args.checkpoints), load_eval(args.data), cfg,
-                                                             cache)
-    with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, losses=losses, steps=steps, tokens_seen=tokens_seen)
-    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache, args.part)
+    score_step("Measure every checkpoint of one in-context-regression model.", "regression",
+               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(checkpoints, load_eval(data_dir), cfg, cache))
 
 
 if __name__ == "__main__":

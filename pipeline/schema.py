@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from pipeline.io import UserError
 from pipeline.kinds import KINDS
@@ -68,13 +67,11 @@ class ModelBase(Section):
     icl_late: Annotated[int, Field(ge=1, le=8192)]
 
 
-class TrainedModel(ModelBase):
-    source: Literal["trained"]
+class Architecture(Section):
+    """A locally trained transformer's shape (both kinds)."""
     d_model: Annotated[int, Field(ge=1, le=4096)]
     n_heads: Annotated[int, Field(ge=1, le=128)]
     n_layers: Annotated[int, Field(ge=1, le=48)]
-    embed_init_std: Optional[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] = None
-    smeared_keys: bool = False
     d_mlp: Optional[Annotated[int, Field(ge=1, le=16384)]] = None
 
     @model_validator(mode="after")
@@ -83,6 +80,12 @@ class TrainedModel(ModelBase):
             raise ValueError(f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
                              f"choose n_heads that divides d_model")
         return self
+
+
+class TrainedModel(ModelBase, Architecture):
+    source: Literal["trained"]
+    embed_init_std: Optional[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] = None
+    smeared_keys: bool = False
 
 
 class HubModel(ModelBase):
@@ -90,22 +93,11 @@ class HubModel(ModelBase):
     hub: HubSpec
 
 
-class RegressionModel(Section):
-    """The in-context linear-regression transformer (pipeline/regression.py): its context is 2 x data.n_pairs."""
+class RegressionModel(Architecture):
+    """The in-context linear-regression transformer (pipeline/regression_model.py): its context is 2 x data.n_pairs."""
     kind: Literal["regression"]
     source: Literal["trained"]
     name: Name
-    d_model: Annotated[int, Field(ge=1, le=4096)]
-    n_heads: Annotated[int, Field(ge=1, le=128)]
-    n_layers: Annotated[int, Field(ge=1, le=48)]
-    d_mlp: Optional[Annotated[int, Field(ge=1, le=16384)]] = None
-
-    @model_validator(mode="after")
-    def heads_divide_width(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
-                             f"choose n_heads that divides d_model")
-        return self
 
 
 def _model_tag(value) -> str:

@@ -19,11 +19,9 @@ import pandas as pd
 import torch
 
 from pipeline.composition import composition_table, random_baseline
-from pipeline.config import cli, section
 from pipeline.data import eval_windows, load_split, require_tokens
-from pipeline.io import StepCache, UserError, atomic_path, run_cli
-from pipeline.kinds import KINDS
-from pipeline.loop import each_checkpoint, write_model_tables
+from pipeline.io import StepCache, UserError, run_cli
+from pipeline.loop import each_checkpoint, score_step
 from pipeline.outputs import tables_of
 
 
@@ -122,8 +120,8 @@ def compiled(model, enabled: bool):
 
 def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int,
                         cache: StepCache | None = None):
-    """The step's tables (head scores, composition scores), the stacked per-token losses (n_checkpoints,
-    n_sequences, n_ctx - 1), steps and tokens seen of one model.
+    """The step's tables (head scores, composition scores) and the stacked per-token losses (n_checkpoints,
+    n_sequences, n_ctx - 1) of one model.
 
     Through the shared per-checkpoint loop: head scores run the HookedTransformer eagerly with hooks,
     per-token losses its compiled forward, composition scores read the weights."""
@@ -157,26 +155,17 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
 
     results = each_checkpoint(checkpoints, analyse, cache, prepare)
     tables = {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("score_checkpoints")}
-    steps = tables["head_scores"].groupby("step", sort=False).tokens_seen.first()
-    return tables, np.stack([r["losses"] for r in results]), steps.index.to_numpy(), steps.to_numpy()
+    return tables, np.stack([r["losses"] for r in results])
 
 
 def main():
-    args, cfg = cli("Score every checkpoint of one model (head scores + per-token losses).",
-                    data="data directory (eval.npy, manifest.json)",
-                    checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
-                    out="directory for the per-model tables (.parquet)", losses_out="per-token losses (.npz)",
-                    cache="directory for finished checkpoints' results (resumes a killed job)",
-                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
-    torch.set_num_threads(cfg.analysis.threads)
-    manifest = (args.data / "manifest.json").read_text()
-    cache = StepCache(args.cache, section(cfg, *KINDS["language"].score_config) + manifest)
-    tables, losses, steps, tokens_seen = analyse_checkpoints(
-        sorted(args.checkpoints), load_split(args.data, "eval"), json.loads(manifest)["eot_id"], cfg.analysis,
-        cfg.seed, cache)
-    with atomic_path(args.losses_out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, losses=losses.astype(np.float32), steps=steps, tokens_seen=tokens_seen)
-    write_model_tables("score_checkpoints", cfg.model.name, tables, args.out, cache, args.part)
+    def analyse(checkpoints, data_dir, cfg, cache):
+        manifest = json.loads((data_dir / "manifest.json").read_text())
+        return analyse_checkpoints(checkpoints, load_split(data_dir, "eval"), manifest["eot_id"], cfg.analysis,
+                                   cfg.seed, cache)
+
+    score_step("Score every checkpoint of one language model (head scores + per-token losses).", "language",
+               analyse)
 
 
 if __name__ == "__main__":

@@ -132,8 +132,7 @@ def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> 
     ax.set_yscale("log")
     ax.set_xlabel(f"number of pretraining tasks M ({key})")
     ax.set_ylabel("per-dimension squared error, last position")
-    ax.set_title(f"Task-diversity transition (Raventós et al. 2023)
-line: median over {band}; band: min-max")
+    ax.set_title(f"Task-diversity transition (Raventós et al. 2023)\nline: median over {band}; band: min-max")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

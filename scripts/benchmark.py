@@ -16,6 +16,8 @@ Every ratio compares two things measured in this one run on this machine, so mac
      wall time vs the CPU seconds of all its processes / cores (goal <= 1.1).
   5. the 2-layer model with MLPs (transformer_2l): the twin that trains it vs the same loop on the
      HookedTransformer (goal >= 1x: the twin must be the faster way to train it).
+  7. the regression subject's trainer (checkpoints, logging included) vs a bare loop of the same twin on
+     pre-sampled batches (goal >= 0.9x).
   6. the LLC (opt-in): one estimate at the default SGLD settings vs the score step, per checkpoint (goal <= 5x
      for it to fit the default run's +50% budget).
 Results go to results/bench/ (benchmark.csv, benchmark.png). Everything runs on the CPU (no CUDA path yet).
@@ -39,9 +41,9 @@ import torch.nn.functional as F
 from pipeline.config import compose
 from pipeline.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.icl import icl_per_sequence
+from pipeline.language import corpus_subject, initial_model
 from pipeline.model import hooked_config_kwargs, hooked_transformer, load_checkpoint, load_weights
 from pipeline.scores import HEAD_SCORES, analyse_checkpoints, compiled, head_score_tokens, per_token_losses
-from pipeline.language import corpus_subject, initial_model
 from pipeline.train import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,6 +114,35 @@ def bench_mlp_training(train_tokens, d_vocab, steps: int):
            ">= 1", "tok/s", f"d_mlp={cfg.model.d_mlp}; the twin trains it")
 
 
+def bench_regression_training(workdir: Path, steps: int):
+    """The regression kind through the shared trainer vs a bare Adam loop of the same twin, same init."""
+    from pipeline.regression_model import initial_model as regression_model
+    from pipeline.regression_model import mse_loss, tasks_subject
+
+    cfg = compose(["+experiment=regression"])
+    subject = tasks_subject(cfg, torch.zeros(0, cfg.data.dim))
+    generator = torch.Generator().manual_seed(0)
+    batches = [subject.batch(generator) for _ in range(steps)]
+    model = regression_model(subject.config_kwargs, cfg.seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr,
+                                  weight_decay=0.0)
+    for i, batch in enumerate(batches):
+        if i == 3:
+            start = time.perf_counter()
+        loss = mse_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    bare = (steps - 3) * subject.tokens_per_step / (time.perf_counter() - start)
+    train_cfg = cfg.train.copy()
+    train_cfg.steps, train_cfg.first_checkpoint = steps, max(1, steps // 100)
+    start = time.perf_counter()
+    train(subject, train_cfg, cfg.seed, workdir / "regression_ckpt", workdir / "regression_state")
+    ours = steps * subject.tokens_per_step / (time.perf_counter() - start)
+    record("regression tok/s: trainer vs bare loop", ours, bare, ">= 0.9", "tok/s",
+           f"{cfg.model.name}, batch {cfg.train.batch_size} x {2 * cfg.data.n_pairs} tokens, sampling included")
+
+
 def seed_style_scores(paths, eval_tokens, repeated, cfg):
     """Seed 003's loops: every analysis reloads each checkpoint and caches every activation."""
     hs, icl = cfg.analysis.head_scores, cfg.analysis.icl
@@ -162,7 +193,7 @@ def bench_seed_loops(cfg, eval_tokens, bos_id, paths: list[Path], n_sequences: i
     cfg = cfg.copy()
     cfg.analysis.eval.n_sequences = n_sequences
     start = time.perf_counter()
-    tables, losses, _, _ = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
+    tables, losses = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
     heads = tables["head_scores"]
     ours = time.perf_counter() - start
     sample = eval_windows(eval_tokens, n_sequences, cfg.model.n_ctx)
@@ -289,6 +320,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         bench_training(cfg, train_tokens, manifest["vocab_size"], Path(tmp), args.train_steps)
         bench_mlp_training(train_tokens, manifest["vocab_size"], args.train_steps // 3)
+        bench_regression_training(Path(tmp), 4 * args.train_steps)
         run = REPO / "results" / "default"
         if not args.skip_pipeline:
             run = Path(tmp) / "pipeline" / "results" / "default"

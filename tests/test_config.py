@@ -1,6 +1,7 @@
 """Config composition: every group option composes, overrides parse, run names never collide."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from pipeline.config import (
     CONF_DIR,
@@ -13,15 +14,22 @@ from pipeline.config import (
     section,
 )
 from pipeline.io import UserError
+from pipeline.kinds import KINDS
 from pipeline.schedule import checkpoint_steps
 
 
 @pytest.mark.parametrize("group, option", [(p.parent.name, p.stem) for p in sorted(CONF_DIR.glob("*/*.yaml"))
                                            if not p.stem.startswith("_") and p.parent.name != "study"])
 def test_every_config_option_composes(group, option):
+    """Each option composes (an option of the regression kind with its experiment) and is what is selected."""
+    spec = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+    regression = spec.get("kind") == "regression" or spec.get("source") in KINDS["regression"].data_sources
     override = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
-    cfg = compose([override])
-    assert cfg.model.name and cfg.model.n_ctx > 0 and cfg.train.steps > 0
+    cfg = compose([*(["+experiment=regression"] if regression else []), override])
+    if group == "model":
+        assert cfg.model.name == option
+    if group == "data":
+        assert cfg.data.source == spec.source
     if cfg.model.source == "hub":  # indices into TransformerLens's label list, which the fetch resolves
         assert cfg.model.hub.name and cfg.model.hub.checkpoints and cfg.model.tokenizer
 

@@ -12,7 +12,10 @@ from pipeline.config import compose
 from pipeline.io import sha256_file
 from pipeline.schedule import checkpoint_steps
 
-TABLES, FIGURES, HTML_FIGURES = list(outputs.TABLES), list(outputs.FIGURES), list(outputs.HTML_FIGURES)
+# a language-model run's tables and figures (the regression kind's are tested in test_regression_study.py)
+TABLES = [t for t, step in outputs.TABLES.items() if outputs.for_kind(t, "language") and outputs.for_kind(step, "language")]
+FIGURES = [f for f, (module, _) in outputs.FIGURES.items() if outputs.for_kind(module, "language")]
+HTML_FIGURES = list(outputs.HTML_FIGURES)
 
 
 def test_every_table_and_figure_is_written(tiny_run):

@@ -10,9 +10,9 @@ import time
 
 import pandas as pd
 from conftest import REPO, TINY, assert_same_files
+from test_pipeline_e2e import TABLES
 
 from pipeline.config import compose
-from pipeline.outputs import TABLES
 from pipeline.schedule import checkpoint_steps, interleaved, segments
 
 PY = sys.executable

@@ -19,6 +19,8 @@ from pipeline.config import _leaves, compose, plan
 from pipeline.data import DATA_SOURCES
 from pipeline.hub import HUB_FAMILIES
 from pipeline.io import UserError
+from pipeline.kinds import KINDS
+from pipeline.regression_scores import REGRESSION_SCORES
 from pipeline.schema import (
     DATA_SOURCE_NAMES,
     HEAD_SCORE_NAMES,
@@ -30,8 +32,10 @@ from pipeline.scores import HEAD_SCORES
 from pipeline.tasks import TASKS
 
 REPO = Path(__file__).resolve().parent.parent
-# One base per kind of config section: trained model + stdlib corpus, hub model + hub dataset, user files.
-BASES = (["+experiment=tiny"], ["model=pythia_70m", "data=pile"], ["+experiment=tiny", "data=files"])
+# One base per kind of config section: trained model + stdlib corpus, hub model + hub dataset, user files,
+# the regression subject.
+BASES = (["+experiment=tiny"], ["model=pythia_70m", "data=pile"], ["+experiment=tiny", "data=files"],
+         ["+experiment=regression_tiny"])
 KEYS = sorted({(i, key) for i, base in enumerate(BASES)
                for key, _ in _leaves(OmegaConf.to_container(compose(base)))})
 # A value of each kind the issue lists: wrong type, out of range, negative, huge, empty, unicode.
@@ -43,6 +47,7 @@ CATEGORIES = {"wrong type": "many", "bool": "true", "negative": "-7", "zero": "0
 def test_schema_names_match_the_registries():
     """The schema knows registry names without importing torch (the Snakefile parses it); they must agree."""
     assert HEAD_SCORE_NAMES == tuple(HEAD_SCORES)
+    assert KINDS["regression"].head_scores == tuple(REGRESSION_SCORES)
     assert DATA_SOURCE_NAMES == tuple(DATA_SOURCES)
     assert HUB_FAMILY_NAMES == tuple(HUB_FAMILIES)
     assert TASK_NAMES == tuple(TASKS)

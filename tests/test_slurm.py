@@ -11,8 +11,7 @@ import sys
 
 import pytest
 from conftest import REPO, TINY, assert_same_files
-
-from pipeline.outputs import TABLES
+from test_pipeline_e2e import TABLES
 
 pytestmark = pytest.mark.slurm
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from conftest import snakemake
 
-from pipeline.outputs import STUDY_FIGURES, STUDY_TABLES
+from pipeline.outputs import study_figure_names, study_tables
 from pipeline.study import joint_pca
 
+STUDY_TABLES, STUDY_FIGURES = study_tables("language"), study_figure_names("language")
 SWEEP = "sweep=[seed=0,1]"
 OVERRIDES = "overrides=[+experiment=tiny,model=[attn_only_1l,attn_only_2l_smeared]]"
 
@@ -116,7 +117,7 @@ def test_joint_pca_on_known_losses():
 
 
 def test_every_registered_figure_has_a_report_caption():
-    from pipeline.outputs import FIGURES, HTML_FIGURES, caption
+    from pipeline.outputs import FIGURES, HTML_FIGURES, STUDY_FIGURES, caption
 
     names = [*FIGURES, *STUDY_FIGURES, *[f"{name}_html" for name in HTML_FIGURES]]
     assert [n for n in names if not caption(n).is_file()] == []

@@ -1,0 +1,53 @@
+"""Science test of the regression subject on a short CPU schedule, through the real pipeline as a study:
+the M = inf model learns ridge regression in context, a few-task model memorises its tasks (dMMSE).
+
+Two members (M = 4 and M = inf) train side by side at half the regression experiment's steps: ~3 minutes
+on 2 cores at ~85k tokens/s per training thread.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import snakemake
+
+pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
+
+SWEEP = "sweep=[data.n_tasks=4,null]"
+OVERRIDES = "overrides=[+experiment=regression,train.steps=1500,analysis.llc.enabled=false]"
+PRIOR = 1 + 0.125 / 4  # MSE / D of predicting 0: (D + sigma^2) / D
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """Each member's regression_eval table at the last position, keyed by its number of tasks (inf for null)."""
+    workdir = tmp_path_factory.mktemp("regression_science")
+    result = snakemake(workdir, OVERRIDES, config=SWEEP, timeout=2400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (study,) = [p for p in (workdir / "results").iterdir() if p.name.startswith("sweep-")]
+    evals = pd.read_csv(study / "tables" / "regression_eval.csv")
+    last = evals[evals.position == evals.position.max()]
+    return {m: rows for m, rows in last.groupby("data.n_tasks")}
+
+
+def at(rows, distribution, step=None):
+    rows = rows[rows.distribution == distribution]
+    return rows[rows.step == (rows.step.max() if step is None else step)].iloc[0]
+
+
+def test_infinite_tasks_learn_ridge_regression_in_context(members):
+    rows = members[np.inf]
+    final = at(rows, "true")
+    assert final.mse < PRIOR / 2  # measured: 0.08 (ridge 0.041, prior 1.03)
+    trained = sorted(set(rows.step) - {0})
+    deltas = [at(rows, "true", step).delta_ridge for step in trained]
+    assert deltas[-1] < deltas[0] / 5 and deltas[-1] < min(deltas[: len(deltas) // 2])
+    assert at(rows, "pretrain").delta_dmmse == at(rows, "pretrain").delta_ridge  # M = inf: dMMSE is ridge
+
+
+def test_few_tasks_are_memorised_not_regressed(members):
+    rows = members[4]
+    own = at(rows, "pretrain")
+    assert own.delta_dmmse < own.delta_ridge / 2  # closer to dMMSE than to ridge on its own tasks
+    true = at(rows, "true")
+    assert true.delta_ridge > 5 * at(members[np.inf], "true").delta_ridge  # far from ridge on fresh tasks
+    assert true.mse > 2 * true.ridge_mse

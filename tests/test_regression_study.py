@@ -1,0 +1,95 @@
+"""A tiny regression study (2 numbers of tasks x 2 seeds) through the real DAG: the same rules, loop, LLC,
+study aggregation and figures as the language models; the transition table follows from the member tables,
+and a rerun does nothing."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import snakemake
+
+from pipeline.config import compose
+from pipeline.outputs import (
+    FIGURES,
+    run_figures,
+    run_tables,
+    study_figure_names,
+    study_tables,
+)
+
+SWEEP = "sweep=[data.n_tasks=2,null,seed=0,1]"
+OVERRIDES = "overrides=[+experiment=regression_tiny]"
+MEMBER = compose(["+experiment=regression_tiny"])
+
+
+@pytest.fixture(scope="module")
+def tiny_regression_study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("regression_study")
+    result = snakemake(workdir, OVERRIDES, config=SWEEP)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = workdir / "results"
+    (study,) = [p for p in results.iterdir() if p.name.startswith("sweep-")]
+    members = {p.name: p for p in results.iterdir() if p != study}
+    return workdir, study, members
+
+
+def test_members_are_ordinary_runs_with_every_table_and_figure(tiny_regression_study):
+    _, _, members = tiny_regression_study
+    assert len(members) == 4
+    tables, figures = run_tables(MEMBER), run_figures(MEMBER)
+    assert {"regression_eval", "probe_attention", "llc", "icl", "phase_window"} <= set(tables)
+    assert not {"ablation", "patching"} & set(tables)  # language-model analyses are not asked of it
+    assert {n for n in figures if FIGURES[n][0] == "regression_figures"} == {
+        "regression_mse", "regression_deltas", "regression_probe", "regression_attention"}
+    for run in members.values():
+        for table in tables:
+            assert len(pd.read_csv(run / "tables" / f"{table}.csv")), f"{run.name}: {table} is empty"
+        for figure in figures:
+            assert (run / "figures" / f"{figure}.png").stat().st_size > 0
+        steps = pd.read_csv(run / "tables" / "regression_eval.csv").step.unique()
+        assert set(pd.read_csv(run / "tables" / "llc.csv").step) == set(steps)  # the LLC on every checkpoint
+
+
+def test_dmmse_is_ridge_only_for_infinitely_many_tasks(tiny_regression_study):
+    _, study, _ = tiny_regression_study
+    evals = pd.read_csv(study / "tables" / "regression_eval.csv")
+    late = evals[evals.position > 0]
+    infinite, finite = late[np.isinf(late["data.n_tasks"])], late[late["data.n_tasks"] == 2]
+    np.testing.assert_array_equal(infinite.dmmse_mse, infinite.ridge_mse)
+    pretrain = finite[finite.distribution == "pretrain"]
+    assert (pretrain.dmmse_mse < pretrain.ridge_mse).all()  # knowing the 2 tasks beats the Gaussian prior
+
+
+def test_transition_is_the_band_of_the_members_last_checkpoint(tiny_regression_study):
+    """Recomputed here from the member tables: last checkpoint, last position, median/min/max over seeds."""
+    _, study, members = tiny_regression_study
+    spec = pd.read_csv(study / "tables" / "icl.csv")[["run", "data.n_tasks", "seed"]].drop_duplicates()
+    rows = []
+    for _, member in spec.iterrows():
+        evals = pd.read_csv(members[member.run] / "tables" / "regression_eval.csv")
+        last = evals[(evals.step == evals.step.max()) & (evals.position == evals.position.max())]
+        for _, row in last.iterrows():
+            for measure in ("mse", "delta_ridge", "delta_dmmse"):
+                rows.append({"data.n_tasks": member["data.n_tasks"], "distribution": row.distribution,
+                             "measure": measure, "value": row[measure]})
+    expected = pd.DataFrame(rows).groupby(["data.n_tasks", "distribution", "measure"]).value
+    transition = pd.read_csv(study / "tables" / "transition.csv").set_index(["data.n_tasks", "distribution",
+                                                                              "measure"])
+    assert len(transition) == 2 * 2 * 3 and set(transition.n_members) == {2}
+    for stat in ("median", "min", "max"):
+        pd.testing.assert_series_equal(transition[stat].sort_index(), getattr(expected, stat)().sort_index(),
+                                       check_names=False)
+
+
+def test_every_study_table_and_figure_is_written(tiny_regression_study):
+    _, study, _ = tiny_regression_study
+    for table in study_tables("regression"):
+        assert len(pd.read_csv(study / "tables" / f"{table}.csv")), table
+    assert "study_transition" in study_figure_names("regression")
+    for figure in study_figure_names("regression"):
+        assert (study / "figures" / f"{figure}.png").stat().st_size > 0
+
+
+def test_rerun_does_nothing(tiny_regression_study):
+    workdir, _, _ = tiny_regression_study
+    result = snakemake(workdir, OVERRIDES, "-n", config=SWEEP)
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
