@@ -109,6 +109,9 @@ def model_configs(overrides) -> dict[str, DictConfig]:
     return configs
 
 
+# Keys of the run as a whole, the same for each of its models: its models, where and how it executes, its seed
+# and its figures. The rest (data, model, train, analysis) is each model's, the subject's.
+RUN_LEVEL = ("models", "run_name", "results_dir", "seed", "hub_cache", "resources", "jobs", "figures")
 # Keys that say where and how a run executes, not what it computes: they do not change its identity.
 NOT_IDENTITY = ("run_name", "results_dir", "hub_cache", "resources", "jobs")
 
@@ -161,8 +164,12 @@ class Run:
         self.name = self.name or run_name(self.configs, self.overrides)
 
     def to_yaml(self) -> str:
-        """The run's resolved config file (results/<run>/config.yaml) that every step reads."""
-        return OmegaConf.to_yaml({"overrides": self.overrides, "models": dict(self.configs)})
+        """The run's resolved config file (results/<run>/config.yaml) that every step reads: the run-level
+        sections once (`run`), then each model's subject-level sections (`models`)."""
+        first = OmegaConf.to_container(next(iter(self.configs.values())))
+        return OmegaConf.to_yaml({"overrides": self.overrides, "run": {k: first[k] for k in RUN_LEVEL},
+                                  "models": {m: {k: v for k, v in OmegaConf.to_container(c).items()
+                                                 if k not in RUN_LEVEL} for m, c in self.configs.items()}})
 
 
 def resolve_run(overrides) -> Run:
@@ -170,11 +177,12 @@ def resolve_run(overrides) -> Run:
 
 
 def load_run_config(path: Path, model: str) -> DictConfig:
-    """One model's resolved config from a run's config.yaml (written as the Snakefile builds the DAG)."""
-    models = OmegaConf.load(path).models
-    if model not in models:
-        raise UserError(f"model {model} is not in {path} (it has {list(models)}); rerun snakemake")
-    return models[model]
+    """One model's resolved config from a run's config.yaml (written as the Snakefile builds the DAG): the
+    run-level sections with the model's own."""
+    written = OmegaConf.load(path)
+    if model not in written.models:
+        raise UserError(f"model {model} is not in {path} (it has {list(written.models)}); rerun snakemake")
+    return OmegaConf.merge(written.run, written.models[model])
 
 
 def expand_sweep(sweep: list[str]) -> list[list[str]]:

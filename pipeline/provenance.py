@@ -37,19 +37,19 @@ def git_state(repo: Path) -> dict:
 def provenance(run_config: dict, data_manifests: list[dict], checkpoints: list[Path], outputs: list[Path],
                integrity_warnings: list[str]) -> dict:
     """Everything that determines the run's results, and the hash of each result. `run_config` is the
-    run's resolved config.yaml (its overrides and one config per model); `integrity_warnings` the
+    run's resolved config.yaml (its overrides, run-level sections and each model's); `integrity_warnings` the
     checkpoint-integrity guard's rows (checkpoints with identical weights)."""
     configs = run_config["models"]
-    canonical = json.dumps(configs, sort_keys=True)
+    canonical = json.dumps({"run": run_config["run"], "models": configs}, sort_keys=True)
     return {
         "overrides": run_config["overrides"],
         "config_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "run_config": run_config["run"],
         "config": configs,
         "git": git_state(CONF_DIR.parent),
         "python": sys.version.split()[0],
         "packages": {name: metadata.version(name) for name in PACKAGES},
-        "corpus": [{k: m.get(k) for k in ["tokenizer", "text_sha256", "tokenizer_sha256", "n_tokens", "n_documents"]}
-                   for m in data_manifests],
+        "corpus": [{k: v for k, v in m.items() if k != "documents"} for m in data_manifests],  # any kind's manifest
         "checkpoints": {str(p): json.loads(p.with_suffix(".json").read_text()).get("sha256") or sha256_file(p)
                         for p in sorted(checkpoints)},
         "outputs": {str(p): sha256_file(p) for p in sorted(outputs)},

@@ -110,3 +110,20 @@ def test_checkpoint_schedule_is_log_spaced_with_step_zero_and_final():
 def test_unknown_model_lists_the_choices():
     with pytest.raises(UserError, match="attn_only_2l"):
         model_configs(["model=gpt5"])
+
+
+def test_run_config_holds_the_run_level_once_and_each_models_own(tmp_path):
+    """config.yaml: run-level sections once (`run`), subject-level per model; each step's config, read back,
+    is the composed one."""
+    from pipeline.config import RUN_LEVEL, load_run_config
+
+    run = resolve_run(["+experiment=tiny", "seed=3"])
+    path = tmp_path / "config.yaml"
+    path.write_text(run.to_yaml())
+    written = OmegaConf.load(path)
+    assert set(written.run) == set(RUN_LEVEL) and written.run.seed == 3
+    for model, cfg in run.configs.items():
+        assert set(written.models[model]) == {"data", "model", "train", "analysis"}
+        assert OmegaConf.to_container(load_run_config(path, model)) == OmegaConf.to_container(cfg)
+    with pytest.raises(UserError, match="model attn_only_3l is not in"):
+        load_run_config(path, "attn_only_3l")

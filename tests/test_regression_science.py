@@ -37,7 +37,7 @@ def at(rows, distribution, step=None):
 def test_infinite_tasks_learn_ridge_regression_in_context(members):
     rows = members[np.inf]
     final = at(rows, "true")
-    assert final.mse < PRIOR / 2  # measured: 0.08 (ridge 0.041, prior 1.03)
+    assert final.mse < PRIOR / 2  # measured at 1500 steps: 0.086 (ridge 0.041, prior 1.03)
     trained = sorted(set(rows.step) - {0})
     deltas = [at(rows, "true", step).delta_ridge for step in trained]
     assert deltas[-1] < deltas[0] / 5 and deltas[-1] < min(deltas[: len(deltas) // 2])
@@ -47,7 +47,7 @@ def test_infinite_tasks_learn_ridge_regression_in_context(members):
 def test_few_tasks_are_memorised_not_regressed(members):
     rows = members[4]
     own = at(rows, "pretrain")
-    assert own.delta_dmmse < own.delta_ridge / 2  # closer to dMMSE than to ridge on its own tasks
+    assert own.delta_dmmse < own.delta_ridge  # closer to dMMSE than to ridge on its own tasks (0.006 vs 0.016)
     true = at(rows, "true")
     assert true.delta_ridge > 5 * at(members[np.inf], "true").delta_ridge  # far from ridge on fresh tasks
     assert true.mse > 2 * true.ridge_mse
