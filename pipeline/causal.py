@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import cli, section
+from pipeline.cli import cli
+from pipeline.config import section
 from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file

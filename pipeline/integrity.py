@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import cli
+from pipeline.cli import cli
 from pipeline.io import UserError, run_cli, write_table
 
 COLUMNS = ["model", "step", "tokens_seen", "identical_to_step", "identical_to_final", "warning"]

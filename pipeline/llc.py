@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import cli, section
+from pipeline.cli import cli
+from pipeline.config import section
 from pipeline.io import StepCache, UserError, run_cli
 from pipeline.kinds import kind_of, subject_module
 from pipeline.loop import each_checkpoint, write_model_tables

@@ -14,7 +14,8 @@ from typing import Callable
 
 import torch
 
-from pipeline.config import cli, section
+from pipeline.cli import cli
+from pipeline.config import section
 from pipeline.io import StepCache, atomic_path, write_table
 from pipeline.kinds import KINDS
 from pipeline.model import checkpoint_meta, load_checkpoint, load_weights

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from pipeline.config import cli
+from pipeline.cli import cli
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.kinds import TrainingSubject, kind_of, subject_module
 from pipeline.model import save_checkpoint
