@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import hooks
 from pipeline.cli import cli
 from pipeline.config import section
 from pipeline.data import eval_windows, load_split
@@ -57,7 +58,7 @@ def control_heads(ablated: list[Head], n_layers: int, n_heads: int, seed: int) -
 def mean_head_outputs(model, tokens: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
     """Each head's mean `z` over sequences and positions in `layers`: layer -> (n_heads, d_head). The forward
     stops after the last of them (no later layer, no unembedding)."""
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"),
+    _, cache = model.run_with_cache(tokens, names_filter=hooks.names_filter(model.cfg.n_layers, hooks.MEAN_ABLATION),
                                     stop_at_layer=max(layers) + 1)
     return {layer: cache["z", layer].mean(dim=(0, 1)) for layer in layers}
 
