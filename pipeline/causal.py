@@ -21,13 +21,13 @@ import pandas as pd
 import torch
 
 from pipeline import hooks
+from pipeline.checkpoints import checkpoint_meta
 from pipeline.cli import cli
 from pipeline.config import section
 from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file
 from pipeline.loop import each_checkpoint, write_model_tables
-from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens

@@ -209,7 +209,7 @@ def record_or_verify(path: Path, hub_cache) -> dict:
 def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
     """Fetch the checkpoint at `position` of model.hub.checkpoints, verify its files against the cache
     manifest and write it in the pipeline's format; its sidecar lists the source files (size, sha256)."""
-    from pipeline.model import save_checkpoint
+    from pipeline.checkpoints import save_checkpoint
 
     use_cache(hub_cache)
     labels_of, fetch = HUB_FAMILIES[model_cfg.hub.family]
@@ -233,9 +233,9 @@ def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
 def main():
     args, cfg = cli("Fetch one hub checkpoint into the cache and convert it.", out="checkpoint to write (.safetensors)",
                     position={"type": int, "help": "position in model.hub.checkpoints"})
+    use_cache(cfg.hub_cache)  # before anything imports huggingface_hub (pipeline.tasks imports transformer_lens)
     from pipeline.tasks import check_tasks
 
-    use_cache(cfg.hub_cache)
     check_tasks(cfg, hub_tokenizer(cfg.model.tokenizer))  # the causal step's prompts, before any download
     fetched = fetch_checkpoint(cfg.model, args.position, args.out, cfg.hub_cache)
     print(f"{cfg.model.name}: checkpoint {fetched['label']} ({fetched['tokens_seen']} tokens) from "

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from pipeline.checkpoints import save_checkpoint
 from pipeline.cli import cli
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.kinds import TrainingSubject, kind_of, subject_module
-from pipeline.model import save_checkpoint
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 
