@@ -268,7 +268,10 @@ def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | 
     configs = [c for r in runs.values() for c in r.configs.values()]
     if len({str(c.results_dir) for c in configs}) > 1:
         raise UserError("a study's members must share results_dir; set it outside the sweep")
-    require_writable(configs[0].results_dir, "results_dir")
+    results = Path(configs[0].results_dir)
+    require_writable(results, "results_dir")
+    for name in [*runs, *([study.name] if study else [])]:  # each run's (and the study's) own directory
+        require_writable(results / name, "run_name" if configs[0].run_name == name else "results_dir")
     if any(c.model.source == "hub" or c.data.source in HUB_DATA_SOURCES for c in configs):
         require_writable(cache_home(configs[0].hub_cache), "hub_cache")
     return study, runs

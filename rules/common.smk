@@ -36,8 +36,11 @@ def write_if_changed(path: Path, text: str):
             tmp.write_text(text)
 
 
-for name, run in RUNS.items():  # each run's resolved config, read by every step of the run
-    write_if_changed(RESULTS / name / "config.yaml", run.to_yaml())
+try:
+    for name, run in RUNS.items():  # each run's resolved config, read by every step of the run
+        write_if_changed(RESULTS / name / "config.yaml", run.to_yaml())
+except OSError as err:  # plan() checked the directories; this is what changed since, or a full disk
+    sys.exit(f"error: cannot write {err.filename} ({err.strerror}); check results_dir={RESULTS} and its space")
 PY = shlex.quote(sys.executable)
 
 
