@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import cli, section
+from pipeline import hooks
+from pipeline.checkpoints import checkpoint_meta
+from pipeline.cli import cli
+from pipeline.config import section
 from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file
 from pipeline.loop import each_checkpoint, write_model_tables
-from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
@@ -56,7 +58,7 @@ def control_heads(ablated: list[Head], n_layers: int, n_heads: int, seed: int) -
 def mean_head_outputs(model, tokens: torch.Tensor, layers: set[int]) -> dict[int, torch.Tensor]:
     """Each head's mean `z` over sequences and positions in `layers`: layer -> (n_heads, d_head). The forward
     stops after the last of them (no later layer, no unembedding)."""
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"),
+    _, cache = model.run_with_cache(tokens, names_filter=hooks.names_filter(model.cfg.n_layers, hooks.MEAN_ABLATION),
                                     stop_at_layer=max(layers) + 1)
     return {layer: cache["z", layer].mean(dim=(0, 1)) for layer in layers}
 

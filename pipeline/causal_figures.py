@@ -13,10 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.config import cli
-from pipeline.figures import MODEL_COLORS, _log_tokens, _models, _shade, _trained, save_figures
+from pipeline.cli import cli
 from pipeline.io import UserError, atomic_path, run_cli
 from pipeline.outputs import HTML_FIGURES, tables_of
+from pipeline.plotting import MODEL_COLORS, log_tokens_axis, models_of, shade_windows, trained_only
+from pipeline.snapshots import save_figures
 
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
@@ -28,20 +29,20 @@ ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
 def ablation_icl(ablation: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """ICL score vs tokens seen with the induction heads ablated, a random control ablated, and intact,
     for each model that has heads above the ablation threshold."""
-    models = _models(ablation) if len(ablation) else []
+    models = models_of(ablation) if len(ablation) else []
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(5.5 * max(1, len(models)), 3.8), squeeze=False)
     if not models:
         axes[0, 0].text(0.5, 0.5, "no model has a head above the ablation threshold", ha="center", color="gray")
     for ax, model in zip(axes[0], models):
-        rows = _trained(ablation[ablation.model == model])
-        _shade(ax, windows, model)
+        rows = trained_only(ablation[ablation.model == model])
+        shade_windows(ax, windows, model)
         for (heads, method), line in rows.groupby(["heads", "method"]):
             style = ABLATION_STYLE[(heads, method)]
             label = f"{style['label']} ({line.ablated.iloc[0]})" if heads != "none" else style["label"]
             ax.plot(line.tokens_seen, line.icl_score, marker="o", ms=2.5, lw=1.3, color=style["color"],
                     ls=style["ls"], label=label)
         ax.axhline(0, color="gray", lw=0.8)
-        _log_tokens(ax)
+        log_tokens_axis(ax)
         ax.set_ylabel("ICL score (nats)")
         ax.set_title(f"{model}: ICL score under head ablation")
         ax.legend(fontsize=7)
@@ -101,14 +102,14 @@ def patching_over_training(patching: pd.DataFrame, heads: pd.DataFrame, windows,
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
         layer, head = top_head(heads, model, score)
-        rows = _trained(patching[(patching.model == model) & (patching.activation == "head_out")
+        rows = trained_only(patching[(patching.model == model) & (patching.activation == "head_out")
                                  & (patching.layer == layer) & (patching["index"] == head)])
-        _shade(ax, windows, model)
+        shade_windows(ax, windows, model)
         for i, ((task, corruption), line) in enumerate(rows.groupby(["task", "corruption"])):
             ax.plot(line.tokens_seen, line.value, "o-", ms=2.5, color=MODEL_COLORS[i % len(MODEL_COLORS)],
                     label=f"{task} {corruption}")
-        _log_tokens(ax)
-        ax.set_xlim(_trained(heads).tokens_seen.min() / 1.5, heads.tokens_seen.max() * 1.5)
+        log_tokens_axis(ax)
+        ax.set_xlim(trained_only(heads).tokens_seen.min() / 1.5, heads.tokens_seen.max() * 1.5)
         ax.set_title(f"{model}: patching L{layer}H{head}'s output")
         ax.legend(fontsize=8, title="task, corruption")
     axes[0, 0].set_ylabel("patched metric\n(clean = 1, corrupted = 0)")
@@ -124,18 +125,18 @@ def logit_attribution(attribution: pd.DataFrame, windows: pd.DataFrame, models: 
     fig, axes = plt.subplots(len(panels), len(models), figsize=(5 * len(models), 3.2 * len(panels)), squeeze=False,
                              sharex=True)
     for col, model in enumerate(models):
-        rows = _trained(attribution[attribution.model == model])
+        rows = trained_only(attribution[attribution.model == model])
         for row, (task, kind) in enumerate(panels):
             ax = axes[row, col]
             ylabel = "direct logit attribution" if kind == "head" else "logit lens"
-            _shade(ax, windows, model)
+            shade_windows(ax, windows, model)
             subset = rows[(rows.kind == kind) & (rows.task == task)]
             for i, (component, line) in enumerate(subset.groupby("component", sort=False)):
                 color = MODEL_COLORS[(int(component[1]) if kind == "head" else i) % len(MODEL_COLORS)]
                 ax.plot(line.tokens_seen, line.value, lw=1.2, color=color,
                         ls=["-", "--", ":", "-."][int(component[3:]) % 4] if kind == "head" else "-",
                         label=component)
-            _log_tokens(ax)
+            log_tokens_axis(ax)
             ax.axhline(0, color="gray", lw=0.8)
             ax.set_ylabel(f"{ylabel}\n(logit difference)")
             ax.set_title(f"{model}, {task}: {ylabel}")
@@ -148,8 +149,8 @@ def task_metrics(metrics: pd.DataFrame, windows: pd.DataFrame, models: list[str]
     """Each task's logit difference on clean prompts (solid) and on each corruption (dotted) vs tokens seen."""
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
-        rows = _trained(metrics[(metrics.model == model) & (metrics.answers == "all")])
-        _shade(ax, windows, model)
+        rows = trained_only(metrics[(metrics.model == model) & (metrics.answers == "all")])
+        shade_windows(ax, windows, model)
         for i, (task, group) in enumerate(rows.groupby("task")):
             color = MODEL_COLORS[i % len(MODEL_COLORS)]
             clean = group.drop_duplicates("step")
@@ -157,7 +158,7 @@ def task_metrics(metrics: pd.DataFrame, windows: pd.DataFrame, models: list[str]
             for corruption, line in group.groupby("corruption"):
                 ax.plot(line.tokens_seen, line.corrupted, ":", lw=1, color=color, label=f"{task}: {corruption}")
         ax.axhline(0, color="gray", lw=0.8)
-        _log_tokens(ax)
+        log_tokens_axis(ax)
         ax.set_title(f"{model}: task metrics")
         ax.legend(fontsize=7, ncol=2)
     axes[0, 0].set_ylabel("logit difference")
@@ -232,13 +233,13 @@ def copying_vs_prefix_matching(copying: pd.DataFrame, heads: pd.DataFrame, windo
         for row, (table, column, label) in enumerate([(pm, "value", f"{score.replace('_', '-')} score"),
                                                        (copying, "copying", "copying score")]):
             ax = axes[row, col]
-            _shade(ax, windows, model)
-            rows = _trained(table[table.model == model])
+            shade_windows(ax, windows, model)
+            rows = trained_only(table[table.model == model])
             n_heads = rows["head"].max() + 1
             for (layer, head), line in rows.groupby(["layer", "head"]):
                 ax.plot(line.tokens_seen, line[column], lw=1.2, color=plt.get_cmap("tab20")(layer * n_heads + head),
                         label=f"L{layer}H{head}")
-            _log_tokens(ax)
+            log_tokens_axis(ax)
             ax.set_ylim(-1 if column == "copying" else 0, 1)
             ax.set_ylabel(label)
             ax.set_title(f"{model}: {label}")
@@ -251,7 +252,7 @@ def window_steps(tokens: pd.DataFrame, windows: pd.DataFrame, model: str) -> tup
     """(first trained, before window, end of window) steps of the model's window, else of another model's
     (so a 1-layer model is compared across the same training span); with no window at all, (first,
     first, last)."""
-    steps = sorted(_trained(tokens).step.unique()) or sorted(tokens.step.unique())  # one released checkpoint: 0
+    steps = sorted(trained_only(tokens).step.unique()) or sorted(tokens.step.unique())  # one released checkpoint: 0
     found = windows[windows.has_window]
     if found.empty:
         return steps[0], steps[0], steps[-1]
@@ -333,14 +334,14 @@ def token_loss_over_training(tokens: pd.DataFrame, windows: pd.DataFrame, models
     """Seed 003's per-token loss over training for chosen tokens, with the text's mean loss dashed."""
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.8), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], models):
-        rows = _trained(tokens[tokens.model == model])
-        _shade(ax, windows, model)
+        rows = trained_only(tokens[tokens.model == model])
+        shade_windows(ax, windows, model)
         for i, (label, position) in enumerate(tracked_positions(rows, windows, model, track).items()):
             line = rows[rows.position == position]
             ax.plot(line.tokens_seen, line.loss, "o-", ms=2.5, color=MODEL_COLORS[i], label=label)
         mean = rows.groupby("tokens_seen").loss.mean()
         ax.plot(mean.index, mean.values, "--", color="gray", label="mean over the text")
-        _log_tokens(ax)
+        log_tokens_axis(ax)
         ax.set_title(f"{model}: per-token loss over training")
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("loss (nats / token)")
@@ -353,7 +354,7 @@ def main():
                     tables="directory of the run's tables (*.csv)", out="figure directory")
     t = {name: pd.read_csv(args.tables / f"{name}.csv", keep_default_na=False, na_values=[""])
          for name in [*tables_of("causal_checkpoints"), "head_scores", "phase_window"]}
-    windows, score, models = t["phase_window"], cfg.analysis.ablation.score, _models(t["head_scores"])
+    windows, score, models = t["phase_window"], cfg.analysis.ablation.score, models_of(t["head_scores"])
     draw = {
         "ablation": lambda: ablation_icl(t["ablation"], windows),
         "patching_heads": lambda: patching_heatmaps(t["patching"], "head_out"),

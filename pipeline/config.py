@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import functools
 import hashlib
@@ -14,8 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.io import UserError, require_writable
-from pipeline.schema import validate
+from pipeline.io import UserError, cache_home, require_writable
+from pipeline.schema import HUB_DATA_SOURCES, validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_SOURCES = ["trained", "hub"]  # where a model's checkpoints come from; each has its rule in rules/
@@ -260,9 +259,6 @@ def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
 def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | None, dict[str, Run]]:
     """What the Snakefile runs: a study's members or one run, by name, every config validated and every
     directory the runs write checked writable; refuses bad input before any job starts."""
-    from pipeline.data import HUB_SOURCES
-    from pipeline.hub import cache_home
-
     if study or sweep:
         study = load_study(study, sweep, overrides)
         runs = {run.name: run for run in study.members}
@@ -272,8 +268,11 @@ def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | 
     configs = [c for r in runs.values() for c in r.configs.values()]
     if len({str(c.results_dir) for c in configs}) > 1:
         raise UserError("a study's members must share results_dir; set it outside the sweep")
-    require_writable(configs[0].results_dir, "results_dir")
-    if any(c.model.source == "hub" or c.data.source in HUB_SOURCES for c in configs):
+    results = Path(configs[0].results_dir)
+    require_writable(results, "results_dir")
+    for name in [*runs, *([study.name] if study else [])]:  # each run's (and the study's) own directory
+        require_writable(results / name, "run_name" if configs[0].run_name == name else "results_dir")
+    if any(c.model.source == "hub" or c.data.source in HUB_DATA_SOURCES for c in configs):
         require_writable(cache_home(configs[0].hub_cache), "hub_cache")
     return study, runs
 
@@ -284,24 +283,3 @@ def section(cfg: DictConfig, *keys: str) -> str:
         return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
     return json.dumps({k: plain(OmegaConf.select(cfg, k)) for k in keys}, sort_keys=True)
-
-
-def cli(description: str, **paths) -> tuple[argparse.Namespace, DictConfig]:
-    """A step's CLI: required path options (`name=help` or `name=argparse kwargs`), then the config: a run's
-    resolved config.yaml and a model of it (what the Snakefile passes), or Hydra overrides (by hand).
-
-    Returns the parsed arguments and that model's resolved config."""
-    parser = argparse.ArgumentParser(description=description)
-    for name, spec in paths.items():
-        spec = {"help": spec} if isinstance(spec, str) else spec
-        parser.add_argument(f"--{name.replace('_', '-')}", **{"type": Path, "required": True, **spec})
-    parser.add_argument("--run-config", type=Path, help="a run's resolved config.yaml (needs --model)")
-    parser.add_argument("--model", help="the model of the run whose config to use")
-    parser.add_argument("overrides", nargs="*", help="without --run-config: Hydra overrides, e.g. "
-                                                     "model=attn_only_2l train.steps=100")
-    args = parser.parse_args()
-    if args.run_config:
-        if not args.model or args.overrides:
-            parser.error("--run-config takes --model and no overrides")
-        return args, load_run_config(args.run_config, args.model)
-    return args, compose([*args.overrides, *([f"model={args.model}"] if args.model else [])])

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import cli
-from pipeline.hub import not_cached, retried, use_cache
+from pipeline.cli import cli
+from pipeline.hub import hub_tokenizer, not_cached, retried, use_cache
 from pipeline.io import UserError, atomic_path, run_cli
+from pipeline.schema import HUB_DATA_SOURCES
 
 EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
 
@@ -130,7 +131,6 @@ def pile_documents(data_cfg) -> list[tuple[str, str]]:
 
 
 DATA_SOURCES = {"stdlib": stdlib_documents, "files": file_documents, "pile": pile_documents}
-HUB_SOURCES = {"pile"}  # sources read through the HF cache
 
 
 def load_documents(data_cfg) -> list[tuple[str, str]]:
@@ -155,17 +155,6 @@ def train_tokenizer(texts: list[str], vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
-
-
-def hub_tokenizer(name: str):
-    """A model's own tokenizer from the hub (its tokenizer.json, through the HF cache)."""
-    from huggingface_hub import hf_hub_download
-    from tokenizers import Tokenizer
-
-    try:
-        return Tokenizer.from_file(retried(lambda: hf_hub_download(name, "tokenizer.json")))
-    except Exception:
-        raise not_cached(f"tokenizer {name}") from None
 
 
 def tokenize(tokenizer, texts: list[str]) -> list[np.ndarray]:
@@ -252,7 +241,7 @@ def main():
                                "help": "'bpe' (trained on the corpus) or a hub model's tokenizer name "
                                        "(default: the model's model.tokenizer)"})
     data_cfg, tokenizer_name = cfg.data, args.tokenizer or str(cfg.model.tokenizer)
-    if data_cfg.source in HUB_SOURCES or tokenizer_name != "bpe":
+    if data_cfg.source in HUB_DATA_SOURCES or tokenizer_name != "bpe":
         use_cache(cfg.hub_cache)
     tokenizer, splits, manifest = build_corpus(load_documents(data_cfg), tokenizer_name, data_cfg)
     for name, tokens in splits.items():  # refuse before writing anything

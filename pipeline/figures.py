@@ -6,8 +6,6 @@ figures can be rebuilt in a notebook from results/<run>/tables/*.csv without rer
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -15,45 +13,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.config import cli
-from pipeline.integrity import integrity_note  # noqa: E402
-from pipeline.io import atomic_path, run_cli  # noqa: E402
-from pipeline.outputs import figures_of  # noqa: E402
+from pipeline.cli import cli
+from pipeline.io import run_cli  # noqa: E402
 from pipeline.phase import steps_around_window  # noqa: E402
-
-plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
-                     "axes.spines.right": False, "legend.frameon": False})
-WINDOW_STYLE = dict(color="gold", alpha=0.3, lw=0)
-TOKENS = "tokens seen (training)"
-MODEL_COLORS = plt.get_cmap("tab10").colors
-
-
-def _models(table: pd.DataFrame) -> list[str]:
-    return sorted(table.model.unique())
-
-
-def _shade(ax, windows: pd.DataFrame, model: str | None = None):
-    """Shade the phase-change window of `model` (or of every model that has one)."""
-    rows = windows[windows.has_window & ((windows.model == model) if model else True)]
-    for _, w in rows.iterrows():
-        ax.axvspan(w.start_tokens, w.end_tokens, **WINDOW_STYLE,
-                   label=None if model else f"phase change ({w.model})")
-
-
-def _log_tokens(ax):
-    ax.set_xscale("log")
-    ax.set_xlabel(TOKENS)
-
-
-def _trained(table: pd.DataFrame) -> pd.DataFrame:
-    """Drop step 0, which a log-scaled tokens axis cannot show."""
-    return table[table.tokens_seen > 0]
+from pipeline.plotting import MODEL_COLORS, log_tokens_axis, models_of, shade_windows, trained_only  # noqa: E402
+from pipeline.snapshots import save_figures  # noqa: E402
 
 
 def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[str]) -> plt.Figure:
     """Each head's score vs tokens seen: one row per score, one column per model; colour = layer."""
-    heads = _trained(heads)
-    models = _models(heads)
+    heads = trained_only(heads)
+    models = models_of(heads)
     fig, axes = plt.subplots(len(scores), len(models), figsize=(4.2 * len(models), 2.6 * len(scores)),
                              squeeze=False, sharex=True, sharey="row")
     for col, model in enumerate(models):
@@ -63,8 +33,8 @@ def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[st
             for (layer, head), line in subset.groupby(["layer", "head"]):
                 ax.plot(line.tokens_seen, line.value, color=MODEL_COLORS[layer], lw=1.2, alpha=0.85,
                         label=f"layer {layer}" if head == 0 else None)
-            _shade(ax, windows, model)
-            _log_tokens(ax)
+            shade_windows(ax, windows, model)
+            log_tokens_axis(ax)
             ax.set_ylim(0, 1)
             ax.set_title(f"{model}: {score.replace('_', '-')}")
             if col == 0:
@@ -76,7 +46,7 @@ def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[st
 
 def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_checkpoints: int) -> plt.Figure:
     """Layer x head heatmaps of `score` per model at the first, window-start, window-end, last checkpoints."""
-    models = _models(heads)
+    models = models_of(heads)
     heads = heads[heads.score == score]
     picks = steps_around_window(heads.step.unique().tolist(), windows, n_checkpoints)
     layers = [heads[heads.model == m].layer.max() + 1 for m in models]
@@ -106,8 +76,8 @@ def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_chec
 def band_lines(table: pd.DataFrame, windows: pd.DataFrame, value: str, spread: str):
     """A figure with one line of `value` +- `spread` per model vs tokens seen (log), the windows shaded."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    _shade(ax, windows)
-    for i, (model, line) in enumerate(_trained(table).groupby("model")):
+    shade_windows(ax, windows)
+    for i, (model, line) in enumerate(trained_only(table).groupby("model")):
         ax.plot(line.tokens_seen, line[value], "o-", ms=3, color=MODEL_COLORS[i], label=model)
         ax.fill_between(line.tokens_seen, line[value] - line[spread], line[value] + line[spread],
                         color=MODEL_COLORS[i], alpha=0.2, lw=0)
@@ -116,12 +86,12 @@ def band_lines(table: pd.DataFrame, windows: pd.DataFrame, value: str, spread: s
 
 def icl_score(icl: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """ICL score (late - early token loss) vs tokens seen, one line per model with +-1 SE bands."""
-    icl = _trained(icl)
+    icl = trained_only(icl)
     fig, ax = band_lines(icl, windows, "icl_score", "icl_se")
     ax.axhline(0, color="gray", lw=0.8)
     first = icl.iloc[0]
     ax.set_ylabel(f"ICL score (nats)\nloss@{first.icl_late} - loss@{first.icl_early}")
-    _log_tokens(ax)
+    log_tokens_axis(ax)
     ax.legend()
     ax.set_title("In-context learning score over training")
     fig.tight_layout()
@@ -145,13 +115,13 @@ def k_composition(composition: pd.DataFrame, heads: pd.DataFrame, windows: pd.Da
     """K-composition above its random baseline of every (earlier, later) head pair vs tokens seen: the pair
     from the previous-token head into the induction head in colour, the others in grey; one panel per
     model with more than one layer."""
-    composition = _trained(composition[composition["mode"] == "K"])
-    models = [m for m in _models(composition) if circuit_heads(heads, m, score)]
+    composition = trained_only(composition[composition["mode"] == "K"])
+    models = [m for m in models_of(composition) if circuit_heads(heads, m, score)]
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         (l0, h0), (l1, h1) = circuit_heads(heads, model, score)
         rows = composition[composition.model == model]
-        _shade(ax, windows, model)
+        shade_windows(ax, windows, model)
         for (la, ha, lb, hb), line in rows.groupby(["layer_from", "head_from", "layer_to", "head_to"]):
             circuit = (la, ha, lb, hb) == (l0, h0, l1, h1)
             ax.plot(line.tokens_seen, line.above_baseline, color="crimson" if circuit else "0.75",
@@ -160,7 +130,7 @@ def k_composition(composition: pd.DataFrame, heads: pd.DataFrame, windows: pd.Da
         ax.axhline(0, color="gray", lw=0.8, ls="--")
         ax.set_title(model)
         ax.set_ylabel("K-composition - random baseline")
-        _log_tokens(ax)
+        log_tokens_axis(ax)
         ax.legend(fontsize=8, loc="upper left")
     if not models:
         axes[0, 0].text(0.5, 0.5, "no model with more than one layer", ha="center", transform=axes[0, 0].transAxes)
@@ -172,15 +142,15 @@ def k_composition(composition: pd.DataFrame, heads: pd.DataFrame, windows: pd.Da
 def loss_curves(icl: pd.DataFrame, train_log: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """Eval loss at each checkpoint (markers) over the smoothed training loss (thin line)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    _shade(ax, windows)
-    for i, model in enumerate(_models(icl)):
-        log = _trained(train_log[train_log.model == model])
+    shade_windows(ax, windows)
+    for i, model in enumerate(models_of(icl)):
+        log = trained_only(train_log[train_log.model == model])
         smooth = log.train_loss.rolling(25, min_periods=1).mean()
         ax.plot(log.tokens_seen, smooth, color=MODEL_COLORS[i], lw=0.8, alpha=0.6)
-        line = _trained(icl[icl.model == model])
+        line = trained_only(icl[icl.model == model])
         ax.plot(line.tokens_seen, line.loss, "o-", ms=3, color=MODEL_COLORS[i], label=f"{model} (eval)")
-    _log_tokens(ax)
-    ax.set_xlim(left=_trained(icl).tokens_seen.min() / 2)
+    log_tokens_axis(ax)
+    ax.set_xlim(left=trained_only(icl).tokens_seen.min() / 2)
     ax.set_ylabel("loss (nats / token)")
     ax.set_ylim(top=min(ax.get_ylim()[1], 6))
     ax.legend()
@@ -191,7 +161,7 @@ def loss_curves(icl: pd.DataFrame, train_log: pd.DataFrame, windows: pd.DataFram
 
 def pca_trajectories(pca: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """Each model's checkpoints in per-token-loss PC space, coloured by log tokens seen."""
-    models = _models(pca)
+    models = models_of(pca)
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 4), squeeze=False)
     for ax, model in zip(axes[0], models):
         points = pca[pca.model == model].sort_values("step")
@@ -215,7 +185,7 @@ def pca_trajectories(pca: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
 def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positions) -> plt.Figure:
     """Loss vs token position at the first, pre-window, end-of-window and last checkpoints; dotted lines
     mark the two ICL-score positions."""
-    models = _models(positions)
+    models = models_of(positions)
     fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.8), squeeze=False, sharey=True)
     reference = windows[windows.has_window]
     for ax, model in zip(axes[0], models):
@@ -240,31 +210,6 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positio
     axes[0, 0].set_ylabel("loss (nats / token)")
     fig.tight_layout()
     return fig
-
-
-def save_figures(module: str, draw: dict, tables: dict, cfg, tables_dir: Path, out: Path):
-    """Draw and save every figure `module` owns (pipeline.outputs), each from its `draw[name]()`; a run of
-    released weights only (one checkpoint per model) gets the per-head / per-model views instead."""
-    from pipeline.snapshots import single_checkpoint, snapshot_draws
-
-    if single_checkpoint(tables["head_scores"]):
-        draw = {**draw, **snapshot_draws(list(draw), tables, cfg)}
-    note = integrity_note(tables_dir / "integrity.csv")
-    for name in figures_of(module):
-        save(draw[name](), out / name, cfg.figures.formats, cfg.figures.dpi, note)
-
-
-def save(fig: plt.Figure, stem: Path, formats, dpi: int, note: str | None = None):
-    """Write the figure in each format, atomically; no creation date, so reruns give identical bytes.
-    `note` (the checkpoint-integrity warning) is printed under the figure."""
-    if note:
-        fig.text(0.01, -0.02, note, ha="left", va="top", fontsize=8, color="firebrick", wrap=True)
-    for fmt in formats:
-        path = stem.with_suffix(f".{fmt}")
-        metadata = {"CreationDate": None} if fmt == "pdf" else {}
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
-    plt.close(fig)
 
 
 def main():

@@ -25,15 +25,10 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.config import cli
-from pipeline.io import UserError, atomic_path, run_cli, sha256_file
+from pipeline.cli import cli
+from pipeline.io import UserError, atomic_path, cache_home, run_cli, sha256_file
 
 HUB_HOST = ("huggingface.co", 443)
-
-
-def cache_home(hub_cache) -> Path:
-    """The HF_HOME-style cache: `hub_cache` from the config, else $HF_HOME, else resources/hf."""
-    return Path(hub_cache or os.environ.get("HF_HOME") or Path(__file__).resolve().parent.parent / "resources" / "hf")
 
 
 def use_cache(hub_cache) -> bool:
@@ -70,6 +65,17 @@ def not_cached(what: str) -> UserError:
                      f"HF_HUB_OFFLINE=1); fetch it on a machine with network (same command) and copy the cache "
                      f"there, point hub_cache/HF_HOME at a cache that has it, or use a trained model "
                      f"(model=attn_only_2l)")
+
+
+def hub_tokenizer(name: str):
+    """A model's own tokenizer from the hub (its tokenizer.json, through the HF cache)."""
+    from huggingface_hub import hf_hub_download
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(retried(lambda: hf_hub_download(name, "tokenizer.json")))
+    except Exception:
+        raise not_cached(f"tokenizer {name}") from None
 
 
 def _neel_repo(model_cfg) -> str:
@@ -203,7 +209,7 @@ def record_or_verify(path: Path, hub_cache) -> dict:
 def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
     """Fetch the checkpoint at `position` of model.hub.checkpoints, verify its files against the cache
     manifest and write it in the pipeline's format; its sidecar lists the source files (size, sha256)."""
-    from pipeline.model import save_checkpoint
+    from pipeline.checkpoints import save_checkpoint
 
     use_cache(hub_cache)
     labels_of, fetch = HUB_FAMILIES[model_cfg.hub.family]
@@ -227,10 +233,9 @@ def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
 def main():
     args, cfg = cli("Fetch one hub checkpoint into the cache and convert it.", out="checkpoint to write (.safetensors)",
                     position={"type": int, "help": "position in model.hub.checkpoints"})
-    from pipeline.data import hub_tokenizer
+    use_cache(cfg.hub_cache)  # before anything imports huggingface_hub (pipeline.tasks imports transformer_lens)
     from pipeline.tasks import check_tasks
 
-    use_cache(cfg.hub_cache)
     check_tasks(cfg, hub_tokenizer(cfg.model.tokenizer))  # the causal step's prompts, before any download
     fetched = fetch_checkpoint(cfg.model, args.position, args.out, cfg.hub_cache)
     print(f"{cfg.model.name}: checkpoint {fetched['label']} ({fetched['tokens_seen']} tokens) from "

@@ -1,4 +1,4 @@
-"""Checkpoint-integrity guard: checkpoints of one model whose weights are byte-identical.
+"""Checkpoint-integrity guard: every checkpoint of a model matches its sidecar's sha256, and none duplicates another.
 
 Hub revisions can be wrong upstream: EleutherAI/pythia #205 and #206 report step revisions of the 2.8b and
 12b models that serve the final model's weights. A phase-change scan over them would be meaningless and
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import cli
+from pipeline.cli import cli
 from pipeline.io import UserError, run_cli, write_table
 
 COLUMNS = ["model", "step", "tokens_seen", "identical_to_step", "identical_to_final", "warning"]
@@ -54,14 +54,12 @@ def integrity_note(table: Path) -> str | None:
 
 
 def main():
-    from pipeline.model import checkpoint_meta
+    from pipeline.checkpoints import verify_checkpoint
 
-    args, cfg = cli("Flag checkpoints of one model whose weights are byte-identical.", out="table to write (.parquet)",
+    args, cfg = cli("Verify every checkpoint of one model against its sidecar and flag byte-identical ones.",
+                    out="table to write (.parquet)",
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"})
-    missing = [p for p in args.checkpoints if not p.exists()]
-    if missing:
-        raise UserError(f"checkpoint {missing[0]} does not exist; rerun the training or fetch rule")
-    rows = duplicate_checkpoints([checkpoint_meta(p) for p in args.checkpoints], cfg.model.name)
+    rows = duplicate_checkpoints([verify_checkpoint(p) for p in args.checkpoints], cfg.model.name)
     if len(rows) and cfg.analysis.duplicate_checkpoints == "error":
         raise UserError(f"{rows.warning.iloc[0]} ({len(rows)} duplicated checkpoint(s)); fix the checkpoints "
                         f"(model.hub.checkpoints) or set analysis.duplicate_checkpoints=warn")

@@ -119,3 +119,9 @@ def require_writable(directory: Path, setting: str):
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"{setting}={directory} cannot be written ({existing} is not a writable directory); "
                         f"set {setting} to a directory you can write")
+
+
+def cache_home(hub_cache) -> Path:
+    """The HF_HOME-style cache of hub checkpoints, tokenizers and datasets: `hub_cache` from the config, else
+    $HF_HOME, else resources/hf in this checkout."""
+    return Path(hub_cache or os.environ.get("HF_HOME") or Path(__file__).resolve().parent.parent / "resources" / "hf")

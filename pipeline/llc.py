@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.config import cli, section
+from pipeline.checkpoints import checkpoint_meta
+from pipeline.cli import cli
+from pipeline.config import section
 from pipeline.io import StepCache, UserError, run_cli
 from pipeline.kinds import kind_of, subject_module
 from pipeline.loop import each_checkpoint, write_model_tables
-from pipeline.model import checkpoint_meta
 from pipeline.outputs import tables_of
 
 HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")  # indexed by head first

@@ -9,17 +9,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.config import cli
-from pipeline.figures import _log_tokens, _models, _shade, _trained, band_lines, circuit_heads, save_figures
+from pipeline.cli import cli
+from pipeline.figures import band_lines, circuit_heads
 from pipeline.io import run_cli
 from pipeline.outputs import tables_of
+from pipeline.plotting import log_tokens_axis, models_of, shade_windows, trained_only
+from pipeline.snapshots import save_figures
 
 
 def llc_slope(llc: pd.DataFrame) -> pd.DataFrame:
     """d LLC / d log(tokens) between consecutive trained checkpoints of each model (at their log-midpoint),
     and the stage boundaries: the midpoints where its sign changes (`boundary` True)."""
     rows = []
-    for model, line in _trained(llc).sort_values("tokens_seen").groupby("model"):
+    for model, line in trained_only(llc).sort_values("tokens_seen").groupby("model"):
         log_t, value = np.log(line.tokens_seen.to_numpy(float)), line.llc_mean.to_numpy()
         slope = np.diff(value) / np.diff(log_t)
         sign_change = np.r_[False, np.sign(slope[1:]) != np.sign(slope[:-1])][:len(slope)]  # none: one trained
@@ -33,7 +35,7 @@ def llc_over_training(llc: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """LLC (mean +- std over chains) vs tokens seen, one line per model."""
     fig, ax = band_lines(llc, windows, "llc_mean", "llc_std")
     ax.set_ylabel("local learning coefficient")
-    _log_tokens(ax)
+    log_tokens_axis(ax)
     ax.legend()
     ax.set_title("LLC over training")
     fig.tight_layout()
@@ -44,34 +46,34 @@ def slope_against_prefix_matching(llc: pd.DataFrame, heads: pd.DataFrame, window
                                   score: str) -> plt.Figure:
     """d LLC / d log t with its sign changes (stage boundaries), on the axis of the best head's `score`."""
     slopes = llc_slope(llc)
-    models = _models(slopes) if len(slopes) else []
+    models = models_of(slopes) if len(slopes) else []
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         line = slopes[slopes.model == model]
-        _shade(ax, windows, model)
+        shade_windows(ax, windows, model)
         ax.plot(line.tokens_seen, line.slope, "o-", ms=3, color="black", label="d LLC / d log t")
         for boundary in line.tokens_seen[line.boundary]:
             ax.axvline(boundary, color="purple", ls=":", lw=1.2)
         ax.axhline(0, color="gray", lw=0.8)
-        best = _trained(heads[(heads.model == model) & (heads.score == score)]).groupby("tokens_seen").value.max()
+        best = trained_only(heads[(heads.model == model) & (heads.score == score)]).groupby("tokens_seen").value.max()
         twin = ax.twinx()
         twin.plot(best.index, best.values, color="crimson", lw=1.2, label=f"best {score}")
         twin.set_ylabel(f"best {score}", color="crimson")
         ax.set_ylabel("d LLC / d log tokens")
         ax.set_title(f"{model} (dotted: stage boundaries)")
-        _log_tokens(ax)
+        log_tokens_axis(ax)
     fig.tight_layout()
     return fig
 
 
 def head_llc(llc_heads: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
     """Weight-refined LLC of each last-layer head over training; the induction head in colour."""
-    llc_heads = _trained(llc_heads)
-    models = _models(llc_heads) if len(llc_heads) else []
+    llc_heads = trained_only(llc_heads)
+    models = models_of(llc_heads) if len(llc_heads) else []
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         circuit = circuit_heads(heads, model, score)
-        _shade(ax, windows, model)
+        shade_windows(ax, windows, model)
         for (layer, head), line in llc_heads[llc_heads.model == model].groupby(["layer", "head"]):
             induction = circuit is not None and circuit[1] == (layer, head)
             ax.errorbar(line.tokens_seen, line.llc_mean, yerr=line.llc_std, marker="o", ms=3, capsize=2,
@@ -79,7 +81,7 @@ def head_llc(llc_heads: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame
                         label=f"L{layer}H{head}" + (f" ({score} head)" if induction else ""))
         ax.set_ylabel("refined LLC (head's weights only)")
         ax.set_title(model)
-        _log_tokens(ax)
+        log_tokens_axis(ax)
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -88,8 +90,8 @@ def head_llc(llc_heads: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame
 def sgld_traces(trace: pd.DataFrame, burn_in: int) -> plt.Figure:
     """Calibration: every chain's SGLD loss trace at the first, middle and last trained checkpoints of each
     model; burn-in shaded. A calibrated sampler is flat after burn-in, chains agreeing."""
-    trace = _trained(trace) if (trace.tokens_seen > 0).any() else trace  # one released checkpoint: step 0
-    models = _models(trace)
+    trace = trained_only(trace) if (trace.tokens_seen > 0).any() else trace  # one released checkpoint: step 0
+    models = models_of(trace)
     fig, axes = plt.subplots(len(models), 3, figsize=(12, 2.8 * len(models)), squeeze=False)
     for row, model in enumerate(models):
         rows = trace[trace.model == model]

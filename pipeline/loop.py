@@ -14,10 +14,11 @@ from typing import Callable
 
 import torch
 
-from pipeline.config import cli, section
+from pipeline.checkpoints import checkpoint_meta, load_checkpoint, load_weights, verify_checkpoint
+from pipeline.cli import cli
+from pipeline.config import section
 from pipeline.io import StepCache, atomic_path, write_table
 from pipeline.kinds import KINDS
-from pipeline.model import checkpoint_meta, load_checkpoint, load_weights
 
 
 def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: StepCache, part: str | None = None):
@@ -35,6 +36,8 @@ def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache
                     prepare: Callable | None = None) -> list[dict]:
     """`analyse(model, meta, shared)` for each checkpoint in order (a dict of tables/arrays per checkpoint),
     under no_grad; `shared = prepare(model)` is built once, at the first checkpoint computed."""
+    for path in checkpoints:  # seconds: a bad file is refused before minutes of work on the ones before it
+        verify_checkpoint(path)
     model = shared = None
     results = []
     for path in checkpoints:

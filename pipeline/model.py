@@ -1,4 +1,4 @@
-"""Small transformers: the HookedTransformer config, a fast training twin, and checkpoints.
+"""Small transformers: the HookedTransformer config and a fast training twin (checkpoint files: pipeline.checkpoints).
 
 The twin is a plain-PyTorch model with exactly the parameter names and shapes of
 `HookedTransformer(normalization_type="LN")` with shortformer (language) or standard (regression) positions,
@@ -11,17 +11,12 @@ model; every analysis runs on the HookedTransformer built from the saved weights
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.io import UserError, atomic_path, sha256_file
-
 # Buffers HookedTransformer creates itself; a checkpoint never needs to carry them.
-_HOOKED_BUFFERS = ("attn.mask", "attn.IGNORE")
+HOOKED_BUFFERS = ("attn.mask", "attn.IGNORE")
 
 
 def hooked_config_kwargs(model_cfg, d_vocab: int) -> dict:
@@ -161,57 +156,4 @@ class TrainingTwin(nn.Module):
 
 def trainable_state_dict(state_dict: dict) -> dict:
     """Drop the buffers HookedTransformer rebuilds itself (causal mask, IGNORE)."""
-    return {k: v for k, v in state_dict.items() if not k.endswith(_HOOKED_BUFFERS)}
-
-
-def save_checkpoint(path: Path, state_dict: dict, config_kwargs: dict, step: int, tokens_seen: int, **extra):
-    """Write weights (safetensors), then a JSON sidecar: HookedTransformerConfig kwargs, step, tokens seen,
-    the weights' sha256 (checked on every load) and any `extra` fields (e.g. the hub files it came from)."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in trainable_state_dict(state_dict).items()}
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp))
-    meta = {"config": config_kwargs, "step": step, "tokens_seen": tokens_seen, "sha256": sha256_file(path), **extra}
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=1))
-
-
-def checkpoint_meta(path: Path) -> dict:
-    """The JSON sidecar of a checkpoint: config kwargs, step, tokens seen, sha256 of the weights."""
-    sidecar = Path(path).with_suffix(".json")
-    try:
-        return json.loads(sidecar.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"checkpoint sidecar {sidecar} is missing or unreadable ({err.__class__.__name__}); "
-                        f"delete the run's models/ directory and rerun training") from None
-
-
-def load_weights(model, path: Path):
-    """Copy a checkpoint's weights into an existing HookedTransformer of the same config, in place,
-    after checking them against the sha256 in the sidecar."""
-    from safetensors.torch import load_file
-
-    expected = checkpoint_meta(path).get("sha256")
-    if expected and sha256_file(path) != expected:
-        raise UserError(f"checkpoint {path} does not match the sha256 in its sidecar (corrupted or altered); "
-                        f"delete it and rerun training")
-    try:
-        state = load_file(str(path))
-    except Exception as err:  # safetensors raises its own error types for truncated/garbled files
-        raise UserError(f"checkpoint {path} cannot be read ({err}); delete it and rerun training") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith(_HOOKED_BUFFERS)]
-    if missing or unexpected:
-        raise UserError(f"checkpoint {path} does not match its config (missing {missing[:3]}, "
-                        f"unexpected {unexpected[:3]}); delete it and retrain")
-    return model
-
-
-def load_checkpoint(path: Path):
-    """Load a saved checkpoint as a `transformer_lens.HookedTransformer` in eval mode."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"checkpoint {path} does not exist; rerun the training rule (snakemake --cores 2)")
-    return load_weights(hooked_transformer(checkpoint_meta(path)["config"]), path).eval()
+    return {k: v for k, v in state_dict.items() if not k.endswith(HOOKED_BUFFERS)}

@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.config import cli
+from pipeline.cli import cli
 from pipeline.io import run_cli, write_table
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.config import cli
+from pipeline.cli import cli
 from pipeline.io import run_cli, write_table
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.config import cli
+from pipeline.cli import cli
 from pipeline.io import atomic_path, run_cli
 
 DISTRIBUTIONS = ("pretrain", "true")  # the tasks the model trained on; fresh Gaussian tasks (M = inf)

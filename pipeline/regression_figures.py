@@ -10,10 +10,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipeline.config import cli
-from pipeline.figures import MODEL_COLORS, TOKENS, WINDOW_STYLE, save_figures
+from pipeline.cli import cli
 from pipeline.io import run_cli
 from pipeline.phase import steps_around_window
+from pipeline.plotting import MODEL_COLORS, TOKENS, WINDOW_STYLE
+from pipeline.snapshots import save_figures
 
 DISTRIBUTION_TITLES = {"pretrain": "pretraining tasks", "true": "true tasks (fresh Gaussian w)"}
 

@@ -21,14 +21,13 @@ import pandas as pd
 import torch
 from transformer_lens.utilities import get_act_name
 
+from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
 from pipeline.loop import each_checkpoint, score_step
 from pipeline.outputs import tables_of
 from pipeline.regression import DISTRIBUTIONS, load_eval, sample_sequences, to_tokens
 from pipeline.regression_model import hooked_outputs, predictions
-
-PATTERN = get_act_name("pattern", 0).split(".", 2)[-1]  # "attn.hook_pattern": the one hook cached
 
 
 def xy_probe(pattern: torch.Tensor, probe) -> torch.Tensor:
@@ -57,7 +56,7 @@ def probe_tokens(data_cfg, probe, seed: int) -> torch.Tensor:
 
 def attention_patterns(model, tokens: torch.Tensor) -> list[torch.Tensor]:
     """Every layer's attention pattern (batch, head, query, key) from one forward pass caching only them."""
-    cache, forward_hooks, _ = model.get_caching_hooks(lambda name: name.endswith(PATTERN))
+    cache, forward_hooks, _ = model.get_caching_hooks(hooks.names_filter(model.cfg.n_layers, hooks.HEAD_SCORES))
     with model.hooks(fwd_hooks=forward_hooks):
         hooked_outputs(model, tokens, return_type=None)
     return [cache[get_act_name("pattern", layer)] for layer in range(model.cfg.n_layers)]

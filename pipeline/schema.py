@@ -18,6 +18,7 @@ from pipeline.kinds import KINDS
 HEAD_SCORE_NAMES = KINDS["language"].head_scores  # pipeline.scores.HEAD_SCORES (a test keeps them equal)
 ANY_SCORE_NAMES = tuple(dict.fromkeys(s for kind in KINDS.values() for s in kind.head_scores))
 DATA_SOURCE_NAMES = ("stdlib", "files", "pile")  # pipeline.data.DATA_SOURCES
+HUB_DATA_SOURCES = ("pile",)  # data sources read through the HF cache
 HUB_FAMILY_NAMES = ("neel", "revisions", "final")  # pipeline.hub.HUB_FAMILIES
 TASK_NAMES = ("induction", "ioi")  # pipeline.tasks.TASKS
 MAX_TOKEN_ID = 2 ** 16  # token streams are stored as uint16

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import StepCache, UserError, run_cli
@@ -91,7 +92,7 @@ def head_score_tokens(eval_tokens: np.ndarray, bos_id: int, head_scores_cfg, see
 
 def head_scores(model, tokens: torch.Tensor, seq_len: int, names) -> torch.Tensor:
     """(n_scores, n_layers, n_heads) scores from one forward pass caching only attention patterns."""
-    _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"),
+    _, cache = model.run_with_cache(tokens, names_filter=hooks.names_filter(model.cfg.n_layers, hooks.HEAD_SCORES),
                                     return_type=None)
     return torch.stack([
         torch.stack([HEAD_SCORES[n](cache["pattern", layer], seq_len) for layer in range(model.cfg.n_layers)])

@@ -7,10 +7,14 @@ of that checkpoint, under the same name, so the report keeps its layout.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipeline.figures import MODEL_COLORS, _models
+from pipeline.integrity import integrity_note
+from pipeline.outputs import figures_of
+from pipeline.plotting import MODEL_COLORS, models_of, save
 
 
 def single_checkpoint(heads: pd.DataFrame) -> bool:
@@ -61,7 +65,7 @@ def note(text: str) -> plt.Figure:
 
 def per_model(table: pd.DataFrame, query: str = "") -> list[tuple[str, pd.DataFrame]]:
     rows = table.query(query) if query else table
-    return [(model, rows[rows.model == model]) for model in _models(table)]
+    return [(model, rows[rows.model == model]) for model in models_of(table)]
 
 
 def parsed_heads(attribution: pd.DataFrame) -> pd.DataFrame:
@@ -79,7 +83,7 @@ def head_scores(t, cfg, names=None) -> plt.Figure:
 
 
 def token_losses(t, cfg) -> plt.Figure:
-    fig, axes = plt.subplots(len(_models(t["token_losses"])), 1, figsize=(8, 2.6 * len(_models(t["token_losses"]))),
+    fig, axes = plt.subplots(len(models_of(t["token_losses"])), 1, figsize=(8, 2.6 * len(models_of(t["token_losses"]))),
                              squeeze=False)
     for ax, (model, rows) in zip(axes[:, 0], per_model(t["token_losses"])):
         ax.plot(rows.position, rows.loss, lw=1, color="black")
@@ -145,3 +149,13 @@ SNAPSHOTS = {
 def snapshot_draws(names: list[str], t: dict, cfg) -> dict:
     """The snapshot figure for each of `names` that has one (the others draw as usual)."""
     return {name: (lambda name=name: SNAPSHOTS[name](t, cfg)) for name in names if name in SNAPSHOTS}
+
+
+def save_figures(module: str, draw: dict, tables: dict, cfg, tables_dir: Path, out: Path):
+    """Draw and save every figure `module` owns (pipeline.outputs), each from its `draw[name]()`; a run of
+    released weights only (one checkpoint per model) gets the per-head / per-model views instead."""
+    if single_checkpoint(tables["head_scores"]):
+        draw = {**draw, **snapshot_draws(list(draw), tables, cfg)}
+    note = integrity_note(tables_dir / "integrity.csv")
+    for name in figures_of(module):
+        save(draw[name](), out / name, cfg.figures.formats, cfg.figures.dpi, note)

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from pipeline.config import cli
-from pipeline.figures import MODEL_COLORS, _log_tokens, _trained, save
+from pipeline.cli import cli
 from pipeline.io import run_cli
 from pipeline.outputs import study_figure_names
+from pipeline.plotting import MODEL_COLORS, log_tokens_axis, save, trained_only
 from pipeline.study import variant_keys
 
 
@@ -30,12 +30,12 @@ def _variants(table: pd.DataFrame, variant: list[str]):
 def band_lines(bands: pd.DataFrame, variant: list[str], ylabel: str, title: str, band: str) -> plt.Figure:
     """Median over the band (line) and its min-max (shaded) vs tokens seen, one colour per variant."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, color, rows in _variants(_trained(bands), variant):
+    for label, color, rows in _variants(trained_only(bands), variant):
         rows = rows.sort_values("tokens_seen")
         ax.plot(rows.tokens_seen, rows["median"], "o-", ms=2.5, lw=1.4, color=color,
                 label=f"{label} (n={rows.n_members.max()})")
         ax.fill_between(rows.tokens_seen, rows["min"], rows["max"], color=color, alpha=0.2, lw=0)
-    _log_tokens(ax)
+    log_tokens_axis(ax)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}\nline: median over {band}; band: min-max")
     ax.legend(fontsize=7, loc="best")
@@ -63,7 +63,7 @@ def windows_dotplot(windows: pd.DataFrame, onsets: pd.DataFrame, variant: list[s
     ax.set_yticks(range(len(labels)), [label for label, _, _ in labels], fontsize=8)
     ax.set_ylim(-0.6, len(labels) - 0.4)
     ax.invert_yaxis()
-    _log_tokens(ax)
+    log_tokens_axis(ax)
     found = windows[windows.has_window.astype(bool)]
     if len(found):
         ax.set_xlim(found.start_tokens.min() / 2, found.end_tokens.max() * 2)
@@ -97,7 +97,7 @@ def joint_pca(pca: pd.DataFrame, windows: pd.DataFrame, variant: list[str]) -> p
 def loss_derivative(icl: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
     """d(eval loss)/d(log tokens) between checkpoints: median over the band and its min-max. The phase
     change shows as a bump: the loss falls faster in log time while induction heads form."""
-    icl = _trained(icl).sort_values("tokens_seen")
+    icl = trained_only(icl).sort_values("tokens_seen")
     rows = []
     for keys, line in icl.groupby(["run", *variant]):
         slope = np.gradient(line.loss.to_numpy(), np.log(line.tokens_seen.to_numpy()))

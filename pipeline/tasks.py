@@ -23,6 +23,7 @@ import einops
 import numpy as np
 import torch
 
+from pipeline import hooks
 from pipeline.io import UserError
 
 
@@ -139,9 +140,9 @@ def attention_rows(cache, heads: list[tuple[int, int]], task: Task) -> list[dict
 def task_tables(model, task: Task, resid: bool, min_gap: float, attention_heads: int = 0) -> dict[str, list[dict]]:
     """One task at one checkpoint: patching, the task metrics, logit attribution and, when attention_heads > 0,
     the attention patterns of that many top heads. One clean forward, caching only the hooks these read."""
-    wanted = ("hook_z", "hook_resid_pre", "hook_resid_post", "ln_final.hook_scale") + (
-        ("hook_pattern",) if attention_heads else ())
-    clean_logits, cache = model.run_with_cache(task.clean, names_filter=lambda name: name.endswith(wanted))
+    wanted = hooks.names_filter(model.cfg.n_layers, hooks.TASKS + (hooks.HEAD_SCORES if attention_heads else ()),
+                                hooks.FINAL_SCALE)
+    clean_logits, cache = model.run_with_cache(task.clean, names_filter=wanted)
     patch_rows, metrics = patching(model, task, clean_logits, cache, resid, min_gap)
     dla = attribution(model, task, cache)
     attention = attention_rows(cache, top_heads(dla, attention_heads), task) if attention_heads else []

@@ -16,18 +16,18 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from pipeline.config import cli
+from pipeline.checkpoints import save_checkpoint
+from pipeline.cli import cli
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.kinds import TrainingSubject, kind_of, subject_module
-from pipeline.model import save_checkpoint
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 
 def lr_factor(train_cfg):
     """The LR multiplier per step: linear warm-up then constant, or a triangle peaking at half the run."""
     if train_cfg.schedule == "triangle":
-        peak = max(1, train_cfg.steps // 2)
-        return lambda step: (step + 1) / peak if step < peak else max(0.0, (train_cfg.steps - step) / (train_cfg.steps - peak))
+        peak, steps = max(1, train_cfg.steps // 2), train_cfg.steps
+        return lambda step: (step + 1) / peak if step < peak else max(0.0, (steps - step) / (steps - peak))
     return lambda step: min(1.0, (step + 1) / max(1, train_cfg.warmup_steps))
 
 
@@ -54,43 +54,64 @@ def _publish(state_dir: Path, out_dir: Path, step: int):
             shutil.copyfile(Path(state_dir) / name, target)
 
 
-class ResumeState:
-    """The weights, optimizer, LR schedule, sampler RNG and log of an unfinished run, in `state_dir`, saved
-    atomically; a state written with another fingerprint (config, data) is ignored."""
+class TrainingJob:
+    """One job of a model's chain of training jobs: the checkpoints it writes (those after step `after`, up to
+    `until`, step 0 in the first), published from `state_dir` into `out_dir`, and the resume state — weights,
+    optimizer, LR schedule, sampler RNG and log — saved atomically in `state_dir` at every checkpoint and
+    every `resume_every` steps. A state written with another fingerprint (config, data) is ignored, as is
+    one beyond `until` (an earlier job rerun)."""
 
-    def __init__(self, state_dir: Path, fingerprint: str, parts: dict):
-        self.path, self.fingerprint, self.parts = Path(state_dir) / "resume.pt", fingerprint, parts
+    def __init__(self, subject: TrainingSubject, train_cfg, state_dir: Path, out_dir: Path, after: int, until: int,
+                 fingerprint: str, parts: dict):
+        self.subject, self.train_cfg, self.state_dir, self.out_dir = subject, train_cfg, Path(state_dir), out_dir
+        self.until, self.fingerprint, self.parts = until, fingerprint, parts
+        self.save_at = set(checkpoint_steps(train_cfg))
+        self.ours = {s for s in self.save_at if (after < s or s == after == 0) and s <= until}
+        self.path, self.start = self.state_dir / "resume.pt", 0
 
-    def save(self, step: int, log: list):
+    def resume(self) -> list:
+        """Restore a matching state (and publish this job's checkpoints written before it); the log so far."""
+        if not self.path.exists():
+            return []
+        state = torch.load(self.path, weights_only=True)
+        if state["fingerprint"] != self.fingerprint or state["step"] > self.until:
+            return []
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name]) if hasattr(part, "load_state_dict") else part.set_state(state[name])
+        self.start = state["step"]
+        for step in sorted(s for s in self.ours if s <= self.start):
+            _publish(self.state_dir, self.out_dir, step)
+        return state["log"]
+
+    def save_state(self, step: int, log: list):
         with atomic_path(self.path) as tmp:
             torch.save({"fingerprint": self.fingerprint, "step": step, "log": log,
                         **{name: part.state_dict() if hasattr(part, "state_dict") else part.get_state()
                            for name, part in self.parts.items()}}, tmp)
 
-    def load(self, until: int) -> tuple[int, list]:
-        """(step, log) restored from a matching state at or before `until`, else (0, [])."""
-        if not self.path.exists():
-            return 0, []
-        state = torch.load(self.path, weights_only=True)
-        if state["fingerprint"] != self.fingerprint or state["step"] > until:
-            return 0, []
-        for name, part in self.parts.items():
-            part.load_state_dict(state[name]) if hasattr(part, "load_state_dict") else part.set_state(state[name])
-        return state["step"], state["log"]
+    def at(self, step: int, log: list) -> bool:
+        """Write what is due before training step `step`: its checkpoint, the resume state. True when this
+        job ends here (having saved the state the next job of the chain starts from)."""
+        if step in self.save_at and (step > self.start or step == 0):
+            save_checkpoint(self.state_dir / checkpoint_name(step), self.parts["model"].state_dict(),
+                            self.subject.config_kwargs, step, step * self.subject.tokens_per_step)
+            if step in self.ours:
+                _publish(self.state_dir, self.out_dir, step)
+        if step == self.until:
+            if self.start < step < self.train_cfg.steps:
+                self.save_state(step, log)
+            return True
+        if step > self.start and (step in self.save_at or step % self.train_cfg.resume_every == 0):
+            self.save_state(step, log)
+        return False
 
 
 def train(subject: TrainingSubject, train_cfg, seed: int, out_dir: Path, state_dir: Path, after: int = 0,
           until: int | None = None) -> list[dict]:
     """Train `subject` with AdamW up to step `until` (default: train.steps), checkpointing at
-    `checkpoint_steps`; `out_dir` gets the checkpoints after step `after` (step 0 too when `after` is 0): one
-    training job of a chain (pipeline.schedule.segments).
-
-    Resumable: every checkpoint (and every `resume_every` steps) the state is saved in `state_dir`, where the
-    checkpoints themselves also live (hard-linked into `out_dir`, which Snakemake empties when a job fails).
-    A rerun with the same config, or the next job of the chain, continues from there and ends with the same
-    bytes as one uninterrupted run; a state beyond `until` (an earlier job rerun) is ignored.
-    Returns the training log so far: one row per step with loss and tokens seen.
-    """
+    `checkpoint_steps`: one job of a chain (pipeline.schedule.segments; see TrainingJob). A rerun with the
+    same config, or the next job of the chain, continues from the resume state and ends with the same bytes
+    as one uninterrupted run. Returns the training log so far: one row per step with loss and tokens seen."""
     from tqdm import tqdm
 
     device = torch.device(train_cfg.device)
@@ -100,32 +121,18 @@ def train(subject: TrainingSubject, train_cfg, seed: int, out_dir: Path, state_d
     model = subject.init(seed).to(device)
     optimizer, schedule = make_optimizer(model, train_cfg)
     generator = torch.Generator().manual_seed(seed)
-    save_at, until = set(checkpoint_steps(train_cfg)), train_cfg.steps if until is None else until
-    ours = [s for s in save_at if (after < s or s == after == 0) and s <= until]  # this job's checkpoints
     fingerprint = json.dumps([subject.config_kwargs, OmegaConf.to_container(train_cfg), seed, subject.fingerprint])
-    state = ResumeState(state_dir, fingerprint, {"model": model, "optimizer": optimizer, "schedule": schedule,
-                                                 "generator": generator})
-    start, log = state.load(until)
-    for step in sorted(s for s in ours if s <= start and start):  # saved before the state was
-        _publish(state_dir, out_dir, step)
-    if start > after:
-        print(f"{subject.name}: resuming from step {start} of an interrupted run", file=sys.stderr)
-
-    bar = tqdm(range(start, until + 1), desc=subject.name, file=sys.stderr, mininterval=1.0)
+    job = TrainingJob(subject, train_cfg, state_dir, out_dir, after, train_cfg.steps if until is None else until,
+                      fingerprint, {"model": model, "optimizer": optimizer, "schedule": schedule,
+                                    "generator": generator})
+    log = job.resume()
+    if job.start > after:
+        print(f"{subject.name}: resuming from step {job.start} of an interrupted run", file=sys.stderr)
+    bar = tqdm(range(job.start, job.until + 1), desc=subject.name, file=sys.stderr, mininterval=1.0)
     began = time.perf_counter()
     for step in bar:
-        if step in save_at and (step > start or step == 0):
-            save_checkpoint(Path(state_dir) / checkpoint_name(step), model.state_dict(), subject.config_kwargs, step,
-                            step * subject.tokens_per_step)
-            if step in ours:
-                _publish(state_dir, out_dir, step)
-        if step == until:
-            if step < train_cfg.steps and step > start:
-                state.save(step, log)  # where the next job of the chain starts
+        if job.at(step, log):
             break
-        if step > start and (step in save_at or step % train_cfg.resume_every == 0):
-            state.save(step, log)
-        # the training step
         batch = [part.to(device) for part in subject.batch(generator)]
         loss = subject.loss(model, batch)
         if not torch.isfinite(loss):
@@ -138,8 +145,8 @@ def train(subject: TrainingSubject, train_cfg, seed: int, out_dir: Path, state_d
         optimizer.step()
         schedule.step()
         log.append({"step": step + 1, "tokens_seen": (step + 1) * subject.tokens_per_step, "train_loss": loss.item()})
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False,
-                        tok_s=f"{(step + 1 - start) * subject.tokens_per_step / (time.perf_counter() - began):.0f}")
+        tokens_s = (step + 1 - job.start) * subject.tokens_per_step / (time.perf_counter() - began)
+        bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_s:.0f}", refresh=False)
     return log
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.config import plan, section
+from pipeline.config import identity, plan, section
 from pipeline.io import UserError, atomic_path
 from pipeline.kinds import KINDS, kind_of
 from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption, run_figures,
@@ -24,6 +24,9 @@ try:
 except UserError as err:
     sys.exit(f"error: {err}")
 CFG = next(iter(next(iter(RUNS.values())).configs.values()))  # results_dir, resources, figures: shared
+# What the report's introduction names: the study and each run with the sha256 of its resolved configs.
+config["report"] = {"study": STUDY.name if STUDY else None,
+                    "runs": {name: identity(run.configs)[:16] for name, run in RUNS.items()}}
 RESULTS = Path(CFG.results_dir)
 RUN = RESULTS / "{run}"
 
@@ -36,8 +39,11 @@ def write_if_changed(path: Path, text: str):
             tmp.write_text(text)
 
 
-for name, run in RUNS.items():  # each run's resolved config, read by every step of the run
-    write_if_changed(RESULTS / name / "config.yaml", run.to_yaml())
+try:
+    for name, run in RUNS.items():  # each run's resolved config, read by every step of the run
+        write_if_changed(RESULTS / name / "config.yaml", run.to_yaml())
+except OSError as err:  # plan() checked the directories; this is what changed since, or a full disk
+    sys.exit(f"error: cannot write {err.filename} ({err.strerror}); check results_dir={RESULTS} and its space")
 PY = shlex.quote(sys.executable)
 
 

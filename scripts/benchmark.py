@@ -38,11 +38,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from pipeline.checkpoints import load_checkpoint, load_weights
 from pipeline.config import compose
 from pipeline.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.icl import icl_per_sequence
 from pipeline.language import corpus_subject, initial_model
-from pipeline.model import hooked_config_kwargs, hooked_transformer, load_checkpoint, load_weights
+from pipeline.model import hooked_config_kwargs, hooked_transformer
 from pipeline.scores import HEAD_SCORES, analyse_checkpoints, compiled, head_score_tokens, per_token_losses
 from pipeline.train import train
 

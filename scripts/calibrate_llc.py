@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from pipeline.checkpoints import checkpoint_meta, load_checkpoint
 from pipeline.config import load_run_config
 from pipeline.data import eval_windows, load_split
 from pipeline.io import UserError
 from pipeline.llc import sgld_llc, token_dataset
-from pipeline.model import checkpoint_meta, load_checkpoint
 from pipeline.schedule import checkpoint_name
 
 

@@ -1,6 +1,7 @@
 """The bad-input matrix: every bad input gives a non-zero exit, one line naming the problem and the fix,
 no traceback, and no output files."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,6 +61,20 @@ def truncate(root):
     (root / "cut.safetensors").write_bytes((root / "cut.safetensors").read_bytes()[:100])
 
 
+def halve(root):
+    """Truncate a copy of a checkpoint to half its size, its sidecar intact; and one that came from the hub."""
+    for name, extra in (("half", {}), ("hubhalf", {"hub": "NeelNanda/attn-only-2l"})):
+        meta = json.loads((root / "ckpt" / "step_000030.json").read_text())
+        (root / f"{name}.json").write_text(json.dumps({**meta, **extra}))
+        data = (root / "ckpt" / "step_000030.safetensors").read_bytes()
+        (root / f"{name}.safetensors").write_bytes(data[: len(data) // 2])
+
+
+def integrity_step(*checkpoints):
+    return [PY, "-m", "pipeline.integrity", "--out", "integrity_out.parquet", "--checkpoints", *checkpoints,
+            "+experiment=tiny", "model=attn_only_1l", "train.steps=30"]
+
+
 def write_corpus(root):
     (root / "blank.txt").write_text("   \n\n ")
     (root / "short.txt").write_text("def f(x):\n    return x\n")
@@ -67,7 +82,7 @@ def write_corpus(root):
     (root / "a_file").write_text("not a directory")
 
 
-NO_OUTPUT = ["results", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors"]
+NO_OUTPUT = ["results", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors", "integrity_out.parquet"]
 CASES = {
     "unknown model": (snakemake("model=attn_only_9l"), ["unknown model 'attn_only_9l'", "attn_only_2l"]),
     "unknown data source": (snakemake("data=pile_of_nothing"), ["Could not find 'data/pile_of_nothing'", "stdlib"]),
@@ -76,12 +91,21 @@ CASES = {
     "malformed override": (snakemake("train.steps"), ["bad config override", "key=value"]),
     "unwritable results dir": (snakemake("results_dir=a_file/results"), ["results_dir=a_file/results",
                                                                           "cannot be written"]),
+    "run directory is a file": (snakemake("+experiment=tiny,results_dir=.,run_name=a_file"),
+                                ["run_name=a_file", "cannot be written"]),
+    "hub cache under a file": (snakemake("model=pythia_70m,data=pile,hub_cache=a_file/hf"),
+                               ["hub_cache=a_file/hf cannot be written"]),
     "missing corpus": (corpus_step("missing/*.txt"), ["matched no files", "data.paths"]),
     "empty corpus": (corpus_step("blank.txt"), ["corpus is empty"]),
     "too-short corpus": (corpus_step("short.txt"), ["fewer than one 256-token sequence", "model.n_ctx"]),
     "corpus without text field": (corpus_step("rows.jsonl"), ["no 'text' field", "data.text_column", "body"]),
-    "corrupted checkpoint": (scores_step("bad.safetensors"), ["does not match the sha256", "rerun training"]),
-    "truncated checkpoint": (scores_step("cut.safetensors"), ["cannot be read", "rerun training"]),
+    "corrupted checkpoint": (scores_step("bad.safetensors"), ["does not match the sha256", "training resumes"]),
+    "truncated checkpoint": (scores_step("cut.safetensors"), ["cannot be read", "training resumes"]),
+    "truncated checkpoint, integrity step": (integrity_step("ckpt/step_000000.safetensors", "half.safetensors",
+                                                            "ckpt/step_000030.safetensors"),
+                                             ["half.safetensors does not match the sha256", "training resumes"]),
+    "truncated hub checkpoint, integrity step": (integrity_step("hubhalf.safetensors"),
+                                                 ["hubhalf.safetensors does not match", "fetch it again"]),
     "missing checkpoint": (scores_step("gone.safetensors"), ["does not exist", "rerun the training rule"]),
     "out-of-range hub checkpoint index": ([PY, "-m", "pipeline.hub", "--out", "hub.safetensors", "--position", "1",
                                            *overrides(Path("hf"), "model.hub.checkpoints=[0,7]")],
@@ -108,7 +132,7 @@ CASES = {
     "language model: a regression score": (snakemake("+experiment=tiny,analysis.window.score=xy_probe"),
                                            ["analysis.window.score: 'xy_probe' is not a score of language",
                                             "prefix_matching"]),
-    "language model on regression data": (snakemake("+experiment=tiny,data=regression"),
+    "language model on regression data": (snakemake("data=regression"),
                                           ["data.source: 'regression' does not feed language models", "data=stdlib"]),
     "NaN loss": ([PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt2", "--state", "state2", "--log",
                   "log2.csv", "+experiment=tiny", "train.lr=1e30", "train.grad_clip=1e30"],
@@ -122,6 +146,7 @@ def test_bad_input_is_refused_in_one_line_without_output(trained, case):
     write_corpus(trained)
     corrupt(trained)
     truncate(trained)
+    halve(trained)
     result = run(cmd, trained)
     out = (result.stdout + result.stderr).strip()
     assert result.returncode != 0

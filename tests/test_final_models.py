@@ -23,9 +23,9 @@ from fakehub import (
 from omegaconf import OmegaConf
 from test_pipeline_e2e import FIGURES, HTML_FIGURES, TABLES
 
+from pipeline.checkpoints import load_checkpoint
 from pipeline.config import compose
 from pipeline.io import UserError
-from pipeline.model import load_checkpoint
 from pipeline.tasks import TaskContext, ioi, logit_difference
 
 PY = sys.executable

@@ -17,8 +17,8 @@ from fakehub import DUPLICATED, LABELS, MODEL_REPO, build_cache, build_pythia, o
 from safetensors.torch import load_file
 from test_pipeline_e2e import FIGURES, TABLES
 
+from pipeline.checkpoints import load_checkpoint
 from pipeline.io import sha256_file
-from pipeline.model import load_checkpoint
 
 PY = sys.executable
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}

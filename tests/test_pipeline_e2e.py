@@ -8,7 +8,7 @@ import pytest
 from conftest import assert_same_files, snakemake
 
 from pipeline import outputs
-from pipeline.config import compose
+from pipeline.config import compose, identity, model_configs
 from pipeline.io import sha256_file
 from pipeline.schedule import checkpoint_steps
 
@@ -123,6 +123,9 @@ def test_report_collects_every_figure_with_its_caption(tiny_run):
     for figure in FIGURES:
         assert f"{figure}.png" in report
     assert report.count("Produced by rule") == len(FIGURES) + len(HTML_FIGURES)  # + the interactive HTML views
+    # the introduction names the run and the identity of its resolved configs (what names run directories)
+    run_identity = identity(model_configs(["+experiment=tiny"]))[:16]
+    assert f"tiny</tt> (resolved configs sha256 {run_identity}" in report.replace('\\"', '"')
 
 
 def test_rerun_does_nothing(tiny_run):
