@@ -1,0 +1,48 @@
+"""The import graph of pipeline/ has no cycles: every import, at module level or inside a function, read
+with `ast`."""
+
+import ast
+from pathlib import Path
+
+PIPELINE = Path(__file__).resolve().parent.parent / "pipeline"
+
+
+def imports(path: Path) -> set[str]:
+    """The pipeline modules a file imports (`from pipeline.x import`, `import pipeline.x`, `from pipeline import x`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "pipeline":
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("pipeline."))
+    return found
+
+
+def test_pipeline_imports_have_no_cycles():
+    graph = {p.stem: imports(p) & {q.stem for q in PIPELINE.glob("*.py")} for p in PIPELINE.glob("*.py")}
+    done, cycles = set(), []
+
+    def visit(module, path):
+        if module in path:
+            cycles.append(path[path.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for dependency in sorted(graph[module]):
+            visit(dependency, path + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycles == []
+    assert {"config", "data", "hub"} <= set(graph) and "data" not in graph["config"]  # the graph was read
+
+
+def test_no_private_names_cross_modules():
+    """`from pipeline.x import _name` nowhere: what modules share is public."""
+    private = [(p.name, alias.name) for p in PIPELINE.glob("*.py") for node in ast.walk(ast.parse(p.read_text()))
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline")
+               for alias in node.names if alias.name.startswith("_")]
+    assert private == []
