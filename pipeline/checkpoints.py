@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.io import UserError, atomic_path, sha256_file
+from pipeline.io import UserError, atomic_path, sha256_file, write_json
 from pipeline.model import HOOKED_BUFFERS, hooked_transformer, trainable_state_dict
 
 
@@ -20,8 +20,7 @@ def save_checkpoint(path: Path, state_dict: dict, config_kwargs: dict, step: int
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     meta = {"config": config_kwargs, "step": step, "tokens_seen": tokens_seen, "sha256": sha256_file(path), **extra}
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=1))
+    write_json(path.with_suffix(".json"), meta)
 
 
 def checkpoint_meta(path: Path) -> dict:

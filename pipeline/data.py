@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.cli import cli
 from pipeline.hub import hub_tokenizer, not_cached, retried, use_cache
-from pipeline.io import UserError, atomic_path, run_cli
+from pipeline.io import UserError, atomic_path, run_cli, write_json
 from pipeline.schema import HUB_DATA_SOURCES
 
 EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
@@ -252,8 +252,7 @@ def main():
         with atomic_path(args.out / f"{name}.npy") as tmp, open(tmp, "wb") as f:
             np.save(f, tokens)
     manifest["tokenizer_sha256"] = hashlib.sha256((args.out / "tokenizer.json").read_bytes()).hexdigest()
-    with atomic_path(args.out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+    write_json(args.out / "manifest.json", manifest)
     print(f"corpus: {manifest['n_documents']} documents, {manifest['n_tokens']} tokens, "
           f"vocab {manifest['vocab_size']} ({tokenizer_name})", file=sys.stderr)
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from pipeline.cli import cli
-from pipeline.io import UserError, atomic_path, cache_home, run_cli, sha256_file
+from pipeline.io import UserError, cache_home, run_cli, sha256_file, write_json
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -201,8 +201,7 @@ def record_or_verify(path: Path, hub_cache) -> dict:
             raise UserError(f"cached file {path} does not match the sha256 in its manifest {record} (corrupted or "
                             f"altered); delete both and fetch it again")
     else:
-        with atomic_path(record) as tmp:
-            tmp.write_text(json.dumps(entry, indent=1))
+        write_json(record, entry)
     return entry
 
 

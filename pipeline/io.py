@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -37,6 +38,12 @@ def write_table(df, path: Path):
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
+
+
+def write_json(path: Path, record, **dumps):
+    """Write a JSON file atomically (indent 1; `dumps`: more json.dumps options)."""
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, **dumps))
 
 
 def run_cli(main):

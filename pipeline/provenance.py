@@ -17,7 +17,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from pipeline.config import CONF_DIR
-from pipeline.io import atomic_path, run_cli, sha256_file
+from pipeline.io import run_cli, sha256_file, write_json
 
 PACKAGES = ["torch", "transformer-lens", "snakemake", "hydra-core", "omegaconf", "numpy", "pandas", "pyarrow",
             "scikit-learn", "tokenizers", "safetensors", "matplotlib", "einops", "circuitsvis"]
@@ -86,8 +86,7 @@ def main():
     record = provenance(OmegaConf.to_container(OmegaConf.load(args.run_config)),
                         [json.loads(p.read_text()) for p in args.manifests], args.checkpoints, args.outputs,
                         pd.read_csv(args.integrity).warning.tolist())
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    write_json(args.out, record, sort_keys=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ MSEs are reported per dimension (divided by D), as in the timaeus repository.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from pipeline.cli import cli
-from pipeline.io import atomic_path, run_cli
+from pipeline.io import atomic_path, run_cli, write_json
 
 DISTRIBUTIONS = ("pretrain", "true")  # the tasks the model trained on; fresh Gaussian tasks (M = inf)
 
@@ -115,8 +114,7 @@ def main():
                 "noise_variance": cfg.data.noise_variance, "n_tasks": cfg.data.n_tasks, "seed": cfg.seed,
                 "eval_sequences": cfg.analysis.eval.n_sequences,
                 "tasks_sha256": hashlib.sha256(tasks.numpy().tobytes()).hexdigest()}
-    with atomic_path(args.out / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1))
+    write_json(args.out / "manifest.json", manifest)
     print(f"regression data: D={cfg.data.dim}, K={cfg.data.n_pairs}, M={cfg.data.n_tasks or 'inf'}, "
           f"{cfg.analysis.eval.n_sequences} eval sequences per distribution", file=sys.stderr)
 

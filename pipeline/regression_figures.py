@@ -27,48 +27,54 @@ def _over_training(ax, windows: pd.DataFrame, model: str):
     ax.set_xlabel(TOKENS)
 
 
+def by_distribution(draw, ylabel: str) -> plt.Figure:
+    """Two log-y panels, pretraining and true tasks: `draw(ax, distribution, title)` fills each."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, (distribution, title) in zip(axes, DISTRIBUTION_TITLES.items()):
+        draw(ax, distribution, title)
+        ax.set_yscale("log")
+    axes[0].set_ylabel(ylabel)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def mse_by_position(evals: pd.DataFrame, windows: pd.DataFrame, n_checkpoints: int) -> plt.Figure:
     """MSE per position at a few checkpoints, with the ridge and dMMSE baselines, on both distributions."""
     model = sorted(evals.model.unique())[0]
     evals = evals[evals.model == model]
     steps = steps_around_window(sorted(evals.step.unique()), windows[windows.model == model], n_checkpoints)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, (distribution, title) in zip(axes, DISTRIBUTION_TITLES.items()):
+    colors = plt.get_cmap("viridis")
+
+    def draw(ax, distribution, title):
         rows = evals[evals.distribution == distribution]
-        cmap = plt.get_cmap("viridis")
         for i, step in enumerate(steps):
             line = rows[rows.step == step]
-            ax.plot(line.position, line.mse, "o-", ms=2.5, color=cmap(i / max(1, len(steps) - 1)),
+            ax.plot(line.position, line.mse, "o-", ms=2.5, color=colors(i / max(1, len(steps) - 1)),
                     label=f"step {step}")
-        first = rows[rows.step == steps[-1]]
-        ax.plot(first.position, first.ridge_mse, "k--", lw=1.2, label="ridge (Bayes, Gaussian prior)")
-        ax.plot(first.position, first.dmmse_mse, ":", color="firebrick", lw=1.5, label="dMMSE (Bayes, M tasks)")
-        ax.set_yscale("log")
+        last = rows[rows.step == steps[-1]]
+        ax.plot(last.position, last.ridge_mse, "k--", lw=1.2, label="ridge (Bayes, Gaussian prior)")
+        ax.plot(last.position, last.dmmse_mse, ":", color="firebrick", lw=1.5, label="dMMSE (Bayes, M tasks)")
         ax.set_xlabel("pair position k (context: k earlier pairs)")
         ax.set_title(f"{model}: {title}")
-    axes[0].set_ylabel("MSE / D")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+
+    return by_distribution(draw, "MSE / D")
 
 
 def baseline_deltas(evals: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """Delta_dMMSE and Delta_ridge at the last position over training, on both distributions."""
     model = sorted(evals.model.unique())[0]
     last = evals[(evals.model == model) & (evals.position == evals.position.max()) & (evals.tokens_seen > 0)]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-    for ax, (distribution, title) in zip(axes, DISTRIBUTION_TITLES.items()):
+
+    def draw(ax, distribution, title):
         rows = last[last.distribution == distribution].sort_values("tokens_seen")
         ax.plot(rows.tokens_seen, rows.delta_dmmse, "o-", ms=2.5, color="tab:red", label="Δ dMMSE")
         ax.plot(rows.tokens_seen, rows.delta_ridge, "o-", ms=2.5, color="tab:blue", label="Δ ridge")
         ax.plot(rows.tokens_seen, rows.mse, color="0.5", lw=1, label="MSE")
         _over_training(ax, windows, model)
-        ax.set_yscale("log")
         ax.set_title(f"{model}: {title}, last position")
-    axes[0].set_ylabel("mean squared difference / D")
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+
+    return by_distribution(draw, "mean squared difference / D")
 
 
 def probe_ranking(heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
