@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import snakemake
+from sklearn.decomposition import PCA
 
 from pipeline.outputs import study_figure_names, study_tables
 from pipeline.study import joint_pca
@@ -65,10 +66,19 @@ def test_joint_pca_is_one_fit_over_every_member_and_model(tiny_study):
     assert pca.groupby(["seed", "model"]).size().to_dict() == {
         (s, m): 4 for s in (0, 1) for m in ("attn_only_1l", "attn_only_2l_smeared")}  # step 0 left out
     assert pca.pc1_explained.nunique() == 1 and pca.pc2_explained.nunique() == 1
-    losses = {(run, model): dict(np.load(workdir / "results" / run / "models" / model / "token_losses.npz"))
-              for run, model in pca[["run", "model"]].drop_duplicates().itertuples(index=False)}
-    refit = joint_pca(losses, 2, seed=0)
-    np.testing.assert_allclose(refit.pc1.abs(), pca.pc1.abs(), rtol=1e-4, atol=1e-5)
+    # the reference: sklearn's PCA on the matrix stacked here, one row per (member, model, trained checkpoint),
+    # the losses at one position per eval sequence drawn as the study draws them (seed 0)
+    rows = []
+    for run, model in pca[["run", "model"]].drop_duplicates().itertuples(index=False):
+        cached = np.load(workdir / "results" / run / "models" / model / "token_losses.npz")
+        losses = cached["losses"][cached["tokens_seen"] > 0]
+        positions = np.random.default_rng(0).integers(0, losses.shape[2], size=losses.shape[1])
+        rows.append(losses[:, np.arange(losses.shape[1]), positions])
+    reference = PCA(n_components=2).fit(np.concatenate(rows))
+    coords = reference.transform(np.concatenate(rows))
+    np.testing.assert_allclose(np.abs(coords[:, 0]), pca.pc1.abs(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(reference.explained_variance_ratio_, [pca.pc1_explained[0], pca.pc2_explained[0]],
+                               rtol=1e-5)
 
 
 def test_every_study_figure_is_drawn_and_reported_with_its_caption(tiny_study):
