@@ -3,7 +3,7 @@ rule check_checkpoints:
         run_config=run_config,
         checkpoints=checkpoint_inputs,
     output:
-        RUN / "models" / "{model}" / "integrity.parquet",
+        MODEL / "integrity.parquet",
     log:
         RUN / "logs" / "check_checkpoints_{model}.log",
     params:
@@ -14,7 +14,7 @@ rule check_checkpoints:
         **resources_of("check_checkpoints"),
     shell:
         "{PY} -m pipeline.integrity --checkpoints {params.checkpoints} --out {output} "
-        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "--run-config {input.run_config} --model {wildcards.model} " + TEE
 
 
 wildcard_constraints:
@@ -22,7 +22,7 @@ wildcard_constraints:
 
 
 def parts_root(wc, step):
-    return RESULTS / wc.run / "models" / wc.model / "parts" / step
+    return model_dir(wc) / "parts" / step
 
 
 def part_dir(wc, step):
@@ -31,24 +31,24 @@ def part_dir(wc, step):
 
 def part_outputs(step, kind="language"):
     """Where one job of a step split into parts writes its tables; the step's rule merges them."""
-    return [RUN / "models" / "{model}" / "parts" / step / "{part}" / f"{t}.parquet" for t in tables_of(step, kind)]
+    return [MODEL / "parts" / step / "{part}" / f"{t}.parquet" for t in tables_of(step, kind)]
 
 
 def merged_parts(step, parts_of, kind="language"):
     """Input function: every part of a model's step, to merge."""
-    return lambda wc: [str(RESULTS / wc.run / "models" / wc.model / "parts" / step / part / f"{t}.parquet")
+    return lambda wc: [str(model_dir(wc) / "parts" / step / part / f"{t}.parquet")
                        for part in parts_of(wc.run, wc.model) for t in tables_of(step, kind)]
 
 
-MODEL_LOSSES = RUN / "models" / "{model}" / "token_losses.npz"  # per-position losses: every kind's score step
-MODEL_HEADS = RUN / "models" / "{model}" / "head_scores.parquet"
+MODEL_LOSSES = MODEL / "token_losses.npz"  # per-position losses: every kind's score step
+MODEL_HEADS = MODEL / "head_scores.parquet"
 
 
 def integrity_first(wc):
     """Hub checkpoints are checked for duplicates before they are scored (refused there when set to error);
     a trained model's are scored as its training jobs end, and checked before the merge."""
     source = configs(wc.run)[wc.model].model.source
-    return [str(RESULTS / wc.run / "models" / wc.model / "integrity.parquet")] if source == "hub" else []
+    return [str(model_dir(wc) / "integrity.parquet")] if source == "hub" else []
 
 
 # The score step, one pair of rules per subject kind (its own module and tables): a job per training job's
@@ -65,7 +65,7 @@ for score_kind in KINDS.values():
             data=data_files,
         output:
             tables=part_outputs("score_checkpoints", score_kind.name),
-            losses=RUN / "models" / "{model}" / "parts" / "score_checkpoints" / "{part}" / "token_losses.npz",
+            losses=MODEL / "parts" / "score_checkpoints" / "{part}" / "token_losses.npz",
         log:
             RUN / "logs" / "score_checkpoints_{model}_{part}.log",
         benchmark:
@@ -78,7 +78,7 @@ for score_kind in KINDS.values():
             checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
             data=lambda wc: data_dir(wc.run, wc.model),
             out=lambda wc: part_dir(wc, "score_checkpoints"),
-            cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"score_checkpoints_{wc.part}",
+            cache=lambda wc: model_dir(wc) / "cache" / f"score_checkpoints_{wc.part}",
         threads: CFG.analysis.threads
         priority: critical_first
         resources:
@@ -86,16 +86,16 @@ for score_kind in KINDS.values():
         shell:
             "{PY} -m pipeline.{params.module} --data {params.data} --checkpoints {params.checkpoints} "
             "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} "
-            "--model {wildcards.model} --part {wildcards.part} 2>&1 | tee {log}"
+            "--model {wildcards.model} --part {wildcards.part} " + TEE
 
     rule:
         name:
             f"score_checkpoints{score_kind.rule_suffix}"
         input:
             tables=merged_parts("score_checkpoints", score_parts, score_kind.name),
-            integrity=RUN / "models" / "{model}" / "integrity.parquet",  # refuses duplicated checkpoints when set to error
+            integrity=MODEL / "integrity.parquet",  # refuses duplicated checkpoints when set to error
         output:
-            [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("score_checkpoints", score_kind.name)],
+            [MODEL / f"{t}.parquet" for t in tables_of("score_checkpoints", score_kind.name)],
             losses=MODEL_LOSSES,
         log:
             RUN / "logs" / "score_checkpoints_{model}.log",
@@ -103,13 +103,13 @@ for score_kind in KINDS.values():
             model=one_of(models_of_kind(score_kind.name)),
         params:
             parts=lambda wc: [parts_root(wc, "score_checkpoints") / p for p in score_parts(wc.run, wc.model)],
-            out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+            out=model_dir,
         priority: critical_first
         resources:
             **resources_of("default"),
         shell:
             "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} "
-            "--losses-out {output.losses} 2>&1 | tee {log}"
+            "--losses-out {output.losses} " + TEE
 
 
 rule score_icl:
@@ -117,8 +117,8 @@ rule score_icl:
         run_config=run_config,
         losses=MODEL_LOSSES,
     output:
-        icl=RUN / "models" / "{model}" / "icl.parquet",
-        positions=RUN / "models" / "{model}" / "loss_by_position.parquet",
+        icl=MODEL / "icl.parquet",
+        positions=MODEL / "loss_by_position.parquet",
     log:
         RUN / "logs" / "score_icl_{model}.log",
     params:
@@ -128,7 +128,7 @@ rule score_icl:
         **resources_of("score_icl"),
     shell:
         "{PY} -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
-        "--positions-out {output.positions} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "--positions-out {output.positions} --run-config {input.run_config} --model {wildcards.model} " + TEE
 
 
 rule loss_pca:
@@ -136,7 +136,7 @@ rule loss_pca:
         run_config=run_config,
         losses=MODEL_LOSSES,
     output:
-        RUN / "models" / "{model}" / "pca.parquet",
+        MODEL / "pca.parquet",
     log:
         RUN / "logs" / "loss_pca_{model}.log",
     params:
@@ -145,7 +145,7 @@ rule loss_pca:
     resources:
         **resources_of("loss_pca"),
     shell:
-        "{PY} -m pipeline.pca --losses {input.losses} --out {output} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.pca --losses {input.losses} --out {output} --run-config {input.run_config} --model {wildcards.model} " + TEE
 
 
 rule detect_phase_window:
@@ -154,7 +154,7 @@ rule detect_phase_window:
         heads=MODEL_HEADS,
         icl=rules.score_icl.output.icl,
     output:
-        RUN / "models" / "{model}" / "phase_window.parquet",
+        MODEL / "phase_window.parquet",
     log:
         RUN / "logs" / "detect_phase_window_{model}.log",
     params:
@@ -163,7 +163,7 @@ rule detect_phase_window:
     resources:
         **resources_of("detect_phase_window"),
     shell:
-        "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} --run-config {input.run_config} --model {wildcards.model} " + TEE
 
 
 rule collect_table:
@@ -180,7 +180,7 @@ rule collect_table:
     resources:
         **resources_of("collect_table"),
     shell:
-        "{PY} -m pipeline.tables --out {output} {input} 2>&1 | tee {log}"
+        "{PY} -m pipeline.tables --out {output} {input} " + TEE
 
 
 rule estimate_llc:
@@ -189,7 +189,7 @@ rule estimate_llc:
         checkpoints=checkpoint_inputs,
         data=data_files,
     output:
-        [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("estimate_llc")],
+        [MODEL / f"{t}.parquet" for t in tables_of("estimate_llc")],
     log:
         RUN / "logs" / "estimate_llc_{model}.log",
     benchmark:
@@ -198,8 +198,8 @@ rule estimate_llc:
         cfg=params_of("analysis.llc", "analysis.eval", "seed"),
         checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
         data=lambda wc: data_dir(wc.run, wc.model),
-        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
-        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / "estimate_llc",  # resumes a killed job
+        out=model_dir,
+        cache=lambda wc: model_dir(wc) / "cache" / "estimate_llc",  # resumes a killed job
     threads: CFG.analysis.threads
     priority: critical_first
     resources:
@@ -207,7 +207,7 @@ rule estimate_llc:
     shell:
         "TQDM_DISABLE=1 {PY} -m pipeline.llc --data {params.data} --checkpoints {params.checkpoints} "
         "--out {params.out} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} "
-        "2>&1 | tee {log}"
+        + TEE
 
 
 rule causal_part:
@@ -231,7 +231,7 @@ rule causal_part:
         checkpoints=lambda wc: causal_parts(wc.run, wc.model)[wc.part],
         data=lambda wc: data_dir(wc.run, wc.model),
         out=lambda wc: part_dir(wc, "causal_checkpoints"),
-        cache=lambda wc: RESULTS / wc.run / "models" / wc.model / "cache" / f"causal_checkpoints_{wc.part}",
+        cache=lambda wc: model_dir(wc) / "cache" / f"causal_checkpoints_{wc.part}",
     threads: CFG.analysis.threads
     priority: critical_first
     resources:
@@ -240,21 +240,21 @@ rule causal_part:
         "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {params.checkpoints} "
         "--losses {input.losses} --heads {input.heads} --window {input.window} --out {params.out} "
         "--cache {params.cache} --run-config {input.run_config} --model {wildcards.model} --part {wildcards.part} "
-        "2>&1 | tee {log}"
+        + TEE
 
 
 rule causal_checkpoints:
     input:
         merged_parts("causal_checkpoints", causal_parts),
     output:
-        [RUN / "models" / "{model}" / f"{t}.parquet" for t in tables_of("causal_checkpoints")],
+        [MODEL / f"{t}.parquet" for t in tables_of("causal_checkpoints")],
     log:
         RUN / "logs" / "causal_checkpoints_{model}.log",
     params:
         parts=lambda wc: [parts_root(wc, "causal_checkpoints") / p for p in causal_parts(wc.run, wc.model)],
-        out=lambda wc: RESULTS / wc.run / "models" / wc.model,
+        out=model_dir,
     priority: critical_first
     resources:
         **resources_of("default"),
     shell:
-        "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} 2>&1 | tee {log}"
+        "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} " + TEE

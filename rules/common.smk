@@ -29,6 +29,13 @@ config["report"] = {"study": STUDY.name if STUDY else None,
                     "runs": {name: identity(run.configs)[:16] for name, run in RUNS.items()}}
 RESULTS = Path(CFG.results_dir)
 RUN = RESULTS / "{run}"
+MODEL = RUN / "models" / "{model}"  # a model's directory, in a rule's paths
+TEE = "2>&1 | tee {log}"  # the end of every step's shell command: its output to the terminal and its log
+
+
+def model_dir(wc):
+    """A model's directory, in an input function or param."""
+    return RESULTS / wc.run / "models" / wc.model
 
 
 def write_if_changed(path: Path, text: str):

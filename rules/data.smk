@@ -26,4 +26,4 @@ for data_kind in KINDS.values():
             **resources_of(data_kind.data_rule),
         shell:
             "{PY} -m pipeline.{params.module} --out {params.out} --run-config {input.run_config} "
-            "--model {params.model} 2>&1 | tee {log}"
+            "--model {params.model} " + TEE

@@ -24,4 +24,4 @@ for figure_module, (figure_tables, figure_config) in FIGURE_INPUTS.items():
             **resources_of(f"plot_{figure_module}"),
         shell:
             "{PY} -m pipeline.{params.module} --tables {params.tables} --out {params.out} {params.step_config} "
-            "2>&1 | tee {log}"
+            + TEE

@@ -3,7 +3,7 @@ rule fetch_hub_checkpoint:
     input:
         run_config=run_config,
     output:
-        RUN / "models" / "{model}" / "checkpoints" / "hub_{position}.safetensors",
+        MODEL / "checkpoints" / "hub_{position}.safetensors",
     log:
         RUN / "logs" / "fetch_hub_checkpoint_{model}_{position}.log",
     wildcard_constraints:
@@ -16,4 +16,4 @@ rule fetch_hub_checkpoint:
     resources:
         **resources_of("fetch_hub_checkpoint"),
     shell:
-        "{PY} -m pipeline.hub --out {output} --position {params.position} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "{PY} -m pipeline.hub --out {output} --position {params.position} --run-config {input.run_config} --model {wildcards.model} " + TEE

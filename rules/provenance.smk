@@ -16,4 +16,4 @@ rule provenance:
     shell:
         "{PY} -m pipeline.provenance --out {output} --run-config {input.run_config} --manifests {input.manifests} "
         "--integrity {input.integrity} "
-        "--checkpoints {params.checkpoints} --outputs {input.outputs} 2>&1 | tee {log}"
+        "--checkpoints {params.checkpoints} --outputs {input.outputs} " + TEE

@@ -22,7 +22,7 @@ if STUDY:
         resources:
             **resources_of("aggregate_study"),
         shell:
-            "{PY} -m pipeline.study --spec {input.spec} --results {RESULTS} --out {STUDY_DIR}/tables 2>&1 | tee {log}"
+            "{PY} -m pipeline.study --spec {input.spec} --results {RESULTS} --out {STUDY_DIR}/tables " + TEE
 
     rule plot_study_figures:
         input:
@@ -39,4 +39,4 @@ if STUDY:
             **resources_of("plot_study_figures"),
         shell:
             "{PY} -m pipeline.study_figures --tables {STUDY_DIR}/tables --spec {input.spec} --out {STUDY_DIR}/figures "
-            "{params.step_config} 2>&1 | tee {log}"
+            "{params.step_config} " + TEE

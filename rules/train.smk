@@ -12,8 +12,8 @@ rule train_model:
         previous=previous_segment,
     output:
         # one directory per training job of the chain (jobs.train_split_at); its name holds its last step
-        checkpoints=directory(RUN / "models" / "{model}" / "checkpoints" / "{segment}"),
-        log_table=RUN / "models" / "{model}" / "train_log" / "{segment}.parquet",
+        checkpoints=directory(MODEL / "checkpoints" / "{segment}"),
+        log_table=MODEL / "train_log" / "{segment}.parquet",
     log:
         RUN / "logs" / "train_{model}_{segment}.log",
     wildcard_constraints:
@@ -24,7 +24,7 @@ rule train_model:
     params:
         cfg=params_of("data", "model", "train", "seed"),
         data=lambda wc: data_dir(wc.run, wc.model),
-        state=lambda wc: RESULTS / wc.run / "models" / wc.model / "train_state",  # resume state; not an output
+        state=lambda wc: model_dir(wc) / "train_state",  # resume state; not an output
         after=lambda wc: int(Path(previous_segment(wc)[0]).name[3:]) if previous_segment(wc) else 0,
         until=lambda wc: int(wc.segment[3:]),
     threads: CFG.train.threads
@@ -34,4 +34,4 @@ rule train_model:
     shell:
         "{PY} -m pipeline.train --data {params.data} --out {output.checkpoints} --state {params.state} "
         "--after {params.after} --until {params.until} --log {output.log_table} "
-        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
+        "--run-config {input.run_config} --model {wildcards.model} " + TEE
