@@ -108,6 +108,21 @@ def ablation_row(losses: np.ndarray, condition: str, method: str, heads: list[He
             "icl_se": float(bootstrap_se(per_sequence, icl_cfg.n_bootstrap, seed))}
 
 
+def ablation_rows(model, forward, intact: np.ndarray, sample: torch.Tensor, conditions: dict, analysis_cfg,
+                  seed: int) -> list[dict]:
+    """The intact ICL row, then each condition's heads zero- and/or mean-ablated, on the same sequences."""
+    abl, icl_cfg = analysis_cfg.ablation, analysis_cfg.icl
+    rows = [ablation_row(intact, "none", "none", [], icl_cfg, seed)]
+    mean_z = mean_head_outputs(model, sample[: abl.mean_sequences],
+                               {layer for heads in conditions.values() for layer, _ in heads})
+    for condition, chosen in conditions.items():
+        for method in abl.methods:
+            with ablated(model, chosen, mean_z if method == "mean" else None):
+                losses = per_token_losses(forward, sample, analysis_cfg.eval.batch).numpy()
+            rows.append(ablation_row(losses, condition, method, chosen, icl_cfg, seed))
+    return rows
+
+
 def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, windows: pd.DataFrame,
                    eval_tokens: np.ndarray, bos_id: int, analysis_cfg, seed: int, text_tokens=None,
                    cache: StepCache | None = None, encode=None):
@@ -119,7 +134,7 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
     `encode` (text -> token ids) is the model's tokenizer, for tasks built from text (ioi).
     Checkpoints found in `cache` (finished by an interrupted run) are not analysed again.
     """
-    abl, icl_cfg = analysis_cfg.ablation, analysis_cfg.icl
+    abl = analysis_cfg.ablation
     config = checkpoint_meta(checkpoints[0])["config"]
     sample = eval_windows(eval_tokens, analysis_cfg.eval.n_sequences, config["n_ctx"])
     subset = np.unique(np.linspace(0, len(sample) - 1, abl.n_sequences).round().astype(int))
@@ -132,22 +147,15 @@ def analyse_causal(checkpoints: list[Path], cached: dict, heads: pd.DataFrame, w
                                           analysis_cfg.patching.resid_checkpoints))
     final_step = int(heads.step.max())
     text_index = most_repetitive(sample) if text_tokens is None else None
-    if text_index is not None:
-        text_tokens = sample[text_index:text_index + 1]
+    text_tokens = sample[text_index:text_index + 1] if text_index is not None else text_tokens
     cached_steps = list(cached["steps"])
 
     def analyse(model, meta, forward):
         intact = cached["losses"][cached_steps.index(meta["step"])]
         rows = {name: [] for name in tables_of("causal_checkpoints")}
         if targets:
-            rows["ablation"].append(ablation_row(intact[subset], "none", "none", [], icl_cfg, seed))
-            mean_z = mean_head_outputs(model, sample[subset][: abl.mean_sequences],
-                                       {layer for heads in conditions.values() for layer, _ in heads})
-            for condition, chosen in conditions.items():
-                for method in abl.methods:
-                    with ablated(model, chosen, mean_z if method == "mean" else None):
-                        losses = per_token_losses(forward, sample[subset], analysis_cfg.eval.batch).numpy()
-                    rows["ablation"].append(ablation_row(losses, condition, method, chosen, icl_cfg, seed))
+            rows["ablation"] = ablation_rows(model, forward, intact[subset], sample[subset], conditions,
+                                             analysis_cfg, seed)
         for name, task in tasks.items():
             task_rows = task_tables(model, task, meta["step"] in resid_steps, analysis_cfg.patching.min_gap,
                                     analysis_cfg.tasks.attention_heads if meta["step"] == final_step else 0)
