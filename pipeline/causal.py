@@ -28,7 +28,7 @@ from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file
 from pipeline.loop import each_checkpoint, write_model_tables
-from pipeline.outputs import tables_of
+from pipeline.outputs import STEP_CONFIG, tables_of
 from pipeline.phase import steps_around_window
 from pipeline.scores import compiled, per_token_losses, seen_tokens
 from pipeline.tasks import TaskContext, build_tasks, task_tables
@@ -199,7 +199,7 @@ def main():
     text_tokens = text_to_tokens(tokenizer, text, bos_id, cfg.model.n_ctx) if text else None
     cached = dict(np.load(args.losses))
     inputs = "".join(sha256_file(p) for p in (args.losses, args.heads, args.window))
-    cache = StepCache(args.cache, section(cfg, "analysis", "seed") + inputs)
+    cache = StepCache(args.cache, section(cfg, *STEP_CONFIG["causal_checkpoints"]) + inputs)
     tables = analyse_causal(sorted(args.checkpoints), cached, pd.read_parquet(args.heads),
                             pd.read_parquet(args.window), load_split(args.data, "eval"), bos_id, cfg.analysis,
                             cfg.seed, text_tokens, cache, lambda text: tokenizer.encode(text).ids)

@@ -27,7 +27,7 @@ from pipeline.config import section
 from pipeline.io import StepCache, UserError, run_cli
 from pipeline.kinds import kind_of, subject_module
 from pipeline.loop import each_checkpoint, write_model_tables
-from pipeline.outputs import tables_of
+from pipeline.outputs import STEP_CONFIG, tables_of
 
 HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")  # indexed by head first
 
@@ -118,7 +118,7 @@ def main():
                     out="directory for the per-model tables (.parquet)",
                     cache="directory for finished checkpoints' results (resumes a killed job)")
     torch.set_num_threads(cfg.analysis.threads)
-    cache = StepCache(args.cache, section(cfg, "analysis.llc", "analysis.eval", "seed")
+    cache = StepCache(args.cache, section(cfg, *STEP_CONFIG["estimate_llc"])
                       + (args.data / "manifest.json").read_text())
     input_ids, loss_fn = subject_module(kind_of(cfg).name).llc_data(cfg, args.data)
     tables = estimate_llcs(sorted(args.checkpoints), input_ids, loss_fn, cfg.analysis.llc, cfg.seed, cache)

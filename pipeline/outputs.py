@@ -50,6 +50,13 @@ FIGURE_INPUTS = {
                            ["figures", "analysis.window.score", "analysis.probe"]),
 }
 HTML_FIGURES = {"token_loss_change": "causal_figures", "task_attention": "causal_figures"}  # also as interactive .html
+# step -> the config sections it reads, declared once: its rule's params (a change reruns it) and its cache key
+# (the score step's are each kind's score_config, pipeline/kinds.py)
+STEP_CONFIG = {
+    "estimate_llc": ("analysis.llc", "analysis.eval", "seed"),
+    "causal_checkpoints": ("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text",
+                           "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
+}
 # producer (rule or figure module) -> the config key that switches it, its tables and figures on
 OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.enabled"}
 # producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has

@@ -195,7 +195,7 @@ rule estimate_llc:
     benchmark:
         RUN / "benchmarks" / "estimate_llc_{model}.tsv"
     params:
-        cfg=params_of("analysis.llc", "analysis.eval", "seed"),
+        cfg=params_of(*STEP_CONFIG["estimate_llc"]),
         checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
         data=lambda wc: data_dir(wc.run, wc.model),
         out=model_dir,
@@ -226,8 +226,7 @@ rule causal_part:
     benchmark:
         RUN / "benchmarks" / "causal_checkpoints_{model}_{part}.tsv"
     params:
-        cfg=params_of("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text",
-                      "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
+        cfg=params_of(*STEP_CONFIG["causal_checkpoints"]),
         checkpoints=lambda wc: causal_parts(wc.run, wc.model)[wc.part],
         data=lambda wc: data_dir(wc.run, wc.model),
         out=lambda wc: part_dir(wc, "causal_checkpoints"),

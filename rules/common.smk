@@ -15,8 +15,8 @@ import yaml
 from pipeline.config import identity, plan, section
 from pipeline.io import UserError, atomic_path
 from pipeline.kinds import KINDS, kind_of
-from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption, run_figures,
-                              run_tables, study_figure_names, study_member_tables, study_tables, tables_of)
+from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STEP_CONFIG, STUDY_FIGURES, TABLES, caption,
+                              run_figures, run_tables, study_figure_names, study_member_tables, study_tables, tables_of)
 from pipeline.schedule import checkpoint_name, interleaved, segments
 
 try:

@@ -1,5 +1,5 @@
-"""The import graph of pipeline/ has no cycles: every import, at module level or inside a function, read
-with `ast`."""
+"""The structure of pipeline/, read with `ast`: no import cycles (every import, at module level or inside a
+function), no private names across modules, and every function short enough to read at a glance."""
 
 import ast
 from pathlib import Path
@@ -46,3 +46,10 @@ def test_no_private_names_cross_modules():
                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline")
                for alias in node.names if alias.name.startswith("_")]
     assert private == []
+
+
+def test_every_function_is_under_50_lines():
+    long = [(p.name, node.name, node.end_lineno - node.lineno + 1) for p in PIPELINE.glob("*.py")
+            for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.FunctionDef)
+            and node.end_lineno - node.lineno + 1 >= 50]
+    assert long == []
