@@ -57,8 +57,8 @@ KINDS = {
         data_files=("tasks.npy", "eval.npz", "manifest.json"),
         head_scores=("xy_probe", "previous_token"),
         extra_tables=("regression_eval", "probe_attention"),
-        score_config=("analysis.probe", "analysis.eval", "data", "seed"), data_config=("data", "seed", "analysis.eval.n_sequences"),
-        data_rule="prepare_regression",
+        score_config=("analysis.probe", "analysis.eval", "data", "seed"),
+        data_config=("data", "seed", "analysis.eval.n_sequences"), data_rule="prepare_regression",
         rule_suffix="_regression"),
 }
 

@@ -114,7 +114,8 @@ def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc
 
 def main():
     args, cfg = cli("Local learning coefficient of every checkpoint of one model (devinterp SGLD).",
-                    data="data directory (the kind's eval data)", checkpoints={"nargs": "+", "help": "the model's checkpoints"},
+                    data="data directory (the kind's eval data)",
+                    checkpoints={"nargs": "+", "help": "the model's checkpoints"},
                     out="directory for the per-model tables (.parquet)",
                     cache="directory for finished checkpoints' results (resumes a killed job)")
     torch.set_num_threads(cfg.analysis.threads)

@@ -116,7 +116,8 @@ def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepC
 
 def main():
     score_step("Measure every checkpoint of one in-context-regression model.", "regression",
-               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(checkpoints, load_eval(data_dir), cfg, cache))
+               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(checkpoints, load_eval(data_dir), cfg,
+                                                                             cache))
 
 
 if __name__ == "__main__":

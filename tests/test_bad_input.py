@@ -126,7 +126,8 @@ CASES = {
                              ["data.n_tasks=0: input should be greater than or equal to 1"]),
     "regression: probe outside the context": (snakemake("+experiment=regression_tiny,analysis.probe.later=8"),
                                               ["analysis.probe: pairs earlier=1, later=8", "data.n_pairs=8"]),
-    "regression: a language-model score": (snakemake("+experiment=regression_tiny,analysis.window.score=prefix_matching"),
+    "regression: a language-model score": (snakemake("+experiment=regression_tiny,"
+                                                     "analysis.window.score=prefix_matching"),
                                            ["analysis.window.score: 'prefix_matching' is not a score of regression",
                                             "xy_probe"]),
     "language model: a regression score": (snakemake("+experiment=tiny,analysis.window.score=xy_probe"),

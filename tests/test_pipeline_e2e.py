@@ -14,7 +14,8 @@ from pipeline.io import sha256_file
 from pipeline.schedule import checkpoint_steps
 
 # a language-model run's tables and figures (the regression kind's are tested in test_regression_study.py)
-TABLES = [t for t, step in outputs.TABLES.items() if outputs.for_kind(t, "language") and outputs.for_kind(step, "language")]
+TABLES = [t for t, step in outputs.TABLES.items()
+          if outputs.for_kind(t, "language") and outputs.for_kind(step, "language")]
 FIGURES = [f for f, (module, _) in outputs.FIGURES.items() if outputs.for_kind(module, "language")]
 HTML_FIGURES = list(outputs.HTML_FIGURES)
 
