@@ -5,13 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pipeline.model import (
-    TrainingTwin,
-    hooked_config_kwargs,
-    hooked_transformer,
-    load_checkpoint,
-    save_checkpoint,
-)
+from pipeline.checkpoints import load_checkpoint, save_checkpoint
+from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transformer
 
 CFG = SimpleNamespace(name="test_2l", n_layers=2, d_model=64, n_heads=4, n_ctx=32)
 VARIANTS = {"attn_only": CFG, "smeared_keys": SimpleNamespace(**vars(CFG), smeared_keys=True),
