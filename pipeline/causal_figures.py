@@ -13,11 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.cli import cli
 from pipeline.io import UserError, atomic_path, run_cli
-from pipeline.outputs import HTML_FIGURES, tables_of
+from pipeline.outputs import HTML_FIGURES
 from pipeline.plotting import MODEL_COLORS, log_tokens_axis, models_of, shade_windows, trained_only
-from pipeline.snapshots import save_figures
+from pipeline.snapshots import figure_step
 
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
@@ -349,13 +348,10 @@ def token_loss_over_training(tokens: pd.DataFrame, windows: pd.DataFrame, models
     return fig
 
 
-def main():
-    args, cfg = cli("Draw the causal figures of a run from its tables.",
-                    tables="directory of the run's tables (*.csv)", out="figure directory")
-    t = {name: pd.read_csv(args.tables / f"{name}.csv", keep_default_na=False, na_values=[""])
-         for name in [*tables_of("causal_checkpoints"), "head_scores", "phase_window"]}
+def draws(t: dict, cfg) -> dict:
+    """Each figure of the module, from the run's tables."""
     windows, score, models = t["phase_window"], cfg.analysis.ablation.score, models_of(t["head_scores"])
-    draw = {
+    return {
         "ablation": lambda: ablation_icl(t["ablation"], windows),
         "patching_heads": lambda: patching_heatmaps(t["patching"], "head_out"),
         "patching_resid": lambda: patching_heatmaps(t["patching"], "resid_pre"),
@@ -369,11 +365,15 @@ def main():
         "token_loss_over_training": lambda: token_loss_over_training(t["token_losses"], windows, models,
                                                                      list(cfg.analysis.token_loss.track)),
     }
-    save_figures("causal_figures", draw, t, cfg, args.tables, args.out)
+
+
+def main():
+    t, cfg, out = figure_step("causal_figures", "Draw the causal figures of a run from its tables.", draws)
+    windows, models = t["phase_window"], models_of(t["head_scores"])
     html_views = {"token_loss_change": lambda: token_loss_html(t["token_losses"], windows, models),
                   "task_attention": lambda: task_attention_html(t["task_attention"])}
     for name in [name for name, producer in HTML_FIGURES.items() if producer == "causal_figures"]:
-        with atomic_path(args.out / f"{name}.html") as tmp:
+        with atomic_path(out / f"{name}.html") as tmp:
             tmp.write_text(html_views[name](), encoding="utf-8")
 
 

@@ -13,11 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from pipeline.cli import cli
 from pipeline.io import run_cli  # noqa: E402
 from pipeline.phase import steps_around_window  # noqa: E402
 from pipeline.plotting import MODEL_COLORS, log_tokens_axis, models_of, shade_windows, trained_only  # noqa: E402
-from pipeline.snapshots import save_figures  # noqa: E402
+from pipeline.snapshots import figure_step  # noqa: E402
 
 
 def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[str]) -> plt.Figure:
@@ -212,14 +211,10 @@ def loss_by_position(positions: pd.DataFrame, windows: pd.DataFrame, icl_positio
     return fig
 
 
-def main():
-    args, cfg = cli("Draw every figure of a run from its tables.", tables="directory of the run's tables (*.csv)",
-                    out="figure directory")
-    t = {name: pd.read_csv(args.tables / f"{name}.csv")
-         for name in ["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log", "composition"]}
-    windows = t["phase_window"]
-    score = cfg.analysis.window.score
-    draw = {
+def draws(t: dict, cfg) -> dict:
+    """Each figure of the module, from the run's tables."""
+    windows, score = t["phase_window"], cfg.analysis.window.score
+    return {
         "prefix_matching": lambda: head_score_lines(t["head_scores"], windows, [score]),
         "head_scores": lambda: head_score_lines(t["head_scores"], windows, list(cfg.analysis.head_scores.names)),
         "head_heatmaps": lambda: head_heatmaps(t["head_scores"], windows, score, cfg.figures.heatmap_checkpoints),
@@ -230,7 +225,10 @@ def main():
         "loss_by_position": lambda: loss_by_position(t["loss_by_position"], windows,
                                                      t["icl"][["icl_early", "icl_late"]].iloc[0].tolist()),
     }
-    save_figures("figures", draw, t, cfg, args.tables, args.out)
+
+
+def main():
+    figure_step("figures", "Draw the phase-change figures of a run from its tables.", draws)
 
 
 if __name__ == "__main__":

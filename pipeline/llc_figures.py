@@ -9,12 +9,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline.cli import cli
 from pipeline.figures import band_lines, circuit_heads
 from pipeline.io import run_cli
-from pipeline.outputs import tables_of
 from pipeline.plotting import log_tokens_axis, models_of, shade_windows, trained_only
-from pipeline.snapshots import save_figures
+from pipeline.snapshots import figure_step
 
 
 def llc_slope(llc: pd.DataFrame) -> pd.DataFrame:
@@ -110,19 +108,19 @@ def sgld_traces(trace: pd.DataFrame, burn_in: int) -> plt.Figure:
     return fig
 
 
-def main():
-    args, cfg = cli("Draw the LLC figures of a run from its tables.", tables="directory of the run's tables (*.csv)",
-                    out="figure directory")
-    t = {name: pd.read_csv(args.tables / f"{name}.csv")
-         for name in [*tables_of("estimate_llc"), "head_scores", "phase_window"]}
+def draws(t: dict, cfg) -> dict:
+    """Each figure of the module, from the run's tables."""
     windows, score = t["phase_window"], cfg.analysis.window.score
-    draw = {
+    return {
         "llc": lambda: llc_over_training(t["llc"], windows),
         "llc_slope": lambda: slope_against_prefix_matching(t["llc"], t["head_scores"], windows, score),
         "llc_heads": lambda: head_llc(t["llc_heads"], t["head_scores"], windows, score),
         "llc_traces": lambda: sgld_traces(t["llc_trace"], cfg.analysis.llc.burn_in),
     }
-    save_figures("llc_figures", draw, t, cfg, args.tables, args.out)
+
+
+def main():
+    figure_step("llc_figures", "Draw the LLC figures of a run from its tables.", draws)
 
 
 if __name__ == "__main__":

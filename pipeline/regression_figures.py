@@ -10,11 +10,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipeline.cli import cli
 from pipeline.io import run_cli
 from pipeline.phase import steps_around_window
 from pipeline.plotting import MODEL_COLORS, TOKENS, WINDOW_STYLE
-from pipeline.snapshots import save_figures
+from pipeline.snapshots import figure_step
 
 DISTRIBUTION_TITLES = {"pretrain": "pretraining tasks", "true": "true tasks (fresh Gaussian w)"}
 
@@ -119,20 +118,20 @@ def top_head_attention(attention: pd.DataFrame, heads: pd.DataFrame, score: str,
     return fig
 
 
-def main():
-    args, cfg = cli("Draw the figures of an in-context-regression run from its tables.",
-                    tables="directory of the run's tables (*.csv)", out="figure directory")
-    t = {name: pd.read_csv(args.tables / f"{name}.csv")
-         for name in ["regression_eval", "probe_attention", "head_scores", "phase_window"]}
+def draws(t: dict, cfg) -> dict:
+    """Each figure of the module, from the run's tables."""
     windows, score = t["phase_window"], cfg.analysis.window.score
-    draw = {
+    return {
         "regression_mse": lambda: mse_by_position(t["regression_eval"], windows, cfg.figures.heatmap_checkpoints),
         "regression_deltas": lambda: baseline_deltas(t["regression_eval"], windows),
         "regression_probe": lambda: probe_ranking(t["head_scores"], windows, score),
         "regression_attention": lambda: top_head_attention(t["probe_attention"], t["head_scores"], score,
                                                            cfg.analysis.probe),
     }
-    save_figures("regression_figures", draw, t, cfg, args.tables, args.out)
+
+
+def main():
+    figure_step("regression_figures", "Draw the figures of an in-context-regression run from its tables.", draws)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from pipeline.cli import cli
 from pipeline.integrity import integrity_note
-from pipeline.outputs import figures_of
+from pipeline.outputs import FIGURE_INPUTS, figures_of
 from pipeline.plotting import MODEL_COLORS, models_of, save
 
 
@@ -149,6 +150,17 @@ SNAPSHOTS = {
 def snapshot_draws(names: list[str], t: dict, cfg) -> dict:
     """The snapshot figure for each of `names` that has one (the others draw as usual)."""
     return {name: (lambda name=name: SNAPSHOTS[name](t, cfg)) for name in names if name in SNAPSHOTS}
+
+
+def figure_step(module: str, description: str, draws) -> tuple[dict, object, Path]:
+    """The CLI of a figure module: read the run tables it declares (pipeline.outputs.FIGURE_INPUTS), then draw
+    and save its figures, `draws(tables, cfg) -> {name: () -> Figure}`. Returns the tables, config and figure
+    directory for what else the module writes."""
+    args, cfg = cli(description, tables="directory of the run's tables (*.csv)", out="figure directory")
+    tables = {name: pd.read_csv(args.tables / f"{name}.csv", keep_default_na=False, na_values=[""])
+              for name in FIGURE_INPUTS[module][0]}
+    save_figures(module, draws(tables, cfg), tables, cfg, args.tables, args.out)
+    return tables, cfg, args.out
 
 
 def save_figures(module: str, draw: dict, tables: dict, cfg, tables_dir: Path, out: Path):
