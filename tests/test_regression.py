@@ -120,3 +120,20 @@ def test_probe_scores_hand_built_attention():
     assert torch.allclose(xy_probe(uniform, probe), torch.full((2,), 1 / (query + 1)))
     assert torch.equal(previous_token(previous, probe), torch.ones(2))
     assert torch.equal(xy_probe(previous, probe), torch.zeros(2))
+
+
+def test_training_resumes_exactly_across_a_chain_of_jobs(tmp_path):
+    """Two jobs (0-20, then 20-40) end with the bytes of one job 0-40: the sampler's state travels with the
+    resume state, so every step sees the batch it would have seen."""
+    from pipeline.regression_model import tasks_subject
+    from pipeline.train import train
+
+    cfg = compose(["+experiment=regression_tiny", "train.steps=40", "train.n_checkpoints=3"])
+    tasks = draw_tasks(cfg.data, cfg.seed)
+    whole = train(tasks_subject(cfg, tasks), cfg.train, cfg.seed, tmp_path / "whole", tmp_path / "whole_state")
+    train(tasks_subject(cfg, tasks), cfg.train, cfg.seed, tmp_path / "first", tmp_path / "state", after=0, until=20)
+    chained = train(tasks_subject(cfg, tasks), cfg.train, cfg.seed, tmp_path / "second", tmp_path / "state",
+                    after=20, until=40)
+    assert [row["train_loss"] for row in chained] == [row["train_loss"] for row in whole]
+    final = "step_000040.safetensors"
+    assert (tmp_path / "second" / final).read_bytes() == (tmp_path / "whole" / final).read_bytes()
