@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import snakemake
 
-from pipeline.config import compose
+from pipeline.config import compose, resolve_run
 from pipeline.outputs import (
     FIGURES,
     run_figures,
@@ -19,38 +19,48 @@ from pipeline.outputs import (
 SWEEP = "sweep=[data.n_tasks=2,null,seed=0,1]"
 OVERRIDES = "overrides=[+experiment=regression_tiny]"
 MEMBER = compose(["+experiment=regression_tiny"])
+MEMBER_OVERRIDES = "+experiment=regression_tiny,data.n_tasks=2,seed=0,run_name=null"  # as the study names it
 
 
 @pytest.fixture(scope="module")
 def tiny_regression_study(tmp_path_factory):
+    """The study, then one member's own outputs (LLC, figures) asked for as an ordinary run: (workdir, study
+    directory, member directories, that member's second snakemake process)."""
     workdir = tmp_path_factory.mktemp("regression_study")
     result = snakemake(workdir, OVERRIDES, config=SWEEP)
     assert result.returncode == 0, result.stderr[-3000:]
     results = workdir / "results"
     (study,) = [p for p in results.iterdir() if p.name.startswith("sweep-")]
     members = {p.name: p for p in results.iterdir() if p != study}
-    return workdir, study, members
+    member = snakemake(workdir, config=f"overrides=[{MEMBER_OVERRIDES}]")
+    assert member.returncode == 0, member.stderr[-3000:]
+    return workdir, study, members, member
 
 
-def test_members_are_ordinary_runs_with_every_table_and_figure(tiny_regression_study):
-    _, _, members = tiny_regression_study
+def test_a_member_is_an_ordinary_run_with_every_table_and_figure(tiny_regression_study):
+    """A study's target is its aggregate; the member's own LLC and figures are one snakemake away and reuse
+    its training and scores."""
+    _, _, members, member = tiny_regression_study
     assert len(members) == 4
+    run = members[resolve_run(MEMBER_OVERRIDES.split(",")).name]
     tables, figures = run_tables(MEMBER), run_figures(MEMBER)
     assert {"regression_eval", "probe_attention", "llc", "icl", "phase_window"} <= set(tables)
     assert not {"ablation", "patching"} & set(tables)  # language-model analyses are not asked of it
     assert {n for n in figures if FIGURES[n][0] == "regression_figures"} == {
         "regression_mse", "regression_deltas", "regression_probe", "regression_attention"}
-    for run in members.values():
-        for table in tables:
-            assert len(pd.read_csv(run / "tables" / f"{table}.csv")), f"{run.name}: {table} is empty"
-        for figure in figures:
-            assert (run / "figures" / f"{figure}.png").stat().st_size > 0
-        steps = pd.read_csv(run / "tables" / "regression_eval.csv").step.unique()
-        assert set(pd.read_csv(run / "tables" / "llc.csv").step) == set(steps)  # the LLC on every checkpoint
+    for table in set(tables) - {"integrity"}:  # integrity lists duplicated checkpoints: none here
+        assert len(pd.read_csv(run / "tables" / f"{table}.csv")), f"{table} is empty"
+    for figure in figures:
+        assert (run / "figures" / f"{figure}.png").stat().st_size > 0
+    steps = pd.read_csv(run / "tables" / "regression_eval.csv").step.unique()
+    assert set(pd.read_csv(run / "tables" / "llc.csv").step) == set(steps)  # the LLC on every checkpoint
+    out = (member.stdout + member.stderr).splitlines()
+    jobs = [line.split()[0] for line in out if len(line.split()) == 2 and line.split()[1].isdigit()]
+    assert "estimate_llc" in jobs and "train_model" not in jobs and "score_checkpoints_regression" not in jobs
 
 
 def test_dmmse_is_ridge_only_for_infinitely_many_tasks(tiny_regression_study):
-    _, study, _ = tiny_regression_study
+    _, study, _, _ = tiny_regression_study
     evals = pd.read_csv(study / "tables" / "regression_eval.csv")
     late = evals[evals.position > 0]
     infinite, finite = late[np.isinf(late["data.n_tasks"])], late[late["data.n_tasks"] == 2]
@@ -61,7 +71,7 @@ def test_dmmse_is_ridge_only_for_infinitely_many_tasks(tiny_regression_study):
 
 def test_transition_is_the_band_of_the_members_last_checkpoint(tiny_regression_study):
     """Recomputed here from the member tables: last checkpoint, last position, median/min/max over seeds."""
-    _, study, members = tiny_regression_study
+    _, study, members, _ = tiny_regression_study
     spec = pd.read_csv(study / "tables" / "icl.csv")[["run", "data.n_tasks", "seed"]].drop_duplicates()
     rows = []
     for _, member in spec.iterrows():
@@ -81,7 +91,7 @@ def test_transition_is_the_band_of_the_members_last_checkpoint(tiny_regression_s
 
 
 def test_every_study_table_and_figure_is_written(tiny_regression_study):
-    _, study, _ = tiny_regression_study
+    _, study, _, _ = tiny_regression_study
     for table in study_tables("regression"):
         assert len(pd.read_csv(study / "tables" / f"{table}.csv")), table
     assert "study_transition" in study_figure_names("regression")
@@ -90,6 +100,6 @@ def test_every_study_table_and_figure_is_written(tiny_regression_study):
 
 
 def test_rerun_does_nothing(tiny_regression_study):
-    workdir, _, _ = tiny_regression_study
+    workdir, _, _, _ = tiny_regression_study
     result = snakemake(workdir, OVERRIDES, "-n", config=SWEEP)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
