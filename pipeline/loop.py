@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from pipeline.checkpoints import checkpoint_meta, load_checkpoint, load_weights, verify_checkpoint
@@ -56,13 +57,10 @@ def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache
     return results
 
 
-
 def score_step(description: str, kind: str, analyse: Callable):
     """The thin CLI of every kind's score step: `analyse(checkpoints, data_dir, cfg, cache) -> (tables, losses)`
     over the model's checkpoints, then its tables and its stacked per-position losses (n_checkpoints,
     n_sequences, n_positions) with their steps and tokens seen; the cache key is the kind's score_config."""
-    import numpy as np
-
     args, cfg = cli(description, data="the model's data directory",
                     checkpoints={"nargs": "+", "help": "the model's checkpoints (.safetensors)"},
                     out="directory for the per-model tables (.parquet)", losses_out="per-position losses (.npz)",
