@@ -24,6 +24,14 @@ include: "rules/provenance.smk"
 include: "rules/study.smk"
 
 
+# Seconds-long bookkeeping stays on the submitting node instead of waiting in a cluster queue.
+localrules:
+    all,
+    check_checkpoints,
+    collect_table,
+    provenance,
+
+
 rule all:
     input:
         final_outputs(),

@@ -8,6 +8,9 @@ if STUDY:
     SPEC_TEXT = yaml.safe_dump(STUDY.spec(CFG.analysis.window.score, CFG.analysis.pca.n_components), sort_keys=False)
     write_if_changed(STUDY_SPEC, SPEC_TEXT)
 
+    localrules:
+        aggregate_study,
+
     rule aggregate_study:
         input:
             spec=ancient(STUDY_SPEC),

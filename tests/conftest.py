@@ -10,11 +10,20 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = "overrides=[+experiment=tiny]"
 
 
-def snakemake(workdir, *args, config=TINY, env=None, timeout=600):
+def snakemake(workdir, *args, config=TINY, env=None, timeout=1200):
     """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--cores", "2", "--config", config, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def pytest_collection_modifyitems(items):
+    """For `pytest -n 2 --dist loadgroup` (the README's test command): a module runs whole on one worker, so
+    its module-scoped runs are made once, and the modules that read the shared tiny run run together."""
+    shares_tiny_run = {item.module for item in items if "tiny_run" in item.fixturenames}
+    for item in items:
+        group = "tiny_run" if item.module in shares_tiny_run else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

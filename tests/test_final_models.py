@@ -43,7 +43,7 @@ def cache(tmp_path_factory):
 def run_pipeline(workdir, overrides: list[str]):
     config = "overrides=[" + ",".join(map(repr, overrides)) + "]"  # the templates hold quotes
     result = subprocess.run([PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
-                             "2", "--config", config], capture_output=True, text=True, timeout=900, env=OFFLINE)
+                             "2", "--config", config], capture_output=True, text=True, timeout=1800, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir / "results" / "tiny"
 

@@ -36,14 +36,14 @@ def hub_run(cache, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hubrun")
     config = "overrides=[" + ",".join(f"'{o}'" for o in overrides(home)) + "]"
     result = subprocess.run([PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
-                             "2", "--config", config], capture_output=True, text=True, timeout=600, env=OFFLINE)
+                             "2", "--config", config], capture_output=True, text=True, timeout=1200, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir / "results" / "tiny"
 
 
 def test_hub_run_writes_the_same_tables_and_figures_as_the_default(hub_run):
-    for table in TABLES:
-        assert (hub_run / "tables" / f"{table}.csv").exists()
+    for table in set(TABLES) - {"integrity"}:  # integrity: duplicated revisions only (its own test below)
+        assert set(pd.read_csv(hub_run / "tables" / f"{table}.csv").model) == {"attn_only_2l_hub"}, table
     for figure in FIGURES:
         assert (hub_run / "figures" / f"{figure}.png").stat().st_size > 5000
     heads = pd.read_csv(hub_run / "tables" / "head_scores.csv")

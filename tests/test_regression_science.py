@@ -21,7 +21,7 @@ PRIOR = 1 + 0.125 / 4  # MSE / D of predicting 0: (D + sigma^2) / D
 def members(tmp_path_factory):
     """Each member's regression_eval table at the last position, keyed by its number of tasks (inf for null)."""
     workdir = tmp_path_factory.mktemp("regression_science")
-    result = snakemake(workdir, OVERRIDES, config=SWEEP, timeout=2400)
+    result = snakemake(workdir, OVERRIDES, config=SWEEP, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
     (study,) = [p for p in (workdir / "results").iterdir() if p.name.startswith("sweep-")]
     evals = pd.read_csv(study / "tables" / "regression_eval.csv")

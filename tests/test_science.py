@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
 def default_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("default")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
     tables = workdir / "results" / "default" / "tables"
     return {name: pd.read_csv(tables / f"{name}.csv") for name in ["head_scores", "icl", "phase_window", "ablation"]}
@@ -73,7 +73,7 @@ def smeared_run(tmp_path_factory):
                  "analysis.eval.n_sequences=256]")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
            "--config", overrides]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = [p for p in (workdir / "results").iterdir() if p.is_dir()]
     return {name: pd.read_csv(run / "tables" / f"{name}.csv") for name in ["head_scores", "icl", "phase_window"]}
