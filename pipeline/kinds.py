@@ -60,6 +60,15 @@ KINDS = {
         score_config=("analysis.probe", "analysis.eval", "data", "seed"),
         data_config=("data", "seed", "analysis.eval.n_sequences"), data_rule="prepare_regression",
         rule_suffix="_regression"),
+    "markov": Kind(
+        name="markov", data_module="markov", score_module="markov_scores", subject_module="markov",
+        data_sources=("markov",), data_files=("eval.npz", "manifest.json"),
+        head_scores=("prefix_matching", "induction", "previous_token", "duplicate_token", "current_token",
+                     "first_token"),
+        extra_tables=("markov_strategies",),
+        score_config=("analysis.head_scores", "analysis.eval", "data", "seed"),
+        data_config=("data", "seed", "analysis.eval.n_sequences"), data_rule="prepare_markov",
+        rule_suffix="_markov"),
 }
 
 

@@ -36,6 +36,7 @@ FIGURES = {
        ["llc", "llc_slope", "llc_heads", "llc_traces"]},
     **{name: ("regression_figures", "5. In-context regression") for name in
        ["regression_mse", "regression_deltas", "regression_probe", "regression_attention"]},
+    "markov_strategies": ("markov_figures", "6. In-context Markov chains"),
 }
 # figure module -> the run tables it reads (its rule's inputs) and the config sections it depends on
 FIGURE_INPUTS = {
@@ -48,6 +49,8 @@ FIGURE_INPUTS = {
                     ["figures", "analysis.window.score", "analysis.llc.burn_in"]),
     "regression_figures": (["regression_eval", "probe_attention", "head_scores", "phase_window", "integrity"],
                            ["figures", "analysis.window.score", "analysis.probe"]),
+    "markov_figures": (["markov_strategies", "head_scores", "phase_window", "integrity"],
+                       ["figures", "analysis.window.score"]),
 }
 HTML_FIGURES = {"token_loss_change": "causal_figures", "task_attention": "causal_figures"}  # also as interactive .html
 # step -> the config sections it reads, declared once: its rule's params (a change reruns it) and its cache key
@@ -62,6 +65,7 @@ OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.e
 # producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has
 KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causal_figures": {"language"},
              "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},
+             "markov_figures": {"markov"},
              **{name: {kind.name} for kind in KINDS.values() for name in kind.extra_tables}}
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as

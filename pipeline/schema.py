@@ -101,11 +101,20 @@ class RegressionModel(Architecture):
     name: Name
 
 
+class MarkovModel(Architecture):
+    """The in-context Markov-chain transformer (pipeline/markov.py): its context is data.seq_len states."""
+    kind: Literal["markov"]
+    source: Literal["trained"]
+    name: Name
+
+
+SAMPLER_KINDS = ("regression", "markov")  # kinds whose models have their own schema
+
+
 def _model_tag(value) -> str:
-    """Which model schema a config is: the regression kind, else its source (trained or hub)."""
-    if isinstance(value, dict):
-        return "regression" if value.get("kind") == "regression" else str(value.get("source"))
-    return "regression" if getattr(value, "kind", None) == "regression" else str(getattr(value, "source", None))
+    """Which model schema a config is: a sampler's kind, else its source (trained or hub)."""
+    get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
+    return get("kind") if get("kind") in SAMPLER_KINDS else str(get("source"))
 
 
 class DataBase(Section):
@@ -141,6 +150,16 @@ class RegressionData(Section):
     n_pairs: Annotated[int, Field(ge=1, le=4096)]
     noise_variance: Positive
     n_tasks: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None
+
+
+class MarkovData(Section):
+    """In-context Markov chains: seq_len states per sequence from its own chain on n_states states, the rows of
+    its transition matrix ~ Dirichlet(alpha) (doubly_stochastic: then balanced so every state is as frequent)."""
+    source: Literal["markov"]
+    n_states: Annotated[int, Field(ge=2, le=1000)]
+    seq_len: Annotated[int, Field(ge=2, le=8192)]
+    alpha: Positive
+    prior: Literal["dirichlet", "doubly_stochastic"]
 
 
 class Jobs(Section):
@@ -299,9 +318,10 @@ class Root(Section):
     hub_cache: Optional[Text] = None
     resources: dict[Name, dict[Name, Union[Annotated[int, Field(ge=0)], Name]]]
     jobs: Jobs
-    data: Annotated[Union[StdlibData, FileData, PileData, RegressionData], Field(discriminator="source")]
+    data: Annotated[Union[StdlibData, FileData, PileData, RegressionData, MarkovData], Field(discriminator="source")]
     model: Annotated[Union[Annotated[TrainedModel, Tag("trained")], Annotated[HubModel, Tag("hub")],
-                           Annotated[RegressionModel, Tag("regression")]], Discriminator(_model_tag)]
+                           Annotated[RegressionModel, Tag("regression")], Annotated[MarkovModel, Tag("markov")]],
+                     Discriminator(_model_tag)]
     train: Train
     analysis: Analysis
     figures: Figures
@@ -319,12 +339,7 @@ class Root(Section):
             if name not in kind.head_scores:
                 raise ValueError(f"analysis.{section}.score: '{name}' is not a score of {kind.name} models "
                                  f"({self.model.name}); choose one of {list(kind.head_scores)}")
-        if kind.name == "regression":  # a loss per pair: positions 0 .. n_pairs - 1
-            self._icl_inside(a.icl, self.data.n_pairs, f"{self.data.n_pairs} predictions per sequence",
-                             "raise data.n_pairs")
-        else:  # a loss per next token: positions 0 .. n_ctx - 2
-            self._icl_inside(a.icl, self.model.n_ctx - 1, f"a {self.model.n_ctx}-token context",
-                             "raise model.n_ctx")
+        self._icl_inside(a.icl, *self._loss_positions(kind.name))
         if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:
             raise ValueError(f"analysis.llc.n_sequences: {a.llc.n_sequences} must lie between analysis.llc.batch="
                              f"{a.llc.batch} and the eval sample (analysis.eval.n_sequences={a.eval.n_sequences})")
@@ -335,7 +350,28 @@ class Root(Section):
                 raise ValueError(f"analysis.probe: pairs earlier={a.probe.earlier}, later={a.probe.later} must "
                                  f"satisfy 0 <= earlier < later < data.n_pairs={self.data.n_pairs}; fix them")
             return self
+        if kind.name == "markov":
+            return self._markov_keys_agree()
         return self._language_keys_agree(self.model.n_ctx)
+
+    def _loss_positions(self, kind: str) -> tuple[int, str, str]:
+        """How many positions have a loss, what they are, and the key that makes more."""
+        if kind == "regression":  # a loss per pair
+            return self.data.n_pairs, f"{self.data.n_pairs} predictions per sequence", "raise data.n_pairs"
+        if kind == "markov":  # a loss per next state
+            return self.data.seq_len - 1, f"a {self.data.seq_len}-state sequence", "raise data.seq_len"
+        return self.model.n_ctx - 1, f"a {self.model.n_ctx}-token context", "raise model.n_ctx"
+
+    def _markov_keys_agree(self):
+        a, seq_len = self.analysis, self.data.seq_len
+        if 2 * a.head_scores.seq_len + 1 > seq_len:
+            raise ValueError(f"analysis.head_scores.seq_len: {a.head_scores.seq_len} repeated twice after a first "
+                             f"state needs data.seq_len >= {2 * a.head_scores.seq_len + 1}; lower it to <= "
+                             f"{(seq_len - 1) // 2}")
+        if a.window.score not in a.head_scores.names:
+            raise ValueError(f"analysis.window.score: '{a.window.score}' is not computed; add it to "
+                             f"analysis.head_scores.names {a.head_scores.names}")
+        return self
 
     @staticmethod
     def _icl_inside(icl, positions: int, where: str, fix: str):

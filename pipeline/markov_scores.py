@@ -1,0 +1,70 @@
+"""Per-checkpoint measures of an in-context Markov-chain model: its distance to each exact strategy, its head
+scores (the language models' registry: the statistical induction head is found by the same code), composition.
+
+Each checkpoint runs two forward passes on the HookedTransformer: the fixed eval chains (log-probabilities ->
+per-token losses and the KL divergence from each strategy) and the repeated random states caching only
+`hook_pattern`. The per-token losses feed the shared ICL score, PCA and phase window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.composition import composition_table, random_baseline
+from pipeline.io import StepCache, run_cli
+from pipeline.loop import each_checkpoint, score_step
+from pipeline.markov import cross_entropy, kl_from, load_eval, strategies
+from pipeline.outputs import tables_of
+from pipeline.scores import head_scores, repeated_random_tokens
+
+
+def strategy_rows(log_probs: np.ndarray, tokens: np.ndarray, predictive: dict) -> pd.DataFrame:
+    """Per strategy: the model's KL divergence from it, its own loss, the model's loss, and whether it is the
+    strategy nearest the model (smallest KL) at this checkpoint."""
+    model_loss = float(cross_entropy(log_probs, tokens).mean())
+    rows = pd.DataFrame([{"strategy": name, "kl": kl_from(p, log_probs),
+                          "strategy_loss": float(cross_entropy(np.log(p), tokens).mean()), "model_loss": model_loss}
+                         for name, p in predictive.items()])
+    return rows.assign(nearest=rows.kl == rows.kl.min())
+
+
+def analyse_checkpoints(checkpoints, sample: dict, cfg, cache: StepCache | None = None):
+    """The step's tables (head scores, composition, markov_strategies) and the stacked per-token losses
+    (n_checkpoints, n_sequences, seq_len - 1) of one model."""
+    hs, batch = cfg.analysis.head_scores, cfg.analysis.eval.batch
+    tokens = sample["tokens"]
+    predictive = strategies(tokens, cfg.data.n_states, cfg.data.alpha)
+
+    def prepare(model):
+        return {"repeated": repeated_random_tokens(hs.batch, hs.seq_len, torch.arange(cfg.data.n_states), 0, cfg.seed),
+                "baseline": random_baseline(model.cfg.d_model, model.cfg.d_head, seed=cfg.seed)}
+
+    def analyse(model, meta, shared):
+        at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
+        log_probs = torch.cat([model(chunk).log_softmax(-1)[:, :-1] for chunk in torch.from_numpy(tokens).split(batch)])
+        log_probs = log_probs.double().numpy()
+        scores = head_scores(model, shared["repeated"], hs.seq_len, list(hs.names)).numpy()
+        composition = composition_table(model, shared["baseline"])
+        return {"losses": cross_entropy(log_probs, tokens).astype(np.float32),
+                "head_scores": pd.DataFrame([{**at, "layer": layer, "head": head, "score": hs.names[s],
+                                              "value": float(v)} for (s, layer, head), v in np.ndenumerate(scores)]),
+                "composition": composition.assign(**at)[["step", "tokens_seen", *composition.columns]],
+                "markov_strategies": strategy_rows(log_probs, tokens, predictive).assign(**at)[
+                    ["step", "tokens_seen", "strategy", "kl", "strategy_loss", "model_loss", "nearest"]]}
+
+    results = each_checkpoint(checkpoints, analyse, cache, prepare)
+    tables = {name: pd.concat([r[name] for r in results], ignore_index=True)
+              for name in tables_of("score_checkpoints", "markov")}
+    return tables, np.stack([r["losses"] for r in results])
+
+
+def main():
+    score_step("Measure every checkpoint of one in-context Markov-chain model.", "markov",
+               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(checkpoints, load_eval(data_dir), cfg,
+                                                                             cache))
+
+
+if __name__ == "__main__":
+    run_cli(main)
