@@ -11,18 +11,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from pipeline.io import run_cli
-from pipeline.plotting import log_tokens_axis, shade_windows, trained_only
+from pipeline.phase import strategy_phases
+from pipeline.plotting import STRATEGY_COLORS, log_tokens_axis, shade_windows, trained_only
 from pipeline.snapshots import figure_step
-
-STRATEGY_COLORS = {"uniform": "tab:gray", "unigram": "tab:blue", "bigram": "tab:red"}
-
-
-def phases(strategies: pd.DataFrame) -> pd.DataFrame:
-    """Stretches of consecutive checkpoints with the same nearest strategy: strategy, first and last tokens."""
-    nearest = strategies[strategies.nearest].drop_duplicates("step").sort_values("step")
-    run = (nearest.strategy != nearest.strategy.shift()).cumsum()
-    return nearest.groupby(run).agg(strategy=("strategy", "first"), start=("tokens_seen", "first"),
-                                    end=("tokens_seen", "last")).reset_index(drop=True)
 
 
 def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
@@ -34,8 +25,8 @@ def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataF
         rows = trained_only(strategies[strategies.model == model])
         for strategy, line in rows.groupby("strategy", sort=False):
             top.plot(line.tokens_seen, line.kl, "o-", ms=2.5, color=STRATEGY_COLORS[strategy], label=strategy)
-        for _, phase in phases(rows).iterrows():
-            top.axvspan(phase.start, phase.end, color=STRATEGY_COLORS[phase.strategy], alpha=0.12, lw=0)
+        for _, phase in strategy_phases(rows).iterrows():
+            top.axvspan(phase.start_tokens, phase.end_tokens, color=STRATEGY_COLORS[phase.strategy], alpha=0.12, lw=0)
         top.set_yscale("log")
         top.set_title(f"{model}: KL(strategy || model), nearest shaded")
         best = trained_only(heads[heads.model == model]).groupby(["score", "tokens_seen"]).value.max().reset_index()

@@ -65,16 +65,18 @@ OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.e
 # producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has
 KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causal_figures": {"language"},
              "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},
-             "markov_figures": {"markov"},
+             "markov_figures": {"markov"}, "strategy_bands": {"markov"}, "phase_onsets": {"markov"},
+             "study_strategies": {"markov"},
              **{name: {kind.name} for kind in KINDS.values() for name in kind.extra_tables}}
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
 # columns, plus what only the whole study can give (bands over seeds, the joint PCA).
-STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log", "regression_eval"]
-STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca", "transition"]
+STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log", "regression_eval", "markov_strategies"]
+STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca", "transition",
+                "strategy_bands", "phase_onsets"]
 STUDY_FIGURES = {name: ("study_figures", "4. Study") for name in
                  ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative",
-                  "study_transition"]}
+                  "study_transition", "study_strategies"]}
 
 
 def for_kind(name: str, kind: str) -> bool:

@@ -18,6 +18,7 @@ from sklearn.decomposition import PCA
 
 from pipeline.io import UserError, run_cli, write_table
 from pipeline.outputs import study_member_tables
+from pipeline.phase import strategy_phases
 
 
 def stack(tables: dict[str, pd.DataFrame], values: dict[str, dict]) -> pd.DataFrame:
@@ -79,6 +80,29 @@ def transition(evals: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
     return out.reset_index().rename(columns={"count": "n_members"})
 
 
+def strategy_bands(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
+    """KL divergence from each strategy: median, min and max over the band per variant and checkpoint."""
+    return pd.concat([bands(rows, "kl", variant).assign(strategy=name)
+                      for name, rows in strategies.groupby("strategy", sort=False)], ignore_index=True)
+
+
+def phase_onsets(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
+    """Per variant and strategy: in how many members it is ever the nearest, and the tokens seen at its first
+    checkpoint as the nearest (median, min, max over those members)."""
+    firsts = pd.concat([strategy_phases(rows).drop_duplicates("strategy").assign(**dict(zip(["run", *variant], key)))
+                        for key, rows in strategies.groupby(["run", *variant])], ignore_index=True)
+    out = firsts.groupby([*variant, "strategy"]).start_tokens.agg(["median", "min", "max", "count"]).reset_index()
+    return out.rename(columns={"count": "n_members"})
+
+
+def kind_tables(member_tables: dict[str, pd.DataFrame], variant: list[str]) -> dict[str, pd.DataFrame]:
+    """The study tables of one subject kind, each from the member table only that kind has."""
+    builders = {"regression_eval": {"transition": transition},
+                "markov_strategies": {"strategy_bands": strategy_bands, "phase_onsets": phase_onsets}}
+    return {name: build(member_tables[source], variant) for source, tables in builders.items()
+            if source in member_tables for name, build in tables.items()}
+
+
 def joint_pca(losses: dict[tuple[str, str], dict], n_components: int, seed: int) -> pd.DataFrame:
     """Every (member, model) x trained checkpoint as one point in a shared per-token-loss PC space.
 
@@ -126,8 +150,7 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
             "icl_bands": bands(member_tables["icl"], "icl_score", variant),
             "onsets": onsets(member_tables["phase_window"], variant),
             "joint_pca": pca,
-            **({"transition": transition(member_tables["regression_eval"], variant)}
-               if "regression_eval" in member_tables else {})}
+            **kind_tables(member_tables, variant)}
 
 
 def main():

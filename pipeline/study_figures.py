@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from pipeline.cli import cli
 from pipeline.io import run_cli
 from pipeline.outputs import study_figure_names
-from pipeline.plotting import MODEL_COLORS, log_tokens_axis, save, trained_only
+from pipeline.plotting import MODEL_COLORS, STRATEGY_COLORS, log_tokens_axis, save, trained_only
 from pipeline.study import variant_keys
 
 
@@ -138,6 +138,33 @@ def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> 
     return fig
 
 
+def strategy_plot(bands: pd.DataFrame, onsets: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
+    """In-context Markov chains, one panel per variant: the KL divergence from each strategy (median over the
+    band, min-max shaded) and, dotted, the median tokens seen at which each first becomes the nearest."""
+    labels = list(_variants(trained_only(bands), variant))
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.8), sharey=True, squeeze=False)
+    for ax, (label, _, rows) in zip(axes[0], labels):
+        firsts = onsets.merge(rows[variant].drop_duplicates(), on=variant)
+        for strategy, line in rows.groupby("strategy", sort=False):
+            line, color = line.sort_values("tokens_seen"), STRATEGY_COLORS[strategy]
+            ax.plot(line.tokens_seen, line["median"], "o-", ms=2.5, color=color, label=strategy)
+            ax.fill_between(line.tokens_seen, line["min"], line["max"], color=color, alpha=0.2, lw=0)
+            for tokens in firsts[firsts.strategy == strategy]["median"]:
+                ax.axvline(tokens, color=color, ls=":", lw=1.2)
+        ax.set_yscale("log")
+        ax.set_title(label, fontsize=9)
+        log_tokens_axis(ax)
+    axes[0, 0].set_ylabel("KL(strategy || model), nats per state")
+    axes[0, -1].legend(fontsize=8)
+    fig.suptitle(f"Distance to each exact strategy (line: median over {band}; band: min-max; dotted: first "
+                 f"nearest)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+KIND_FIGURE_TABLES = {"study_transition": ["transition"], "study_strategies": ["strategy_bands", "phase_onsets"]}
+
+
 def main():
     args, cfg = cli("Draw the figures of a study from its tables.", tables="directory of the study's tables (*.csv)",
                     spec="the study's study.yaml", out="figure directory")
@@ -145,7 +172,7 @@ def main():
     names = study_figure_names(spec["kind"])
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
          for name in ["icl", "phase_window", "best_score_bands", "icl_bands", "onsets", "joint_pca",
-                      *(["transition"] if "study_transition" in names else [])]}
+                      *[table for figure in names for table in KIND_FIGURE_TABLES.get(figure, [])]]}
     variant, band = variant_keys(t["icl"], spec["swept"], spec["band"]), spec["band"]
     score = spec["score"].replace("_", "-")
     draw = {
@@ -156,6 +183,7 @@ def main():
         "study_pca": lambda: joint_pca(t["joint_pca"], t["phase_window"], variant),
         "study_loss_derivative": lambda: loss_derivative(t["icl"], variant, band),
         "study_transition": lambda: transition_plot(t["transition"], variant, band),
+        "study_strategies": lambda: strategy_plot(t["strategy_bands"], t["phase_onsets"], variant, band),
     }
     for name in names:
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)
