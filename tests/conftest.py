@@ -17,6 +17,7 @@ def snakemake(workdir, *args, config=TINY, env=None, timeout=1200):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """For `pytest -n 2 --dist loadgroup` (the README's test command): a module runs whole on one worker, so
     its module-scoped runs are made once, and the modules that read the shared tiny run run together."""

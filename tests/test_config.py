@@ -21,11 +21,12 @@ from pipeline.schedule import checkpoint_steps
 @pytest.mark.parametrize("group, option", [(p.parent.name, p.stem) for p in sorted(CONF_DIR.glob("*/*.yaml"))
                                            if not p.stem.startswith("_") and p.parent.name != "study"])
 def test_every_config_option_composes(group, option):
-    """Each option composes (an option of the regression kind with its experiment) and is what is selected."""
+    """Each option composes (an option of a sampler kind with that kind's experiment) and is what is selected."""
     spec = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
-    regression = spec.get("kind") == "regression" or spec.get("source") in KINDS["regression"].data_sources
+    kind = next((k for k in ("regression", "markov")
+                 if spec.get("kind") == k or spec.get("source") in KINDS[k].data_sources), None)
     override = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
-    cfg = compose([*(["+experiment=regression"] if regression else []), override])
+    cfg = compose([*([f"+experiment={kind}"] if kind else []), override])
     if group == "model":
         assert cfg.model.name == option
     if group == "data":

@@ -1,0 +1,92 @@
+"""Science test of the Markov-chain subject, through the real DAG as a study of both priors on a short CPU
+schedule: under the Dirichlet prior the model is nearest the in-context unigram strategy before it is nearest
+the bigram (Bayes) one; the study's tables follow from the member tables; a rerun does nothing."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import snakemake
+
+from pipeline.outputs import study_figure_names, study_tables
+
+pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
+
+SWEEP = "sweep=[data.prior=dirichlet,doubly_stochastic]"
+OVERRIDES = ("overrides=[+experiment=markov,train.steps=600,train.n_checkpoints=14,analysis.eval.n_sequences=256,"
+             "analysis.llc.enabled=false]")
+
+
+@pytest.fixture(scope="module")
+def markov_study(tmp_path_factory):
+    """(workdir, study directory, {prior: member directory})."""
+    workdir = tmp_path_factory.mktemp("markov_study")
+    result = snakemake(workdir, OVERRIDES, config=SWEEP, timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = workdir / "results"
+    (study,) = [p for p in results.iterdir() if p.name.startswith("sweep-")]
+    members = {json.loads((p / "data" / "markov" / "manifest.json").read_text())["prior"]: p
+               for p in results.iterdir() if p != study}
+    return workdir, study, members
+
+
+def strategies_of(member):
+    return pd.read_csv(member / "tables" / "markov_strategies.csv")
+
+
+def nearest_by_step(table: pd.DataFrame) -> pd.Series:
+    """The strategy of smallest KL at each checkpoint, recomputed from the KL column."""
+    return table.loc[table.groupby("step").kl.idxmin()].set_index("step").strategy.sort_index()
+
+
+def test_the_model_passes_through_unigram_to_bigram(markov_study):
+    _, _, members = markov_study
+    table = strategies_of(members["dirichlet"])
+    nearest = nearest_by_step(table)
+    assert nearest.iloc[0] == "uniform" and nearest.iloc[-1] == "bigram"
+    first_unigram = nearest[nearest == "unigram"].index.min()
+    assert first_unigram < nearest[nearest == "bigram"].index.min()  # unigram first
+    final = table[table.step == table.step.max()].set_index("strategy")
+    assert final.kl["bigram"] < final.kl["unigram"] / 2
+    assert final.model_loss.iloc[0] - final.strategy_loss["bigram"] < 0.05  # nats above the Bayes loss
+    assert (table.nearest == (table.strategy == table.step.map(nearest))).all()
+
+
+def test_strategy_losses_match_the_data_step_and_the_priors(markov_study):
+    """The eval strategies' losses are the data step's; without unigram signal (doubly stochastic) the unigram
+    strategy loses to uniform, with it (Dirichlet) it wins."""
+    _, _, members = markov_study
+    for prior, member in members.items():
+        manifest = json.loads((member / "data" / "markov" / "manifest.json").read_text())
+        losses = strategies_of(member).drop_duplicates("strategy").set_index("strategy").strategy_loss
+        for name, value in manifest["strategy_losses"].items():
+            assert losses[name] == pytest.approx(value, rel=1e-9)
+        assert losses["bigram"] < min(losses["unigram"], losses["uniform"])
+        assert (losses["unigram"] < losses["uniform"]) == (prior == "dirichlet")
+
+
+def test_phase_onsets_are_the_first_nearest_checkpoints_of_each_member(markov_study):
+    _, study, members = markov_study
+    onsets = pd.read_csv(study / "tables" / "phase_onsets.csv").set_index(["data.prior", "strategy"])
+    for prior, member in members.items():
+        table = strategies_of(member)
+        nearest = nearest_by_step(table)
+        tokens = table.drop_duplicates("step").set_index("step").tokens_seen
+        for strategy in nearest.unique():
+            assert onsets.loc[(prior, strategy), "median"] == tokens[nearest[nearest == strategy].index.min()]
+    bands = pd.read_csv(study / "tables" / "strategy_bands.csv")
+    member = strategies_of(members["dirichlet"])
+    rows = bands[(bands["data.prior"] == "dirichlet") & (bands.strategy == "bigram")].sort_values("step")
+    np.testing.assert_array_equal(rows["median"], member[member.strategy == "bigram"].sort_values("step").kl)
+
+
+def test_every_study_table_and_figure_is_written_and_a_rerun_does_nothing(markov_study):
+    workdir, study, _ = markov_study
+    for table in study_tables("markov"):
+        assert len(pd.read_csv(study / "tables" / f"{table}.csv")), table
+    assert "study_strategies" in study_figure_names("markov")
+    for figure in study_figure_names("markov"):
+        assert (study / "figures" / f"{figure}.png").stat().st_size > 5000
+    result = snakemake(workdir, OVERRIDES, "-n", config=SWEEP)
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
