@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from pipeline.checkpoints import checkpoint_meta, load_checkpoint, load_weights, verify_checkpoint
@@ -20,6 +21,7 @@ from pipeline.cli import cli
 from pipeline.config import section
 from pipeline.io import StepCache, atomic_path, write_table
 from pipeline.kinds import KINDS
+from pipeline.outputs import tables_of
 
 
 def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: StepCache, part: str | None = None):
@@ -55,6 +57,14 @@ def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache
                 cache.save(path, result)
         results.append(result)
     return results
+
+
+def stack_results(results: list[dict], kind: str) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    """A score step's per-checkpoint results stacked in checkpoint order: each of its kind's tables, and the
+    per-position losses (n_checkpoints, n_sequences, n_positions)."""
+    tables = {name: pd.concat([r[name] for r in results], ignore_index=True)
+              for name in tables_of("score_checkpoints", kind)}
+    return tables, np.stack([r["losses"] for r in results])
 
 
 def score_step(description: str, kind: str, analyse: Callable):

@@ -14,9 +14,8 @@ import torch
 
 from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
-from pipeline.loop import each_checkpoint, score_step
+from pipeline.loop import each_checkpoint, score_step, stack_results
 from pipeline.markov import cross_entropy, kl_from, load_eval, strategies
-from pipeline.outputs import tables_of
 from pipeline.scores import head_scores, repeated_random_tokens
 
 
@@ -30,11 +29,11 @@ def strategy_rows(log_probs: np.ndarray, tokens: np.ndarray, predictive: dict) -
     return rows.assign(nearest=rows.kl == rows.kl.min())
 
 
-def analyse_checkpoints(checkpoints, sample: dict, cfg, cache: StepCache | None = None):
+def analyse_checkpoints(checkpoints, data_dir, cfg, cache: StepCache | None = None):
     """The step's tables (head scores, composition, markov_strategies) and the stacked per-token losses
-    (n_checkpoints, n_sequences, seq_len - 1) of one model."""
+    (n_checkpoints, n_sequences, seq_len - 1) of one model, on the eval chains of its data step."""
     hs, batch = cfg.analysis.head_scores, cfg.analysis.eval.batch
-    tokens = sample["tokens"]
+    tokens = load_eval(data_dir)["tokens"]
     predictive = strategies(tokens, cfg.data.n_states, cfg.data.alpha)
 
     def prepare(model):
@@ -54,16 +53,11 @@ def analyse_checkpoints(checkpoints, sample: dict, cfg, cache: StepCache | None 
                 "markov_strategies": strategy_rows(log_probs, tokens, predictive).assign(**at)[
                     ["step", "tokens_seen", "strategy", "kl", "strategy_loss", "model_loss", "nearest"]]}
 
-    results = each_checkpoint(checkpoints, analyse, cache, prepare)
-    tables = {name: pd.concat([r[name] for r in results], ignore_index=True)
-              for name in tables_of("score_checkpoints", "markov")}
-    return tables, np.stack([r["losses"] for r in results])
+    return stack_results(each_checkpoint(checkpoints, analyse, cache, prepare), "markov")
 
 
 def main():
-    score_step("Measure every checkpoint of one in-context Markov-chain model.", "markov",
-               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(checkpoints, load_eval(data_dir), cfg,
-                                                                             cache))
+    score_step("Measure every checkpoint of one in-context Markov-chain model.", "markov", analyse_checkpoints)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ from transformer_lens.utilities import get_act_name
 from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
-from pipeline.loop import each_checkpoint, score_step
-from pipeline.outputs import tables_of
+from pipeline.loop import each_checkpoint, score_step, stack_results
 from pipeline.regression import DISTRIBUTIONS, load_eval, sample_sequences, to_tokens
 from pipeline.regression_model import hooked_outputs, predictions
 
@@ -108,10 +107,7 @@ def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepC
                      "ridge_mse", "dmmse_mse"]],
                 "probe_attention": pd.DataFrame(query)}
 
-    results = each_checkpoint(checkpoints, analyse, cache, prepare)
-    tables = {name: pd.concat([r[name] for r in results], ignore_index=True)
-              for name in tables_of("score_checkpoints", "regression")}
-    return tables, np.stack([r["losses"] for r in results])
+    return stack_results(each_checkpoint(checkpoints, analyse, cache, prepare), "regression")
 
 
 def main():

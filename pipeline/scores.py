@@ -22,8 +22,7 @@ from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.data import eval_windows, load_split, require_tokens
 from pipeline.io import StepCache, UserError, run_cli
-from pipeline.loop import each_checkpoint, score_step
-from pipeline.outputs import tables_of
+from pipeline.loop import each_checkpoint, score_step, stack_results
 
 
 def _stripe_mean(pattern: torch.Tensor, offset: int, first_query: int) -> torch.Tensor:
@@ -154,9 +153,7 @@ def analyse_checkpoints(checkpoints: list[Path], eval_tokens: np.ndarray, bos_id
                     [{"step": meta["step"], "tokens_seen": meta["tokens_seen"], "layer": layer, "head": head,
                       "score": names[s], "value": float(value)} for (s, layer, head), value in np.ndenumerate(scores)])}
 
-    results = each_checkpoint(checkpoints, analyse, cache, prepare)
-    tables = {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("score_checkpoints")}
-    return tables, np.stack([r["losses"] for r in results])
+    return stack_results(each_checkpoint(checkpoints, analyse, cache, prepare), "language")
 
 
 def main():
