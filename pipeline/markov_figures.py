@@ -18,7 +18,7 @@ from pipeline.snapshots import figure_step
 
 def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
     """Per model, KL(strategy || model) for each strategy (log-log), stretches shaded by the nearest one; below,
-    the best `score` and previous-token score over heads, with the phase-change window."""
+    the best window `score`, previous-token and prefix-matching scores over heads, with the phase-change window."""
     models = sorted(strategies.model.unique())
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 6), sharex="col", squeeze=False)
     for (top, bottom), model in zip(axes.T, models):
@@ -30,7 +30,7 @@ def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataF
         top.set_yscale("log")
         top.set_title(f"{model}: KL(strategy || model), nearest shaded")
         best = trained_only(heads[heads.model == model]).groupby(["score", "tokens_seen"]).value.max().reset_index()
-        for name, style in ((score, "-"), ("previous_token", "--")):
+        for name, style in zip(dict.fromkeys([score, "previous_token", "prefix_matching"]), ["-", "--", ":"]):
             line = best[best.score == name]
             bottom.plot(line.tokens_seen, line.value, style, marker="o", ms=2.5, label=f"best {name}")
         shade_windows(bottom, windows, model)
