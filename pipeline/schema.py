@@ -69,7 +69,7 @@ class ModelBase(Section):
 
 
 class Architecture(Section):
-    """A locally trained transformer's shape (both kinds)."""
+    """A locally trained transformer's shape (every kind)."""
     d_model: Annotated[int, Field(ge=1, le=4096)]
     n_heads: Annotated[int, Field(ge=1, le=128)]
     n_layers: Annotated[int, Field(ge=1, le=48)]
