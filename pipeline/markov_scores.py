@@ -19,13 +19,12 @@ from pipeline.markov import cross_entropy, kl_from, load_eval, strategies
 from pipeline.scores import head_scores, repeated_random_tokens
 
 
-def strategy_rows(log_probs: np.ndarray, tokens: np.ndarray, predictive: dict) -> pd.DataFrame:
+def strategy_rows(log_probs: np.ndarray, model_losses: np.ndarray, predictive: dict,
+                  strategy_losses: dict) -> pd.DataFrame:
     """Per strategy: the model's KL divergence from it, its own loss, the model's loss, and whether it is the
     strategy nearest the model (smallest KL) at this checkpoint."""
-    model_loss = float(cross_entropy(log_probs, tokens).mean())
-    rows = pd.DataFrame([{"strategy": name, "kl": kl_from(p, log_probs),
-                          "strategy_loss": float(cross_entropy(np.log(p), tokens).mean()), "model_loss": model_loss}
-                         for name, p in predictive.items()])
+    rows = pd.DataFrame([{"strategy": name, "kl": kl_from(p, log_probs), "strategy_loss": strategy_losses[name],
+                          "model_loss": float(model_losses.mean())} for name, p in predictive.items()])
     return rows.assign(nearest=rows.kl == rows.kl.min())
 
 
@@ -35,6 +34,7 @@ def analyse_checkpoints(checkpoints, data_dir, cfg, cache: StepCache | None = No
     hs, batch = cfg.analysis.head_scores, cfg.analysis.eval.batch
     tokens = load_eval(data_dir)["tokens"]
     predictive = strategies(tokens, cfg.data.n_states, cfg.data.alpha)
+    strategy_losses = {name: float(cross_entropy(np.log(p), tokens).mean()) for name, p in predictive.items()}
 
     def prepare(model):
         return {"repeated": repeated_random_tokens(hs.batch, hs.seq_len, torch.arange(cfg.data.n_states), 0, cfg.seed),
@@ -46,11 +46,12 @@ def analyse_checkpoints(checkpoints, data_dir, cfg, cache: StepCache | None = No
         log_probs = log_probs.double().numpy()
         scores = head_scores(model, shared["repeated"], hs.seq_len, list(hs.names)).numpy()
         composition = composition_table(model, shared["baseline"])
-        return {"losses": cross_entropy(log_probs, tokens).astype(np.float32),
+        losses = cross_entropy(log_probs, tokens)
+        return {"losses": losses.astype(np.float32),
                 "head_scores": pd.DataFrame([{**at, "layer": layer, "head": head, "score": hs.names[s],
                                               "value": float(v)} for (s, layer, head), v in np.ndenumerate(scores)]),
                 "composition": composition.assign(**at)[["step", "tokens_seen", *composition.columns]],
-                "markov_strategies": strategy_rows(log_probs, tokens, predictive).assign(**at)[
+                "markov_strategies": strategy_rows(log_probs, losses, predictive, strategy_losses).assign(**at)[
                     ["step", "tokens_seen", "strategy", "kl", "strategy_loss", "model_loss", "nearest"]]}
 
     return stack_results(each_checkpoint(checkpoints, analyse, cache, prepare), "markov")
