@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from pipeline.io import UserError, atomic_path, sha256_file, write_json
-from pipeline.model import HOOKED_BUFFERS, hooked_transformer, trainable_state_dict
+from pipeline.model import HOOKED_BUFFERS, TrainingTwin, hooked_transformer, trainable_state_dict
 
 
 def save_checkpoint(path: Path, state_dict: dict, config_kwargs: dict, step: int, tokens_seen: int, **extra):
@@ -73,3 +73,10 @@ def load_weights(model, path: Path):
 def load_checkpoint(path: Path):
     """Load a saved checkpoint as a `transformer_lens.HookedTransformer` in eval mode."""
     return load_weights(hooked_transformer(verify_checkpoint(path)["config"]), path).eval()
+
+
+def load_twin(path: Path) -> TrainingTwin:
+    """Load a checkpoint of a model trained here into its training twin (same parameter names; SDPA forward,
+    the fast module for work that needs gradients, such as the LLC's SGLD chains)."""
+    config = verify_checkpoint(path)["config"]
+    return load_weights(TrainingTwin(**config), path).eval()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.checkpoints import checkpoint_meta
+from pipeline.checkpoints import load_checkpoint, load_twin
 from pipeline.cli import cli
 from pipeline.config import section
 from pipeline.io import StepCache, UserError, run_cli
@@ -33,7 +33,9 @@ HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")  # indexed by he
 
 
 def sgld_llc(model, dataset, llc_cfg, seed: int, param_masks=None, loss_fn=None) -> dict:
-    """Post-burn-in LLC per chain, its mean and std, and the loss traces (chains, steps) of one estimate."""
+    """Post-burn-in LLC per chain, its mean and std, and the loss traces (chains, steps) of one estimate. The
+    loss at the checkpoint is taken over the whole sample once (devinterp's default, 32 batches, covers it
+    twice at batch 16 and only half of it at batch 4)."""
     from devinterp.slt.llc import llc
 
     if llc_cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -43,7 +45,8 @@ def sgld_llc(model, dataset, llc_cfg, seed: int, param_masks=None, loss_fn=None)
         warnings.simplefilter("ignore")  # devinterp warns about its own defaults on every call
         result = llc(model, dataset, {}, lr=llc_cfg.lr, n_beta=llc_cfg.n_beta, localization=llc_cfg.localization,
                      num_chains=llc_cfg.chains, num_draws=llc_cfg.draws, num_burnin_steps=llc_cfg.burn_in,
-                     batch_size=llc_cfg.batch, init_seed=seed, param_masks=param_masks, loss_fn=loss_fn,
+                     batch_size=llc_cfg.batch, num_init_loss_batches=max(1, len(dataset) // llc_cfg.batch),
+                     init_seed=seed, param_masks=param_masks, loss_fn=loss_fn,
                      output_path=Path(scratch) / "samples.zarr", device=llc_cfg.device)
         trace = result.loss_trace.values.astype(np.float64)  # (chains, burn-in + draws), read before cleanup
         init_loss = float(result.init_loss)
@@ -78,22 +81,26 @@ def token_dataset(tokens: torch.Tensor):
 
 
 def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc_cfg, seed: int,
-                  cache: StepCache | None = None) -> dict[str, pd.DataFrame]:
-    """LLC of every `llc.every`-th checkpoint (mean, std over chains, per-chain values), the loss traces, and
-    the refined LLC of each last-layer head at every `llc.head_every`-th of those, sampling batches of
-    `input_ids` scored by `loss_fn` (the kind's; None: next-token cross-entropy)."""
-    checkpoints = every_kth(checkpoints, llc_cfg.every)
-    head_steps = {checkpoint_meta(path)["step"] for path in every_kth(checkpoints, llc_cfg.head_every)}
+                  cache: StepCache | None = None, schedule: list[Path] | None = None,
+                  load=load_checkpoint) -> dict[str, pd.DataFrame]:
+    """LLC of every `llc.every`-th checkpoint of `schedule` (all the model's checkpoints; default
+    `checkpoints`) that is among `checkpoints` (this job's share): mean, std over chains, per-chain values,
+    the loss traces, and the refined LLC of each last-layer head at every `llc.head_every`-th of those.
+    Chains sample batches of `input_ids` scored by `loss_fn` (the kind's; None: next-token cross-entropy)
+    on the module `load` builds (the training twin for models trained here)."""
+    estimated = every_kth(schedule or checkpoints, llc_cfg.every)
+    head_paths = set(every_kth(estimated, llc_cfg.head_every))
+    checkpoints = [path for path in checkpoints if path in set(estimated)]
     dataset = token_dataset(input_ids)
 
-    def analyse(model, meta, shared):
+    def analyse(model, meta, _shared):
         at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
         with torch.enable_grad():
             whole = sgld_llc(model, dataset, llc_cfg, seed, loss_fn=loss_fn)
             heads = []
-            if meta["step"] in head_steps:
-                layer = model.cfg.n_layers - 1
-                for head in range(model.cfg.n_heads):
+            if meta["path"] in head_paths:
+                layer, attn = len(model.blocks) - 1, model.blocks[-1].attn
+                for head in range(attn.W_Q.shape[0]):
                     refined = sgld_llc(model, dataset, llc_cfg, seed, head_masks(model, layer, head), loss_fn)
                     heads.append({**at, "layer": layer, "head": head, "llc_mean": refined["llc_mean"],
                                   "llc_std": refined["llc_std"]})
@@ -108,22 +115,27 @@ def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc
             "llc_heads": pd.DataFrame(heads, columns=["step", "tokens_seen", "layer", "head", "llc_mean", "llc_std"]),
         }
 
-    results = each_checkpoint(checkpoints, analyse, cache)
+    results = each_checkpoint(checkpoints, analyse, cache, load=load)
     return {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("estimate_llc")}
 
 
 def main():
     args, cfg = cli("Local learning coefficient of every checkpoint of one model (devinterp SGLD).",
                     data="data directory (the kind's eval data)",
-                    checkpoints={"nargs": "+", "help": "the model's checkpoints"},
+                    checkpoints={"nargs": "+", "help": "this job's checkpoints of the model"},
+                    schedule={"nargs": "+", "help": "all the model's checkpoints, in step order (the thinning by "
+                                                    "llc.every and llc.head_every counts over these)"},
                     out="directory for the per-model tables (.parquet)",
-                    cache="directory for finished checkpoints' results (resumes a killed job)")
+                    cache="directory for finished checkpoints' results (resumes a killed job)",
+                    part={"type": str, "required": False, "help": "which share of the checkpoints this job has"})
     torch.set_num_threads(cfg.analysis.threads)
     cache = StepCache(args.cache, section(cfg, *STEP_CONFIG["estimate_llc"])
                       + (args.data / "manifest.json").read_text())
     input_ids, loss_fn = subject_module(kind_of(cfg).name).llc_data(cfg, args.data)
-    tables = estimate_llcs(sorted(args.checkpoints), input_ids, loss_fn, cfg.analysis.llc, cfg.seed, cache)
-    write_model_tables("estimate_llc", cfg.model.name, tables, args.out, cache)
+    load = load_twin if cfg.model.source == "trained" else load_checkpoint
+    tables = estimate_llcs(args.checkpoints, input_ids, loss_fn, cfg.analysis.llc, cfg.seed, cache,
+                           schedule=args.schedule, load=load)
+    write_model_tables("estimate_llc", cfg.model.name, tables, args.out, cache, args.part)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Figures of the local learning coefficient over training (opt-in: analysis.llc.enabled), beside the window.
+"""Figures of the local learning coefficient over training (analysis.llc.enabled; hub models: analysis.llc.hub), beside the window.
 
 Stage boundaries follow Hoogland et al. 2024: the checkpoints where d LLC / d log t changes sign.
 """

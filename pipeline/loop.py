@@ -36,9 +36,10 @@ def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: St
 
 
 def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache | None = None,
-                    prepare: Callable | None = None) -> list[dict]:
+                    prepare: Callable | None = None, load: Callable = load_checkpoint) -> list[dict]:
     """`analyse(model, meta, shared)` for each checkpoint in order (a dict of tables/arrays per checkpoint),
-    under no_grad; `shared = prepare(model)` is built once, at the first checkpoint computed."""
+    under no_grad (`meta`: the checkpoint's sidecar and its `path`); `shared = prepare(model)` is built once, at the first checkpoint computed. `load` builds
+    the module at that first checkpoint (default: the HookedTransformer)."""
     for path in checkpoints:  # seconds: a bad file is refused before minutes of work on the ones before it
         verify_checkpoint(path)
     model = shared = None
@@ -47,12 +48,12 @@ def each_checkpoint(checkpoints: list[Path], analyse: Callable, cache: StepCache
         result = cache.load(path) if cache else None
         if result is None:
             if model is None:
-                model = load_checkpoint(path)
+                model = load(path)
                 shared = prepare(model) if prepare else None
             else:
                 load_weights(model, path)
             with torch.no_grad():  # not inference_mode: torch.compile's guards reject inference tensors
-                result = analyse(model, checkpoint_meta(path), shared)
+                result = analyse(model, {**checkpoint_meta(path), "path": path}, shared)
             if cache:
                 cache.save(path, result)
         results.append(result)

@@ -60,8 +60,16 @@ STEP_CONFIG = {
     "causal_checkpoints": ("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text",
                            "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
 }
-# producer (rule or figure module) -> the config key that switches it, its tables and figures on
-OPT_IN = {"estimate_llc": "analysis.llc.enabled", "llc_figures": "analysis.llc.enabled"}
+
+
+def llc_on(cfg) -> bool:
+    """The LLC runs on every model trained here (analysis.llc.enabled, on by default) and on hub models only
+    when asked (analysis.llc.hub): a 70M-parameter model is another matter on CPU (README)."""
+    return bool(cfg.analysis.llc.enabled) and (cfg.model.source == "trained" or bool(cfg.analysis.llc.hub))
+
+
+# producer (rule or figure module) -> whether a model's config switches it, its tables and figures on
+OPT_IN = {"estimate_llc": llc_on, "llc_figures": llc_on}
 # producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has
 KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causal_figures": {"language"},
              "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},
@@ -85,21 +93,24 @@ def for_kind(name: str, kind: str) -> bool:
 
 
 def enabled(producer: str, cfg) -> bool:
-    """Whether a run with config `cfg` has this producer's outputs (opt-in analyses are off by default, and
-    a kind's own analyses belong to its models only)."""
-    from omegaconf import OmegaConf
-
-    on = producer not in OPT_IN or bool(OmegaConf.select(cfg, OPT_IN[producer]))
+    """Whether a model with config `cfg` has this producer's outputs (switched analyses only when switched
+    on, and a kind's own analyses for its models only)."""
+    on = producer not in OPT_IN or OPT_IN[producer](cfg)
     return on and for_kind(producer, str(cfg.model.kind))
 
 
-def run_tables(cfg) -> list[str]:
-    return [name for name, producer in TABLES.items()
-            if enabled(producer, cfg) and for_kind(name, str(cfg.model.kind))]
+def has_table(name: str, cfg) -> bool:
+    """Whether a model with config `cfg` writes this table."""
+    return enabled(TABLES[name], cfg) and for_kind(name, str(cfg.model.kind))
 
 
-def run_figures(cfg) -> list[str]:
-    return [name for name, (producer, _) in FIGURES.items() if enabled(producer, cfg)]
+def run_tables(cfgs: list) -> list[str]:
+    """The tables of a run of models with these configs: each one any of its models writes."""
+    return [name for name in TABLES if any(has_table(name, cfg) for cfg in cfgs)]
+
+
+def run_figures(cfgs: list) -> list[str]:
+    return [name for name, (producer, _) in FIGURES.items() if any(enabled(producer, cfg) for cfg in cfgs)]
 
 
 def study_member_tables(kind: str) -> list[str]:

@@ -88,7 +88,7 @@ def tasks_subject(cfg, tasks: torch.Tensor) -> TrainingSubject:
 def llc_data(cfg, data_dir: Path):
     """The LLC's `input_ids` (each row a sequence's index into the pretraining eval sample, repeated K + 1
     times: devinterp batches ids and expects K + 1 "tokens" for K per-token losses) and its loss, the squared
-    error of each prediction per dimension (batch, K), on the HookedTransformer."""
+    error of each prediction per dimension (batch, K), on the training twin (the LLC's module)."""
     sample = load_eval(data_dir)
     tokens = to_tokens(torch.from_numpy(sample["pretrain_x"]), torch.from_numpy(sample["pretrain_y"]))
     targets = torch.from_numpy(sample["pretrain_y"])
@@ -97,7 +97,7 @@ def llc_data(cfg, data_dir: Path):
     def loss_fn(model, input_ids):
         index = input_ids[:, 0].cpu()
         device = model.embed.W_E.device
-        preds = predictions(hooked_outputs(model, tokens[index].to(device)))
+        preds = predictions(model(tokens[index].to(device)))
         return (preds - targets[index].to(device)) ** 2 / cfg.data.dim
 
     return ids, loss_fn

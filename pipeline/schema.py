@@ -267,6 +267,7 @@ class TokenLoss(Section):
 
 class Llc(Section):
     enabled: bool
+    hub: bool
     lr: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
     n_beta: Positive
     localization: Annotated[float, Field(ge=0, allow_inf_nan=False)]

@@ -170,7 +170,8 @@ rule collect_table:
     input:
         lambda wc: [RESULTS / wc.run / "models" / m / "train_log" / f"{s}.parquet" for m, c in configs(wc.run).items()
                     if c.model.source == "trained" for s in model_segments(wc.run, m)] if wc.table == "train_log"
-                   else [RESULTS / wc.run / "models" / m / f"{wc.table}.parquet" for m in configs(wc.run)],
+                   else [RESULTS / wc.run / "models" / m / f"{wc.table}.parquet" for m, c in configs(wc.run).items()
+                         if has_table(wc.table, c)],
     output:
         RUN / "tables" / "{table}.csv",
     log:
@@ -183,31 +184,32 @@ rule collect_table:
         "{PY} -m pipeline.tables --out {output} {input} " + TEE
 
 
-rule estimate_llc:
+rule llc_part:
     input:
         run_config=run_config,
-        checkpoints=checkpoint_inputs,
+        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][0],
         data=data_files,
     output:
-        [MODEL / f"{t}.parquet" for t in tables_of("estimate_llc")],
+        part_outputs("estimate_llc"),
     log:
-        RUN / "logs" / "estimate_llc_{model}.log",
+        RUN / "logs" / "estimate_llc_{model}_{part}.log",
     benchmark:
-        RUN / "benchmarks" / "estimate_llc_{model}.tsv"
+        RUN / "benchmarks" / "estimate_llc_{model}_{part}.tsv"
     params:
         cfg=params_of(*STEP_CONFIG["estimate_llc"]),
-        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
+        schedule=lambda wc: checkpoint_files(wc.run, wc.model),
         data=lambda wc: data_dir(wc.run, wc.model),
-        out=model_dir,
-        cache=lambda wc: model_dir(wc) / "cache" / "estimate_llc",  # resumes a killed job
+        out=lambda wc: part_dir(wc, "estimate_llc"),
+        cache=lambda wc: model_dir(wc) / "cache" / f"estimate_llc_{wc.part}",  # resumes a killed job
     threads: CFG.analysis.threads
     priority: critical_first
     resources:
         **resources_of("estimate_llc"),
     shell:
         "TQDM_DISABLE=1 {PY} -m pipeline.llc --data {params.data} --checkpoints {params.checkpoints} "
-        "--out {params.out} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} "
-        + TEE
+        "--schedule {params.schedule} --out {params.out} --cache {params.cache} --run-config {input.run_config} "
+        "--model {wildcards.model} --part {wildcards.part} " + TEE
 
 
 rule causal_part:
@@ -242,18 +244,25 @@ rule causal_part:
         + TEE
 
 
-rule causal_checkpoints:
-    input:
-        merged_parts("causal_checkpoints", causal_parts),
-    output:
-        [MODEL / f"{t}.parquet" for t in tables_of("causal_checkpoints")],
-    log:
-        RUN / "logs" / "causal_checkpoints_{model}.log",
-    params:
-        parts=lambda wc: [parts_root(wc, "causal_checkpoints") / p for p in causal_parts(wc.run, wc.model)],
-        out=model_dir,
-    priority: critical_first
-    resources:
-        **resources_of("default"),
-    shell:
-        "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} " + TEE
+# A step run as several jobs over shares of a model's checkpoints is merged into the model's tables by one
+# rule named after the step (the score step's merge, which also stacks the losses, is per kind above).
+for merged_step, parts_of in {"causal_checkpoints": causal_parts, "estimate_llc": score_parts}.items():
+
+    rule:
+        name:
+            merged_step
+        input:
+            merged_parts(merged_step, parts_of),
+        output:
+            [MODEL / f"{t}.parquet" for t in tables_of(merged_step)],
+        log:
+            RUN / "logs" / f"{merged_step}_{{model}}.log",
+        params:
+            parts=lambda wc, step=merged_step, parts_of=parts_of: [parts_root(wc, step) / p
+                                                                  for p in parts_of(wc.run, wc.model)],
+            out=model_dir,
+        priority: critical_first
+        resources:
+            **resources_of("default"),
+        shell:
+            "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} " + TEE

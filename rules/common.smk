@@ -16,7 +16,8 @@ from pipeline.config import identity, plan, section
 from pipeline.io import UserError, atomic_path
 from pipeline.kinds import KINDS, kind_of
 from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STEP_CONFIG, STUDY_FIGURES, TABLES, caption,
-                              run_figures, run_tables, study_figure_names, study_member_tables, study_tables, tables_of)
+                              has_table, run_figures, run_tables, study_figure_names, study_member_tables, study_tables,
+                              tables_of)
 from pipeline.schedule import checkpoint_name, interleaved, segments
 
 try:
@@ -204,11 +205,11 @@ def report_figures(root, registry, module):
 
 def run_outputs(run):
     """Every table and figure of one run (opt-in analyses when switched on), and its provenance."""
-    root, cfg = RESULTS / run, first_config(run)
-    figures = run_figures(cfg)
+    root, cfgs = RESULTS / run, list(configs(run).values())
+    figures = run_figures(cfgs)
     files = [f for name in figures for f in figure_files(root, name)]
     files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES if name in figures]
-    return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfg)] + [str(root / "provenance.json")]
+    return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfgs)] + [str(root / "provenance.json")]
 
 
 def study_kind():

@@ -1,25 +1,29 @@
-"""Side-by-side performance ratios of the pipeline, each with its goal and PASS/FAIL.
+"""Side-by-side performance ratios of the pipeline, each with its goal and PASS/FAIL (INFO: no goal).
 
-    python scripts/benchmark.py                 # everything (includes a cold default run, ~8 min)
-    python scripts/benchmark.py --skip-pipeline # only the in-process ratios (~3 min)
+    python scripts/benchmark.py                 # everything (two cold default runs and three tiny studies)
+    python scripts/benchmark.py --skip-pipeline # only the in-process ratios, on results/default's checkpoints
 
-Every ratio compares two things measured in this one run on this machine, so machine speed cancels:
+Every ratio compares two things measured in this one run on this machine, so machine speed cancels; a ratio
+that machine noise can flip is the median of 3 repetitions:
   1. training: our trainer (checkpoints, logging, progress bar included) vs a bare forward+backward+step
-     loop of the same SDPA twin (goal >= 0.9x); a HookedTransformer training loop is reported beside.
+     loop of the same SDPA twin (goal >= 0.9x); a HookedTransformer loop beside it; and the physical limit:
+     the trainer's FLOP/s (counted from the model's shapes) vs the thread's dense-matmul FLOP/s (INFO).
   2. analysis: our per-checkpoint analysis (load, head scores, per-token losses) vs the bare
      HookedTransformer forward over the same eval tokens (goal <= 1.3x).
   3. seed loops: seed 003's per-analysis loops (reload the checkpoint for every analysis, full
      `run_with_cache`) vs our single pass, on the same checkpoints and data (goal >= 5x), scores equal.
-  4. whole pipeline: cold default run wall time and peak RSS (<= 600 s, <= 4 GiB), no-op rerun (<= 5 s);
-     the cold run vs its own critical path, the 2-layer model's training jobs (goal <= 1.15), and vs the
-     lower bound no schedule can beat, max(critical path, CPU seconds of all jobs / cores); a tiny study's
-     wall time vs the CPU seconds of all its processes / cores (goal <= 1.1).
+  4. whole pipeline: the cold default run with the LLC on every checkpoint (the default) vs without it
+     (goal <= 1.5: the LLC's budget); with the LLC, vs the lower bound no schedule can beat, max(critical path,
+     CPU seconds of all jobs / cores) (goal <= 1.1), and vs the critical path alone (INFO: 2 cores cannot
+     reach it); peak RSS (<= 4 GiB); no-op rerun (<= 5 s); a tiny study's wall time vs the CPU seconds of all
+     its processes / cores (goal <= 1.1).
   5. the 2-layer model with MLPs (transformer_2l): the twin that trains it vs the same loop on the
      HookedTransformer (goal >= 1x: the twin must be the faster way to train it).
+  6. the LLC: one estimate at the default settings on the training twin vs a bare devinterp `llc()` call on
+     the same module, data and settings (goal <= 1.1) and vs the score step per checkpoint (goal <= 5); the
+     same estimate on the HookedTransformer, and a pythia-70m-shaped model's estimate (INFO).
   7. the regression subject's trainer (checkpoints, logging included) vs a bare loop of the same twin on
      pre-sampled batches (goal >= 0.9x).
-  6. the LLC (opt-in): one estimate at the default SGLD settings vs the score step, per checkpoint (goal <= 5x
-     for it to fit the default run's +50% budget).
 Results go to results/bench/ (benchmark.csv, benchmark.png). Everything runs on the CPU (no CUDA path yet).
 """
 
@@ -38,7 +42,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from pipeline.checkpoints import load_checkpoint, load_weights
+from pipeline.checkpoints import load_checkpoint, load_twin, load_weights
 from pipeline.config import compose
 from pipeline.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.icl import icl_per_sequence
@@ -51,15 +55,26 @@ REPO = Path(__file__).resolve().parent.parent
 ROWS: list[dict] = []
 
 
-def record(name: str, ours: float, reference: float, goal: str, unit: str, note: str = ""):
-    """Add one measured ratio; `goal` is like '>= 0.9' or '<= 1.3'."""
+def record(name: str, ours: float, reference: float, goal: str | None, unit: str, note: str = ""):
+    """Add one measured ratio; `goal` is like '>= 0.9' or '<= 1.3', or None for an information row."""
     ratio = ours / reference
-    op, bound = goal.split()
-    ok = ratio >= float(bound) if op == ">=" else ratio <= float(bound)
+    if goal is None:
+        result = "INFO"
+    else:
+        op, bound = goal.split()
+        result = "PASS" if (ratio >= float(bound) if op == ">=" else ratio <= float(bound)) else "FAIL"
     ROWS.append({"measure": name, "ours": ours, "reference": reference, "unit": unit, "ratio": ratio,
-                 "goal": goal, "result": "PASS" if ok else "FAIL", "note": note})
-    print(f"{name:<44} {ours:>10.3g} vs {reference:>10.3g} {unit:<8} ratio {ratio:6.2f}  goal {goal:<7} "
-          f"{'PASS' if ok else 'FAIL'}  {note}", flush=True)
+                 "goal": goal or "—", "result": result, "note": note})
+    print(f"{name:<44} {ours:>10.3g} vs {reference:>10.3g} {unit:<8} ratio {ratio:6.2f}  goal {goal or '—':<7} "
+          f"{result}  {note}", flush=True)
+
+
+def median_of(repeats: int, measure) -> tuple[float, float, list[float]]:
+    """`measure()` -> (ours, reference), `repeats` times: the pair whose ratio is the median, and every ratio
+    (so one noisy repetition cannot flip a row)."""
+    pairs = sorted((measure() for _ in range(repeats)), key=lambda pair: pair[0] / pair[1])
+    ours, reference = pairs[len(pairs) // 2]
+    return ours, reference, [round(o / r, 2) for o, r in pairs]
 
 
 def corpus(cfg):
@@ -102,6 +117,31 @@ def bench_training(cfg, train_tokens, d_vocab, workdir: Path, steps: int):
     ours = steps * cfg.train.batch_size * cfg.model.n_ctx / (time.perf_counter() - start)
     record("training tok/s: trainer vs bare SDPA loop", ours, twin, ">= 0.9", "tok/s",
            f"HookedTransformer loop {hooked:.0f} tok/s ({hooked / twin:.2f}x the twin)")
+    record("trainer FLOP/s vs the thread's dense-matmul FLOP/s", ours * training_flops_per_token(kwargs),
+           matmul_flops(), None, "FLOP/s", "the share of one core the training uses (physical limit: 1)")
+
+
+def training_flops_per_token(kwargs: dict) -> float:
+    """Forward + backward FLOPs per token of the attention-only model, counted from its shapes: the Q, K, V
+    and O projections, the causal attention scores and mixing (half the context on average), the unembedding;
+    backward = 2x forward."""
+    d, t, layers = kwargs["d_model"], kwargs["n_ctx"], kwargs["n_layers"]
+    per_layer = 2 * 4 * d * d + 2 * 2 * (t / 2) * d
+    return 3 * (layers * per_layer + 2 * d * kwargs["d_vocab"])
+
+
+def matmul_flops(n: int = 2048, repeats: int = 5) -> float:
+    """This thread's dense float32 matmul FLOP/s at a large square size (the best of `repeats`)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = min(timed_once(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def timed_once(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def bench_mlp_training(train_tokens, d_vocab, steps: int):
@@ -198,28 +238,35 @@ def bench_analysis(cfg, eval_tokens, bos_id, paths: list[Path]):
     return ours / len(paths)
 
 
-def bench_seed_loops(cfg, eval_tokens, bos_id, paths: list[Path], n_sequences: int):
-    """Seed 003's loops vs our single pass on the same checkpoints and eval sample; scores must agree."""
+def bench_seed_loops(cfg, eval_tokens, bos_id, paths: list[Path], n_sequences: int, repeats: int = 3):
+    """Seed 003's loops vs our single pass on the same checkpoints and eval sample; scores must agree. Median
+    of `repeats` pairs."""
     cfg = cfg.copy()
     cfg.analysis.eval.n_sequences = n_sequences
-    start = time.perf_counter()
-    tables, losses = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
-    heads = tables["head_scores"]
-    ours = time.perf_counter() - start
     sample = eval_windows(eval_tokens, n_sequences, cfg.model.n_ctx)
     repeated = head_score_tokens(eval_tokens, bos_id, cfg.analysis.head_scores, cfg.seed)
-    with torch.no_grad():
+
+    def pair():
         start = time.perf_counter()
-        prefix, icl_values, loss_values = seed_style_scores(paths, sample, repeated, cfg)
-        seed_time = time.perf_counter() - start
-    ours_prefix = torch.tensor(heads[heads.score == "prefix_matching"].value.to_numpy()).view(prefix.shape)
-    ours_icl = icl_per_sequence(losses, cfg.analysis.icl.early, cfg.analysis.icl.late,
-                                cfg.analysis.icl.window).mean(axis=-1)
-    torch.testing.assert_close(ours_prefix.float(), prefix.float(), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(ours_icl, icl_values, atol=1e-3)
-    np.testing.assert_allclose(losses.mean(axis=(1, 2)), loss_values, atol=1e-4)
+        tables, losses = analyse_checkpoints(paths, eval_tokens, bos_id, cfg.analysis, cfg.seed)
+        ours = time.perf_counter() - start
+        with torch.no_grad():
+            start = time.perf_counter()
+            prefix, icl_values, loss_values = seed_style_scores(paths, sample, repeated, cfg)
+            seed_time = time.perf_counter() - start
+        heads = tables["head_scores"]
+        ours_prefix = torch.tensor(heads[heads.score == "prefix_matching"].value.to_numpy()).view(prefix.shape)
+        ours_icl = icl_per_sequence(losses, cfg.analysis.icl.early, cfg.analysis.icl.late,
+                                    cfg.analysis.icl.window).mean(axis=-1)
+        torch.testing.assert_close(ours_prefix.float(), prefix.float(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(ours_icl, icl_values, atol=1e-3)
+        np.testing.assert_allclose(losses.mean(axis=(1, 2)), loss_values, atol=1e-4)
+        return seed_time, ours
+
+    seed_time, ours, ratios = median_of(repeats, pair)
     record("seed-003 loops s vs our single pass", seed_time, ours, ">= 5", "s",
-           f"{len(paths)} checkpoints x {n_sequences} sequences; same scores (asserted)")
+           f"{len(paths)} checkpoints x {n_sequences} sequences; same scores (asserted); median of {repeats} "
+           f"(ratios {ratios})")
 
 
 def peak_tree_rss(process) -> float:
@@ -243,53 +290,112 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bench_pipeline(workdir: Path, cores: int = 2):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", str(cores)]
+def cold_run(workdir: Path, cores: int, *config: str) -> dict:
+    """One cold `snakemake` run of the default pipeline (with `--config` items): wall s, CPU-s of every
+    process, peak RSS of the process tree, and its run directory."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", str(cores),
+           *(["--config", *config] if config else [])]
     cpu_before, start = children_cpu_seconds(), time.perf_counter()
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = peak_tree_rss(process)
-    cold, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_before
+    wall, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_before
     if process.returncode != 0:
-        raise SystemExit(f"error: the default pipeline failed; rerun `snakemake --cores 2 -d {workdir}` to see why")
-    record("cold default run s (2 cores) vs 10-min budget", cold, 600, "<= 1", "s")
-    benchmarks = workdir / "results" / "default" / "benchmarks"
-    critical = sum(pd.read_csv(f, sep="\t").s.iloc[0] for f in benchmarks.glob("train_attn_only_2l_*.tsv"))
-    record("cold default run s vs its critical path", cold, critical, "<= 1.15", "s",
-           "critical path = the 2-layer model's training jobs")
-    bound = max(critical, cpu / cores)
-    record("cold default run s vs its lower bound", cold, bound, "<= 1.15", "s",
-           f"bound = max(critical path, {cpu:.0f} CPU-s of all jobs / {cores} cores)")
-    record("cold default run peak RSS MiB vs 4 GiB", peak, 4096, "<= 1", "MiB")
+        raise SystemExit(f"error: the default pipeline failed; rerun `snakemake --cores {cores} -d {workdir}` to see why")
+    (run,) = [p for p in (workdir / "results").iterdir() if (p / "benchmarks").is_dir()]
+    return {"wall": wall, "cpu": cpu, "peak": peak, "run": run, "cmd": cmd}
+
+
+def bench_pipeline(workdir: Path, cores: int = 2):
+    """The default run cold with the LLC (the default) and without it, one after the other on the same machine:
+    the LLC's budget is +50% wall time; then the run with the LLC against its lower bound."""
+    on = cold_run(workdir / "llc", cores)
+    off = cold_run(workdir / "no_llc", cores, "overrides=[analysis.llc.enabled=false]")
+    benchmarks = on["run"] / "benchmarks"
+    train = sum(pd.read_csv(f, sep="\t").s.iloc[0] for f in benchmarks.glob("train_attn_only_2l_*.tsv"))
+    cfg = compose([])
+    rate = cfg.train.steps * cfg.train.batch_size * cfg.model.n_ctx / train
+    record("cold default run s: LLC on every checkpoint vs off", on["wall"], off["wall"], "<= 1.5", "s",
+           f"2L trained at {rate / 1000:.1f}k tok/s beside 1L; {off['cpu']:.0f} vs {on['cpu']:.0f} CPU-s of all jobs")
+    bound = max(train, on["cpu"] / cores)
+    record("cold default run s (LLC on) vs its lower bound", on["wall"], bound, "<= 1.1", "s",
+           f"bound = max(critical path {train:.0f} s, {on['cpu']:.0f} CPU-s of all jobs / {cores} cores)")
+    record("cold default run s (LLC on) vs its critical path", on["wall"], train, None, "s",
+           "critical path = the 2-layer model's training jobs; 2 cores cannot reach it when CPU-s / 2 exceed it")
+    record("cold default run peak RSS MiB vs 4 GiB", on["peak"], 4096, "<= 1", "MiB")
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(on["cmd"], check=True, capture_output=True)
     record("no-op rerun s vs 5 s", time.perf_counter() - start, 5, "<= 1", "s")
 
 
-def bench_study(workdir: Path, cores: int = 2):
+def bench_study(workdir: Path, cores: int = 2, repeats: int = 3):
     """A tiny study's wall time vs the CPU seconds of all its processes (Snakemake and every job) spread over
-    the cores: how busy the scheduler keeps them."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
-           str(cores), "--config", "sweep=[seed=0,1]", "overrides=[+experiment=tiny]"]
-    cpu_before, start = children_cpu_seconds(), time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
-    wall, cpu = time.perf_counter() - start, children_cpu_seconds() - cpu_before
-    record("tiny study wall s vs its CPU s / cores", wall, cpu / cores, "<= 1.1", "s",
-           f"2 seeds x 2 models, {cores} cores")
+    the cores: how busy the scheduler keeps them. Median of `repeats` cold studies."""
+    def once(i):
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir / str(i)),
+               "--cores", str(cores), "--config", "sweep=[seed=0,1]", "overrides=[+experiment=tiny]"]
+        cpu_before, start = children_cpu_seconds(), time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        return time.perf_counter() - start, (children_cpu_seconds() - cpu_before) / cores
+
+    runs = iter(range(repeats))
+    wall, spread, ratios = median_of(repeats, lambda: once(next(runs)))
+    record("tiny study wall s vs its CPU s / cores", wall, spread, "<= 1.1", "s",
+           f"2 seeds x 2 models, {cores} cores; median of {repeats} (ratios {ratios})")
 
 
-def bench_llc(cfg, eval_tokens, paths: list[Path], score_seconds_per_checkpoint: float):
-    """One LLC estimate at the default SGLD settings vs the score step, per checkpoint. Goal <= 5x: what the
-    LLC of every checkpoint could cost inside the default run's +50% budget; above it, it stays opt-in."""
+def bench_llc(cfg, eval_tokens, paths: list[Path], score_seconds_per_checkpoint: float, repeats: int = 3):
+    """One LLC estimate at the default settings on the training twin (what the pipeline runs): vs a bare
+    devinterp `llc()` call on the same module, data and settings (goal <= 1.1), vs the score step per checkpoint
+    (goal <= 5); beside it the same estimate on the HookedTransformer."""
+    import warnings
+
+    from devinterp.slt.llc import llc
+
     from pipeline.llc import sgld_llc, token_dataset
 
-    model = load_checkpoint(paths[-1])
-    sample = eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, cfg.model.n_ctx)
+    llc_cfg = cfg.analysis.llc
+    twin, hooked = load_twin(paths[-1]), load_checkpoint(paths[-1])
+    dataset = token_dataset(eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, cfg.model.n_ctx)[: llc_cfg.n_sequences])
+
+    def bare():
+        with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            llc(twin, dataset, {}, lr=llc_cfg.lr, n_beta=llc_cfg.n_beta, localization=llc_cfg.localization,
+                num_chains=llc_cfg.chains, num_draws=llc_cfg.draws, num_burnin_steps=llc_cfg.burn_in,
+                batch_size=llc_cfg.batch, init_seed=cfg.seed, output_path=Path(scratch) / "s.zarr", device="cpu")
+
+    ours, reference, ratios = median_of(repeats, lambda: (timed_once(lambda: sgld_llc(twin, dataset, llc_cfg, cfg.seed)),
+                                                          timed_once(bare)))
+    settings = f"{llc_cfg.chains} chains x ({llc_cfg.burn_in} + {llc_cfg.draws}) SGLD steps x batch {llc_cfg.batch}"
+    record("LLC s per estimate: ours vs bare devinterp llc()", ours, reference, "<= 1.1", "s",
+           f"{settings}, the same twin; median of {repeats} (ratios {ratios})")
+    record("LLC s per estimate vs score step per checkpoint", ours, score_seconds_per_checkpoint, "<= 5", "s",
+           f"{settings}; on by default")
+    record("LLC s per estimate: HookedTransformer vs twin", timed_once(lambda: sgld_llc(hooked, dataset, llc_cfg, cfg.seed)), ours,
+           None, "s", "the module the chains ran on before")
+
+
+def bench_hub_llc(cfg, steps: int = 3):
+    """What one LLC estimate at the default settings would cost on a pythia-70m-shaped model on one CPU thread:
+    the seconds of `steps` forward+backward passes at the LLC's batch and the model's 2048 context (random
+    weights), times the SGLD steps of an estimate (plus devinterp's 32 forward-only init batches per chain)."""
+    from devinterp.slt.lm_loss import compute_per_token_loss
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    llc_cfg = cfg.analysis.llc
+    model = HookedTransformer(HookedTransformerConfig(
+        n_layers=6, d_model=512, n_heads=8, d_head=64, d_mlp=2048, d_vocab=50304, n_ctx=2048, act_fn="gelu",
+        normalization_type="LN", positional_embedding_type="rotary", rotary_dim=16, parallel_attn_mlp=True,
+        device="cpu", seed=0), move_to_device=False)
+    batch = torch.randint(0, 50304, (llc_cfg.batch, 2048), generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    sgld_llc(model, token_dataset(sample[: cfg.analysis.llc.n_sequences]), cfg.analysis.llc, cfg.seed)
-    llc = time.perf_counter() - start
-    record("LLC s per checkpoint vs score step", llc, score_seconds_per_checkpoint, "<= 5", "s",
-           f"{cfg.analysis.llc.chains} chains x {cfg.analysis.llc.burn_in + cfg.analysis.llc.draws} SGLD steps "
-           f"x batch {cfg.analysis.llc.batch}; opt-in (analysis.llc.enabled)")
+    for _ in range(steps):
+        model.zero_grad(set_to_none=True)
+        compute_per_token_loss(model, batch).mean().backward()
+    per_step = (time.perf_counter() - start) / steps
+    estimate = llc_cfg.chains * (llc_cfg.burn_in + llc_cfg.draws + 32 / 3) * per_step  # a forward ~ 1/3 of a step
+    record("LLC s per estimate, pythia-70m shape (extrapolated) vs 1 h", estimate, 3600, None, "s",
+           f"{per_step:.1f} s per SGLD step of {llc_cfg.batch} x 2048 tokens; why hub models opt in (analysis.llc.hub)")
 
 
 def plot(table: pd.DataFrame, path: Path):
@@ -299,16 +405,17 @@ def plot(table: pd.DataFrame, path: Path):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 0.8 + 0.45 * len(table)))
-    colors = ["tab:green" if r == "PASS" else "tab:red" for r in table.result]
+    colors = [{"PASS": "tab:green", "FAIL": "tab:red"}.get(r, "tab:gray") for r in table.result]
     ax.barh(table.measure, table.ratio, color=colors)
     for i, goal in enumerate(table.goal):
-        ax.plot([float(goal.split()[1])] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
+        if goal != "—":
+            ax.plot([float(goal.split()[1])] * 2, [i - 0.4, i + 0.4], color="black", lw=2)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.1, 0.3, 1, 3, 10]))
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("ratio, ours / reference (black bar: goal; green PASS, red FAIL)")
+    ax.set_xlabel("ratio, ours / reference (black bar: goal; green PASS, red FAIL, grey INFO)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -316,7 +423,7 @@ def plot(table: pd.DataFrame, path: Path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-pipeline", action="store_true",
-                        help="skip the cold default run (~7 min); analyse results/default's checkpoints instead")
+                        help="skip the cold default runs and tiny studies; analyse results/default's checkpoints instead")
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--seed-sequences", type=int, default=256, help="eval sequences for the seed-loop ratio")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's jobs use 1)")
@@ -333,7 +440,7 @@ def main():
         bench_regression_training(Path(tmp), 4 * args.train_steps)
         run = REPO / "results" / "default"
         if not args.skip_pipeline:
-            run = Path(tmp) / "pipeline" / "results" / "default"
+            run = Path(tmp) / "pipeline" / "llc" / "results" / "default"
             bench_pipeline(Path(tmp) / "pipeline")
             bench_study(Path(tmp) / "study")
         paths = sorted((run / "models" / "attn_only_2l" / "checkpoints").glob("*/*.safetensors"))
@@ -342,6 +449,7 @@ def main():
                              f"--skip-pipeline")
         per_checkpoint = bench_analysis(cfg, eval_tokens, manifest["eot_id"], paths)
         bench_llc(cfg, eval_tokens, paths, per_checkpoint)
+        bench_hub_llc(cfg)
         bench_seed_loops(cfg, eval_tokens, manifest["eot_id"], paths, args.seed_sequences)
     table = pd.DataFrame(ROWS).assign(device=device)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Calibrate the LLC sampler (analysis.llc) on a run's checkpoints: for each SGLD setting in a grid, estimate
-the LLC at a few checkpoints and report what makes a setting usable -- the trace is flat after burn-in
-(drift), no chain diverges, chains agree -- and the seconds per estimate.
+the LLC at a few checkpoints (on the training twin, as the pipeline does) and report what makes a setting
+usable -- the trace is flat after burn-in (drift), no chain diverges, chains agree -- and the seconds per
+estimate.
 
     python scripts/calibrate_llc.py --run results/default --model attn_only_2l --steps 50 731 3000 \
         --grid "lr=1e-4,3e-4" "localization=300,1000" --out results/default/llc_calibration.csv
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline.checkpoints import checkpoint_meta, load_checkpoint
+from pipeline.checkpoints import checkpoint_meta, load_twin
 from pipeline.config import load_run_config
 from pipeline.data import eval_windows, load_split
 from pipeline.io import UserError
@@ -49,8 +50,8 @@ def main():
     rows = []
     for step in args.steps:
         path = next((args.run / "models" / args.model / "checkpoints").glob(f"*/{checkpoint_name(step)}"))
-        model = load_checkpoint(path)
-        sample = eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, model.cfg.n_ctx)
+        model = load_twin(path)  # the module the pipeline's chains run on
+        sample = eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, cfg.model.n_ctx)
         dataset = token_dataset(sample[: cfg.analysis.llc.n_sequences])
         for values in itertools.product(*axes.values()):
             llc_cfg = cfg.analysis.llc.copy()

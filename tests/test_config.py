@@ -128,3 +128,18 @@ def test_run_config_holds_the_run_level_once_and_each_models_own(tmp_path):
         assert OmegaConf.to_container(load_run_config(path, model)) == OmegaConf.to_container(cfg)
     with pytest.raises(UserError, match="model attn_only_3l is not in"):
         load_run_config(path, "attn_only_3l")
+
+
+def test_the_llc_is_on_for_trained_models_and_opt_in_for_hub_models():
+    """Every trained model of a run gets the LLC tables and figures by default; a hub model only when asked, and a
+    run mixing both collects the LLC of the models that have it."""
+    from pipeline.outputs import has_table, run_figures, run_tables
+
+    trained, hub = compose(["model=attn_only_2l"]), compose(["model=attn_only_2l_hub"])
+    hub_on = compose(["model=attn_only_2l_hub", "analysis.llc.hub=true"])
+    off = compose(["model=attn_only_2l", "analysis.llc.enabled=false"])
+    llc = {"llc", "llc_trace", "llc_heads"}
+    assert llc <= set(run_tables([trained])) and "llc_slope" in run_figures([trained])
+    assert not llc & set(run_tables([hub])) and "llc_slope" not in run_figures([hub])
+    assert llc <= set(run_tables([hub_on])) and not llc & set(run_tables([off]))
+    assert llc <= set(run_tables([hub, trained])) and [has_table("llc", c) for c in (hub, trained)] == [False, True]

@@ -88,6 +88,11 @@ def test_developmental_tables_cover_every_checkpoint_and_agree_with_their_traces
     trace = pd.read_csv(run / "tables" / "llc_trace.csv")
     assert trace.groupby(["model", "step"]).size().to_dict() == {key: 2 * 15 for key in llc.index}
     assert np.isfinite(llc[["llc_mean", "llc_chain0", "llc_chain1"]].to_numpy()).all()
+    # the chains run on the training twin; the loss at each checkpoint they start from (the whole LLC sample,
+    # once) is the score step's HookedTransformer loss on the same 16 eval sequences
+    for model, rows in llc.groupby(level="model"):
+        hooked = np.load(run / "models" / model / "token_losses.npz")["losses"]
+        np.testing.assert_allclose(rows.init_loss, hooked[:, :16].mean(axis=(1, 2)), atol=1e-5)
     heads = pd.read_csv(run / "tables" / "llc_heads.csv")
     assert heads.groupby("model").size().to_dict() == {"attn_only_1l": 3 * 4, "attn_only_2l": 3 * 4}  # 3 of 5 steps
     steps = checkpoint_steps(compose(["+experiment=tiny"]).train)  # refined at every 2nd checkpoint (tiny)

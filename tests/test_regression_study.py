@@ -43,7 +43,7 @@ def test_a_member_is_an_ordinary_run_with_every_table_and_figure(tiny_regression
     _, _, members, member = tiny_regression_study
     assert len(members) == 4
     run = members[resolve_run(MEMBER_OVERRIDES.split(",")).name]
-    tables, figures = run_tables(MEMBER), run_figures(MEMBER)
+    tables, figures = run_tables([MEMBER]), run_figures([MEMBER])
     assert {"regression_eval", "probe_attention", "llc", "icl", "phase_window"} <= set(tables)
     assert not {"ablation", "patching"} & set(tables)  # language-model analyses are not asked of it
     assert {n for n in figures if FIGURES[n][0] == "regression_figures"} == {

@@ -82,14 +82,13 @@ def analysed(output: str) -> dict[str, tuple[int, int]]:
 
 def job_sizes(models) -> dict[str, int]:
     """How many checkpoints each analysis job of the tiny run has: a score job per training job, the causal
-    step's interleaved parts, one LLC job per model."""
+    step's interleaved parts; the LLC, like the scores, a job per training job."""
     cfg = compose(["+experiment=tiny"])
     steps = checkpoint_steps(cfg.train)
     sizes = {}
     for model in models:
-        sizes[f"estimate_llc:{model}"] = len(steps)
         for part, part_steps in segments(cfg.train, cfg.jobs.train_split_at).items():
-            sizes[f"score_checkpoints:{model}[{part}]"] = len(part_steps)
+            sizes[f"score_checkpoints:{model}[{part}]"] = sizes[f"estimate_llc:{model}[{part}]"] = len(part_steps)
         for part, part_steps in interleaved(steps, cfg.jobs.causal_parts).items():
             sizes[f"causal_checkpoints:{model}[{part}]"] = len(part_steps)
     return sizes
