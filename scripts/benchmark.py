@@ -375,7 +375,7 @@ def bench_llc(cfg, eval_tokens, paths: list[Path], score_seconds_per_checkpoint:
            None, "s", "the module the chains ran on before")
 
 
-def bench_hub_llc(cfg, steps: int = 3):
+def bench_hub_llc(cfg, steps: int = 2):
     """What one LLC estimate at the default settings would cost on a pythia-70m-shaped model on one CPU thread:
     the seconds of `steps` forward+backward passes at the LLC's batch and the model's 2048 context (random
     weights), times the SGLD steps of an estimate (plus devinterp's 32 forward-only init batches per chain)."""
