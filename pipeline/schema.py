@@ -165,6 +165,7 @@ class MarkovData(Section):
 class Jobs(Section):
     train_split_at: Annotated[list[Fraction], Field(max_length=100)]
     causal_parts: Annotated[int, Field(ge=1, le=256)]
+    llc_parts: Annotated[int, Field(ge=1, le=256)]
 
 
 class Train(Section):

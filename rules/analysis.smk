@@ -187,7 +187,7 @@ rule collect_table:
 rule llc_part:
     input:
         run_config=run_config,
-        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][0],
+        checkpoints=lambda wc: llc_parts(wc.run, wc.model)[wc.part][0],
         data=data_files,
     output:
         part_outputs("estimate_llc"),
@@ -197,7 +197,7 @@ rule llc_part:
         RUN / "benchmarks" / "estimate_llc_{model}_{part}.tsv"
     params:
         cfg=params_of(*STEP_CONFIG["estimate_llc"]),
-        checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
+        checkpoints=lambda wc: llc_parts(wc.run, wc.model)[wc.part][1],
         schedule=lambda wc: checkpoint_files(wc.run, wc.model),
         data=lambda wc: data_dir(wc.run, wc.model),
         out=lambda wc: part_dir(wc, "estimate_llc"),
@@ -246,7 +246,7 @@ rule causal_part:
 
 # A step run as several jobs over shares of a model's checkpoints is merged into the model's tables by one
 # rule named after the step (the score step's merge, which also stacks the losses, is per kind above).
-for merged_step, parts_of in {"causal_checkpoints": causal_parts, "estimate_llc": score_parts}.items():
+for merged_step, parts_of in {"causal_checkpoints": causal_parts, "estimate_llc": llc_parts}.items():
 
     rule:
         name:

@@ -148,6 +148,14 @@ def causal_parts(run, model):
     return interleaved(checkpoint_files(run, model), configs(run)[model].jobs.causal_parts)
 
 
+def llc_parts(run, model):
+    """estimate_llc's jobs: each score part's checkpoints dealt into `jobs.llc_parts` jobs side by side, so the
+    SGLD chains of a training job's checkpoints do not queue behind one another on one core."""
+    n = configs(run)[model].jobs.llc_parts
+    return {f"{part}_{share}": (sources, files) for part, (sources, checkpoints) in score_parts(run, model).items()
+            for share, files in interleaved(checkpoints, n).items()}
+
+
 def checkpoint_sources(run, model):
     """What a model's checkpoints come from: each fetched hub file, or the training jobs' directories."""
     return [source for sources, _ in score_parts(run, model).values() for source in sources]

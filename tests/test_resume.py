@@ -82,13 +82,15 @@ def analysed(output: str) -> dict[str, tuple[int, int]]:
 
 def job_sizes(models) -> dict[str, int]:
     """How many checkpoints each analysis job of the tiny run has: a score job per training job, the causal
-    step's interleaved parts; the LLC, like the scores, a job per training job."""
+    step's interleaved parts; the LLC, each training job's checkpoints dealt into interleaved parts."""
     cfg = compose(["+experiment=tiny"])
     steps = checkpoint_steps(cfg.train)
     sizes = {}
     for model in models:
         for part, part_steps in segments(cfg.train, cfg.jobs.train_split_at).items():
-            sizes[f"score_checkpoints:{model}[{part}]"] = sizes[f"estimate_llc:{model}[{part}]"] = len(part_steps)
+            sizes[f"score_checkpoints:{model}[{part}]"] = len(part_steps)
+            for share, share_steps in interleaved(part_steps, cfg.jobs.llc_parts).items():
+                sizes[f"estimate_llc:{model}[{part}_{share}]"] = len(share_steps)
         for part, part_steps in interleaved(steps, cfg.jobs.causal_parts).items():
             sizes[f"causal_checkpoints:{model}[{part}]"] = len(part_steps)
     return sizes
