@@ -68,7 +68,8 @@ def overrides(home: Path, *extra: str) -> list[str]:
     """Hydra overrides running attn_only_2l_hub on data=pile from the fake cache at tiny sizes."""
     return ["+experiment=tiny", "~model.d_model", "model=attn_only_2l_hub", "data=pile", f"hub_cache={home}",
             f"model.tokenizer={TOKENIZER_REPO}", f"model.n_ctx={N_CTX}", "model.icl_late=50",
-            "model.hub.checkpoints=[0,2,-1]", "data.min_document_tokens=65", *extra]
+            "model.hub.checkpoints=[0,2,-1]", "data.min_document_tokens=65",
+            "analysis.llc.hub=true", *extra]  # hub models opt in to the LLC (its HookedTransformer path)
 
 
 PYTHIA_REVISIONS = [0, 512]  # steps; TransformerLens's Pythia labels include both
@@ -126,4 +127,5 @@ def task_overrides(home: Path, model: str, *extra: str) -> list[str]:
     return ["+experiment=tiny", "~model.d_model", f"model={model}", "data=pile", f"hub_cache={home}",
             f"model.n_ctx={N_CTX}", "model.icl_late=50", "data.min_document_tokens=65",
             "analysis.tasks.names=[induction,ioi]", f"analysis.tasks.ioi.names=[{','.join(IOI_NAMES)}]",
-            "analysis.tasks.ioi.templates=['When {IO} and {S} went to the store, {S} gave a drink to']", *extra]
+            "analysis.tasks.ioi.templates=['When {IO} and {S} went to the store, {S} gave a drink to']",
+            "analysis.llc.hub=true", *extra]  # hub models opt in to the LLC (its HookedTransformer path)
