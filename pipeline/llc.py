@@ -89,8 +89,8 @@ def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc
     Chains sample batches of `input_ids` scored by `loss_fn` (the kind's; None: next-token cross-entropy)
     on the module `load` builds (the training twin for models trained here)."""
     estimated = every_kth(schedule or checkpoints, llc_cfg.every)
-    head_paths = set(every_kth(estimated, llc_cfg.head_every))
-    checkpoints = [path for path in checkpoints if path in set(estimated)]
+    head_paths, kept = set(every_kth(estimated, llc_cfg.head_every)), set(estimated)
+    checkpoints = [path for path in checkpoints if path in kept]
     dataset = token_dataset(input_ids)
 
     def analyse(model, meta, _shared):
