@@ -1,14 +1,16 @@
 """Cluster submission through a real SLURM: tests/slurm/cluster.sh brings up a single-node cluster on this
-machine (installing Debian's slurm-wlm and munge if needed; root), Snakemake submits the tiny pipeline
-with profiles/slurm, and every job must be recorded by SLURM and the tables must equal a local run's.
+machine (installing Debian's slurm-wlm and munge if needed; root), Snakemake submits a one-member study of the
+tiny experiment with profiles/slurm, every job must be recorded by SLURM, and the member's tables must equal
+the local tiny run's.
 
-Deselected by default (`-m slurm` runs it; CI does, as a separate step)."""
+Deselected by default (`-m slurm` runs it; the README's test command and CI select it)."""
 
 import os
 import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 from conftest import REPO, TINY, assert_same_files
 from test_pipeline_e2e import TABLES
@@ -39,38 +41,29 @@ def cluster(tmp_path_factory):
     subprocess.run(["bash", str(CLUSTER), "stop", str(directory)], timeout=60)
 
 
-def test_tiny_pipeline_runs_through_slurm_with_local_results(cluster, tiny_run, tmp_path):
+def test_a_study_whose_member_is_the_tiny_run_runs_through_slurm_with_local_results(cluster, tiny_run, tmp_path):
+    """One submission covers both paths (one run instead of two, for the suite's budget): a study of one seed
+    whose member is the tiny run, every job but the bookkeeping through sbatch, the study's aggregation too,
+    and the member's tables byte for byte those of the local tiny run."""
     env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
            "--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--jobs", "4",
            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
-           "--slurm-status-command", "squeue", "--latency-wait", "5", "--config", TINY]
+           "--slurm-status-command", "squeue", "--latency-wait", "5", "--config", "sweep=[seed=0]", TINY]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, env=env)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
 
-    submitted = submitted_jobs(out, local={"all", "check_checkpoints", "collect_table", "provenance"})
+    submitted = submitted_jobs(out, local={"all", "check_checkpoints", "collect_table", "aggregate_study"})
+    assert "rule plot_study_figures:" in out
     records = (cluster / "jobcomp.log").read_text()
     completed = set(re.findall(r"JobId=(\d+) .*JobState=COMPLETED", records))
     assert submitted <= completed, f"jobs missing from SLURM's completion log: {submitted - completed}"
     print(f"\n{len(submitted)} SLURM jobs, e.g.\n" + "\n".join(records.splitlines()[:3]))
 
-    assert len(assert_same_files(tiny_run[1], tmp_path / "results" / "tiny")) == len(TABLES)  # every table, byte-identical
-
-
-def test_a_tiny_study_runs_through_slurm_unchanged(cluster, tmp_path):
-    """The same profile submits a study: every member job and the aggregation go through sbatch."""
-    env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-           "--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--jobs", "4",
-           "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
-           "--slurm-status-command", "squeue", "--latency-wait", "5",
-           "--config", "sweep=[seed=0,1]", "overrides=[+experiment=tiny,model=[attn_only_1l]]"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, env=env)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
-    submitted_jobs(out, local={"all", "check_checkpoints", "collect_table", "aggregate_study"})
-    assert "rule plot_study_figures:" in out
     (study,) = (tmp_path / "results").glob("sweep-*")
-    icl = (study / "tables" / "icl.csv").read_text().splitlines()
-    assert icl[0].startswith("run,seed,model") and len(icl) == 1 + 2 * 5  # 2 members x 5 checkpoints
+    icl = pd.read_csv(study / "tables" / "icl.csv")
+    (member,) = icl.run.unique()
+    assert len(icl) == 2 * 5 and (icl.seed == 0).all()  # 2 models x 5 checkpoints
+    member_tables = assert_same_files(tiny_run[1] / "tables", tmp_path / "results" / member / "tables")
+    assert len(member_tables) == len(TABLES)  # every table, byte-identical
