@@ -112,6 +112,7 @@ def model_configs(overrides) -> dict[str, DictConfig]:
 # and its figures. The rest (data, model, train, analysis) is each model's, the subject's.
 RUN_LEVEL = ("models", "run_name", "results_dir", "seed", "hub_cache", "resources", "jobs", "figures")
 # Keys that say where and how a run executes, not what it computes: they do not change its identity.
+NAMED_GROUPS = ("interventions",)  # config groups whose choice names a run (conf/interventions/<name>.yaml)
 NOT_IDENTITY = ("run_name", "results_dir", "hub_cache", "resources", "jobs")
 
 
@@ -133,9 +134,11 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
     default = model_configs([])
     if identity(configs) == identity(default):
         return "default"
-    groups = []  # a model of another kind composes only with its experiment: name it, diff against it
+    # named sets (interventions=<name>) name the run; so does the experiment a model of another kind composes only
+    # with: the slug names them and lists what else differs from them
+    groups = [o.lstrip("+") for o in overrides if o.lstrip("+").split("=", 1)[0] in NAMED_GROUPS]
     try:
-        reference = compose([f"model={first_model}"])
+        reference = compose([*groups, f"model={first_model}"])
     except UserError:
         groups = [o.lstrip("+") for o in overrides if not o.startswith("model=")
                   and (CONF_DIR / o.lstrip("+").split("=", 1)[0]).is_dir()]

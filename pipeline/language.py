@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.data import eval_windows, load_split, require_tokens, sample_windows
+from pipeline.interventions import attach
 from pipeline.kinds import TrainingSubject
 from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transformer
 
@@ -51,7 +52,7 @@ def training_subject(cfg, data_dir: Path) -> TrainingSubject:
 
 def corpus_subject(cfg, tokens, d_vocab: int) -> TrainingSubject:
     """The subject over a token stream held in memory."""
-    config_kwargs = hooked_config_kwargs(cfg.model, d_vocab)
+    config_kwargs = attach(hooked_config_kwargs(cfg.model, d_vocab), cfg.train)
     batch_size, n_ctx = cfg.train.batch_size, cfg.model.n_ctx
     return TrainingSubject(
         name=str(cfg.model.name), config_kwargs=config_kwargs, tokens_per_step=batch_size * n_ctx,

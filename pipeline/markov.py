@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.cli import cli
+from pipeline.interventions import attach
 from pipeline.io import atomic_path, run_cli, write_json
 from pipeline.kinds import TrainingSubject
 
@@ -110,7 +111,7 @@ def training_subject(cfg, data_dir: Path) -> TrainingSubject:
     from pipeline.language import next_token_loss
     from pipeline.model import TrainingTwin, hooked_transformer
 
-    kwargs = config_kwargs(cfg.model, cfg.data)
+    kwargs = attach(config_kwargs(cfg.model, cfg.data), cfg.train)
     batch_size = cfg.train.batch_size
 
     def batch(generator):

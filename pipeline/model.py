@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.interventions import apply
+
 # Buffers HookedTransformer creates itself; a checkpoint never needs to carry them.
 HOOKED_BUFFERS = ("attn.mask", "attn.IGNORE")
 
@@ -57,18 +59,20 @@ def _smear_hook(keys, hook, attn):
 def hooked_transformer(config_kwargs: dict, seed: int | None = None):
     """A freshly initialised HookedTransformer (TransformerLens's own init) for `config_kwargs`; with
     `smeared_keys`, a zero `smear_alpha` buffer per attention layer (loaded with the weights) and a
-    permanent hook on its `hook_k` applying it."""
+    permanent hook on its `hook_k` applying it; with `interventions`, their hooks (pipeline.interventions)."""
     from functools import partial
 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     kwargs = dict(config_kwargs)
-    smeared = kwargs.pop("smeared_keys", False)
+    smeared, interventions = kwargs.pop("smeared_keys", False), kwargs.pop("interventions", [])
     model = HookedTransformer(HookedTransformerConfig(**kwargs, seed=seed, device="cpu"), move_to_device=False)
     if smeared:
         for block in model.blocks:
             block.attn.register_buffer("smear_alpha", torch.zeros(model.cfg.n_heads))
             block.attn.hook_k.add_hook(partial(_smear_hook, attn=block.attn), is_permanent=True)
+    model.interventions = interventions
+    apply(model, interventions, "hooked")
     return model
 
 
@@ -81,9 +85,10 @@ class TrainingTwin(nn.Module):
 
     def __init__(self, n_layers, d_model, n_heads, d_head, n_ctx, d_vocab, attn_only=True, d_mlp=None,
                  smeared_keys=False, act_fn="gelu", positional_embedding_type="shortformer", d_vocab_out=-1,
-                 **_ignored):
+                 interventions=(), **_ignored):
         super().__init__()
         self.n_heads, self.d_head, self.smeared_keys = n_heads, d_head, smeared_keys
+        self.clamps = {}  # layer -> [(heads, pattern builder)]: attention patterns held fixed (interventions)
         self.act = {"gelu": F.gelu, "relu": F.relu, None: None}[act_fn]
         self.shortformer = positional_embedding_type == "shortformer"
         d_vocab_out = d_vocab if d_vocab_out == -1 else d_vocab_out
@@ -114,11 +119,13 @@ class TrainingTwin(nn.Module):
         self.ln_final.w, self.ln_final.b = _param(d_model), _param(d_model)
         self.unembed = nn.Module()
         self.unembed.W_U, self.unembed.b_U = _param(d_model, d_vocab_out), _param(d_vocab_out)
+        apply(self, interventions, "twin")
 
     @classmethod
     def from_hooked(cls, hooked) -> "TrainingTwin":
         """A twin carrying `hooked`'s weights (used to start training from TransformerLens's init)."""
-        twin = cls(**hooked.cfg.to_dict(), smeared_keys=hasattr(hooked.blocks[0].attn, "smear_alpha"))
+        twin = cls(**hooked.cfg.to_dict(), smeared_keys=hasattr(hooked.blocks[0].attn, "smear_alpha"),
+                   interventions=getattr(hooked, "interventions", ()))
         twin.load_state_dict(trainable_state_dict(hooked.state_dict()))
         return twin
 
@@ -128,6 +135,13 @@ class TrainingTwin(nn.Module):
         W = W.permute(1, 0, 2).reshape(D, -1)  # (D, H*E)
         return (x @ W + b.reshape(-1)).view(B, T, self.n_heads, self.d_head).transpose(1, 2)
 
+    def _clamp(self, layer: int, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The heads' outputs (B, H, T, E) with each clamped head's computed from its fixed pattern instead."""
+        for heads, build in self.clamps.get(layer, ()):
+            z = z.clone()  # out of place: SDPA's backward reads its output
+            z[:, heads] = torch.einsum("qk,bhke->bhqe", build(v.shape[2]).to(v), v[:, heads])
+        return z
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T), or outputs for vector tokens (B, T, d_vocab) embedded
         linearly (the regression kind)."""
@@ -136,7 +150,7 @@ class TrainingTwin(nn.Module):
         pos = self.pos_embed.W_pos[:T]  # (T, D): shortformer adds them to query/key inputs only
         if not self.shortformer:  # standard: positions enter the residual stream
             x, pos = x + pos, 0
-        for block in self.blocks:
+        for layer, block in enumerate(self.blocks):
             h = F.layer_norm(x, x.shape[-1:], block.ln1.w, block.ln1.b, eps=1e-5)
             a, qk_in = block.attn, h + pos
             q = self._heads(qk_in, a.W_Q, a.b_Q)
@@ -144,7 +158,7 @@ class TrainingTwin(nn.Module):
             if self.smeared_keys:
                 k = smear(k, torch.sigmoid(a.smear_alpha)[:, None, None], pos_dim=2)  # k: (B, H, T, E)
             v = self._heads(h, a.W_V, a.b_V)
-            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, E)
+            z = self._clamp(layer, F.scaled_dot_product_attention(q, k, v, is_causal=True), v)  # (B, H, T, E)
             z = z.transpose(1, 2).reshape(*x.shape[:2], -1)  # (B, T, H*E)
             x = x + z @ a.W_O.reshape(-1, a.W_O.shape[-1]) + a.b_O
             if hasattr(block, "mlp"):

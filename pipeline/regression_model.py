@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.interventions import attach
 from pipeline.kinds import TrainingSubject
 from pipeline.model import TrainingTwin, hooked_transformer
 from pipeline.regression import load_eval, load_tasks, sample_sequences, to_tokens
@@ -73,7 +74,7 @@ def tasks_subject(cfg, tasks: torch.Tensor) -> TrainingSubject:
     """Fresh sequences every step from the seeded generator (so resume is exact), w from `tasks` (fresh
     Gaussian ones when empty); the twin starts at TransformerLens's init; the loss is the MSE of the
     predictions."""
-    kwargs = config_kwargs(cfg.model, cfg.data)
+    kwargs = attach(config_kwargs(cfg.model, cfg.data), cfg.train)
 
     def batch(generator):
         x, y, _ = sample_sequences(cfg.train.batch_size, cfg.data, tasks, generator)

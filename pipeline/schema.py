@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from pipeline.interventions import INTERVENTIONS, PATTERNS
 from pipeline.io import UserError
 from pipeline.kinds import KINDS
 
@@ -168,6 +169,19 @@ class Jobs(Section):
     llc_parts: Annotated[int, Field(ge=1, le=256)]
 
 
+class ClampPattern(Section):
+    kind: Literal["clamp_pattern"]
+    layer: NonNegative
+    heads: Annotated[list[NonNegative], Field(min_length=1, max_length=128)]
+    pattern: Literal[tuple(PATTERNS)]  # type: ignore[valid-type]
+
+
+class Freeze(Section):
+    kind: Literal["freeze"]
+    params: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.*?\[\]-]{1,200}$")]],
+                      Field(min_length=1, max_length=100)]  # globs over parameter names
+
+
 class Train(Section):
     steps: Annotated[int, Field(ge=1, le=10_000_000)]
     batch_size: Annotated[int, Field(ge=1, le=65_536)]
@@ -181,6 +195,8 @@ class Train(Section):
     threads: Threads
     resume_every: Count
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
+    interventions: Annotated[list[Annotated[Union[ClampPattern, Freeze], Field(discriminator="kind")]],
+                             Field(max_length=100)] = []
 
 
 class HeadScores(Section):
@@ -345,6 +361,7 @@ class Root(Section):
         if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:
             raise ValueError(f"analysis.llc.n_sequences: {a.llc.n_sequences} must lie between analysis.llc.batch="
                              f"{a.llc.batch} and the eval sample (analysis.eval.n_sequences={a.eval.n_sequences})")
+        self._interventions_fit()
         if a.window.low >= a.window.high:
             raise ValueError(f"analysis.window.low: {a.window.low} must be below analysis.window.high={a.window.high}")
         if kind.name == "regression":
@@ -355,6 +372,18 @@ class Root(Section):
         if kind.name == "markov":
             return self._markov_keys_agree()
         return self._language_keys_agree(self.model.n_ctx)
+
+    def _interventions_fit(self):
+        """Each intervention names layers, heads and parameters the model has (pipeline.interventions)."""
+        if self.train.interventions and self.model.source == "hub":
+            raise ValueError(f"train.interventions: {self.model.name} comes from the hub and is not trained here; "
+                             f"remove them (train.interventions=[]) or train a model of that shape")
+        for i, spec in enumerate(self.train.interventions):
+            shape = dict(n_layers=self.model.n_layers, n_heads=self.model.n_heads, attn_only=self.model.d_mlp is None,
+                         smeared_keys=getattr(self.model, "smeared_keys", False))
+            error = INTERVENTIONS[spec.kind].check(spec.model_dump(), shape)
+            if error:
+                raise ValueError(f"train.interventions[{i}]: {spec.kind} {error}")
 
     def _loss_positions(self, kind: str) -> tuple[int, str, str]:
         """How many positions have a loss, what they are, and the key that makes more."""
@@ -440,7 +469,8 @@ def validate(cfg: dict):
                             f"(see conf/)") from None
         if first["type"] == "missing":
             raise UserError(f"{key}.{first['loc'][-1]} is missing; set it (see conf/)") from None
-        if first["type"] == "union_tag_invalid":  # data.source / model.source
-            key, value = f"{key}.source", value.get("source")
+        if first["type"] == "union_tag_invalid":  # data.source / model.source / train.interventions[i].kind
+            tag = "source" if "source" in value else "kind"
+            key, value = f"{key}.{tag}", value.get(tag)
         fix = "give a finite number" if isinstance(value, float) and not math.isfinite(value) else "fix the override"
         raise UserError(f"{key}={_short(value)}: {message[0].lower() + message[1:]}; {fix}") from None

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from pipeline.checkpoints import save_checkpoint
 from pipeline.cli import cli
+from pipeline.interventions import apply
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.kinds import TrainingSubject, kind_of, subject_module
 from pipeline.schedule import checkpoint_name, checkpoint_steps
@@ -119,6 +120,7 @@ def train(subject: TrainingSubject, train_cfg, seed: int, out_dir: Path, state_d
         raise UserError("train.device=cuda but no GPU is visible to this job; use train.device=cpu "
                         "or request one (+resources.train_model.gpu=1 with profiles/slurm)")
     model = subject.init(seed).to(device)
+    apply(model, subject.config_kwargs.get("interventions"), "train")  # e.g. freeze: parameters that stop training
     optimizer, schedule = make_optimizer(model, train_cfg)
     generator = torch.Generator().manual_seed(seed)
     fingerprint = json.dumps([subject.config_kwargs, OmegaConf.to_container(train_cfg), seed, subject.fingerprint])

@@ -13,6 +13,7 @@ import pandas as pd
 import yaml
 
 from pipeline.config import identity, plan, section
+from pipeline.interventions import describe
 from pipeline.io import UserError, atomic_path
 from pipeline.kinds import KINDS, kind_of
 from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STEP_CONFIG, STUDY_FIGURES, TABLES, caption,
@@ -96,6 +97,11 @@ def params_of(*keys):
     """Input function: the config sections a rule depends on, as a Snakemake param (a change reruns it).
     Rules without a {model} wildcard read the run's first model, whose config carries the shared sections."""
     return lambda wc: section(configs(wc.run)[wc.get("model", first_model(wc.run))], *keys)
+
+
+def run_interventions(run):
+    """What each model of the run had clamped or frozen in training ('' if nothing): the figures' captions say so."""
+    return "; ".join(f"{m}: {describe(c.train.interventions)}" for m, c in configs(run).items() if c.train.interventions)
 
 
 def first_model(run):

@@ -17,6 +17,7 @@ for figure_module, (figure_tables, figure_config) in FIGURE_INPUTS.items():
         params:
             cfg=params_of(*figure_config),
             module=figure_module,
+            interventions=lambda wc: run_interventions(wc.run),
             step_config=lambda wc: shared_config_args(wc.run),
             tables=lambda wc: RESULTS / wc.run / "tables",
             out=lambda wc: RESULTS / wc.run / "figures",

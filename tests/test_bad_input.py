@@ -135,6 +135,10 @@ CASES = {
                                             "prefix_matching"]),
     "language model on regression data": (snakemake("data=regression"),
                                           ["data.source: 'regression' does not feed language models", "data=stdlib"]),
+    "intervention on a missing layer": (snakemake("model=[attn_only_1l],interventions=previous_token_l0,"
+                                                  "train.interventions.0.layer=1"),
+                                        ["train.interventions[0]: clamp_pattern layer 1 does not exist",
+                                         "model.n_layers=1"]),
     "NaN loss": ([PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt2", "--state", "state2", "--log",
                   "log2.csv", "+experiment=tiny", "train.lr=1e30", "train.grad_clip=1e30"],
                  ["training loss became nan", "lower train.lr"]),

@@ -143,3 +143,15 @@ def test_the_llc_is_on_for_trained_models_and_opt_in_for_hub_models():
     assert not llc & set(run_tables([hub])) and "llc_slope" not in run_figures([hub])
     assert llc <= set(run_tables([hub_on])) and not llc & set(run_tables([off]))
     assert llc <= set(run_tables([hub, trained])) and [has_table("llc", c) for c in (hub, trained)] == [False, True]
+
+
+def test_the_clamping_study_sweeps_named_intervention_sets_over_seeds():
+    study = load_study("clamping")
+    assert [m.values for m in study.members] == [{"interventions": i, "seed": str(s)} for i in
+                                                 ("none", "previous_token_l0") for s in range(3)]
+    clamp = [{"kind": "clamp_pattern", "layer": 0, "heads": [0], "pattern": "previous_token"}]
+    for member in study.members:
+        expected = clamp if member.values["interventions"] == "previous_token_l0" else []
+        assert {m: list(c.train.interventions) for m, c in member.configs.items()} == {
+            "attn_only_2l": expected, "attn_only_2l_smeared": expected}
+    assert len({m.name for m in study.members}) == 6

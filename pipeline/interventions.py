@@ -1,0 +1,142 @@
+"""Training-time interventions (`train.interventions`; Singh et al. 2024's clamping): a registry like the head
+scores, one entry per kind of intervention.
+
+An entry says what it does to the training twin's forward, to the HookedTransformer's forward (through a
+permanent hook, so every analysis of the model sees what training saw) and to training itself, and checks its
+spec against the model's shape at compose (torch-free: the schema calls `check`). The specs travel in the
+checkpoint's config kwargs (its sidecar), so a clamped model is clamped wherever it is loaded; an empty list
+leaves the config kwargs, and so the default run's bytes, as they were.
+
+Spec keys: `kind`, and for `clamp_pattern` a `layer`, its `heads` and a fixed `pattern` (PATTERNS); for
+`freeze` the `params` (globs over parameter names, e.g. `blocks.0.attn.*`) that stop training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from typing import Callable
+
+
+def previous_token(n: int):
+    """Each position attends to the one before it (position 0 to itself): the previous-token head, exact."""
+    import torch
+
+    pattern = torch.zeros(n, n)
+    pattern[torch.arange(n), (torch.arange(n) - 1).clamp(min=0)] = 1.0
+    return pattern
+
+
+def first_token(n: int):
+    """Every position attends to position 0 (BOS): a head that does nothing but read the first token."""
+    import torch
+
+    pattern = torch.zeros(n, n)
+    pattern[:, 0] = 1.0
+    return pattern
+
+
+def uniform(n: int):
+    """Each position attends uniformly to itself and every earlier position: the running mean."""
+    import torch
+
+    return torch.ones(n, n).tril() / torch.arange(1, n + 1)[:, None]
+
+
+PATTERNS = {"previous_token": previous_token, "first_token": first_token, "uniform": uniform}
+
+
+def parameter_names(n_layers: int, attn_only: bool, smeared_keys: bool = False) -> list[str]:
+    """The trainable parameter names of a trained model (the twin's and the HookedTransformer's), torch-free
+    for the schema; tests/test_interventions.py checks them against the twin."""
+    attn = [f"attn.{m}_{x}" for x in "QKV" for m in "Wb"] + ["attn.W_O", "attn.b_O"] + (
+        ["attn.smear_alpha"] if smeared_keys else [])
+    block = ["ln1.w", "ln1.b", *attn] + ([] if attn_only else
+                                        ["ln2.w", "ln2.b", "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out"])
+    return ["embed.W_E", "pos_embed.W_pos", *(f"blocks.{layer}.{name}" for layer in range(n_layers) for name in block),
+            "ln_final.w", "ln_final.b", "unembed.W_U", "unembed.b_U"]
+
+
+def _check_clamp(spec: dict, arch: dict) -> str | None:
+    if spec["layer"] >= arch["n_layers"]:
+        return f"layer {spec['layer']} does not exist (model.n_layers={arch['n_layers']}); choose 0-{arch['n_layers'] - 1}"
+    bad = [h for h in spec["heads"] if h >= arch["n_heads"]]
+    if bad:
+        return f"heads {bad} do not exist (model.n_heads={arch['n_heads']}); choose among 0-{arch['n_heads'] - 1}"
+    return None
+
+
+def _check_freeze(spec: dict, arch: dict) -> str | None:
+    names = parameter_names(arch["n_layers"], arch["attn_only"], arch["smeared_keys"])
+    unmatched = [glob for glob in spec["params"] if not any(fnmatch(name, glob) for name in names)]
+    if unmatched:
+        return f"params {unmatched} match no parameter of this model; use names like {names[2]} or globs like blocks.0.*"
+    return None
+
+
+def _clamp_twin(twin, spec: dict):
+    twin.clamps.setdefault(spec["layer"], []).append((list(spec["heads"]), PATTERNS[spec["pattern"]]))
+
+
+def _clamp_hooked(model, spec: dict):
+    """A permanent hook on the layer's `hook_pattern` replacing the heads' patterns (out of place: softmax's
+    backward reads its own output)."""
+    from transformer_lens.utilities import get_act_name
+
+    heads, build = list(spec["heads"]), PATTERNS[spec["pattern"]]
+
+    def clamp(pattern, hook):
+        clamped = pattern.clone()
+        clamped[:, heads] = build(pattern.shape[-1]).to(pattern)
+        return clamped
+
+    model.hook_dict[get_act_name("pattern", spec["layer"])].add_hook(clamp, is_permanent=True)
+
+
+def _freeze(model, spec: dict):
+    for name, param in model.named_parameters():
+        if any(fnmatch(name, glob) for glob in spec["params"]):
+            param.requires_grad_(False)  # no gradient: AdamW skips it, weight decay included
+
+
+@dataclass(frozen=True)
+class Intervention:
+    check: Callable[[dict, dict], str | None]  # (spec, architecture) -> a refusal naming the fix, or None
+    describe: Callable[[dict], str]  # for captions and provenance
+    twin: Callable | None = None  # (twin, spec): its effect on the training twin's forward
+    hooked: Callable | None = None  # (HookedTransformer, spec): the same effect through hooks
+    train: Callable | None = None  # (model being trained, spec): its effect on training alone
+
+
+INTERVENTIONS = {
+    "clamp_pattern": Intervention(
+        check=_check_clamp, twin=_clamp_twin, hooked=_clamp_hooked,
+        describe=lambda s: f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to {s['pattern']}"),
+    "freeze": Intervention(check=_check_freeze, train=_freeze,
+                           describe=lambda s: f"{', '.join(s['params'])} frozen"),
+}
+
+
+def specs(train_cfg) -> list[dict]:
+    """The run's interventions as plain dicts (JSON-safe, for the checkpoint's config kwargs)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(train_cfg.interventions) if train_cfg.interventions else []
+
+
+def attach(config_kwargs: dict, train_cfg) -> dict:
+    """The config kwargs, with the interventions when there are any (none: unchanged, bytes and all)."""
+    return {**config_kwargs, "interventions": specs(train_cfg)} if train_cfg.interventions else config_kwargs
+
+
+def apply(model, interventions, side: str):
+    """Wire each intervention into `model` for `side`: 'twin', 'hooked' or 'train'."""
+    for spec in interventions or ():
+        effect = getattr(INTERVENTIONS[spec["kind"]], side)
+        if effect is not None:
+            effect(model, spec)
+
+
+def describe(interventions) -> str:
+    """One phrase for captions: what was clamped or frozen during training ('' when nothing)."""
+    return "; ".join(INTERVENTIONS[spec["kind"]].describe(spec) for spec in interventions or ())
