@@ -53,13 +53,14 @@ def parameter_names(n_layers: int, attn_only: bool, smeared_keys: bool = False) 
         ["attn.smear_alpha"] if smeared_keys else [])
     block = ["ln1.w", "ln1.b", *attn] + ([] if attn_only else
                                         ["ln2.w", "ln2.b", "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out"])
-    return ["embed.W_E", "pos_embed.W_pos", *(f"blocks.{layer}.{name}" for layer in range(n_layers) for name in block),
-            "ln_final.w", "ln_final.b", "unembed.W_U", "unembed.b_U"]
+    blocks = [f"blocks.{layer}.{name}" for layer in range(n_layers) for name in block]
+    return ["embed.W_E", "pos_embed.W_pos", *blocks, "ln_final.w", "ln_final.b", "unembed.W_U", "unembed.b_U"]
 
 
 def _check_clamp(spec: dict, arch: dict) -> str | None:
-    if spec["layer"] >= arch["n_layers"]:
-        return f"layer {spec['layer']} does not exist (model.n_layers={arch['n_layers']}); choose 0-{arch['n_layers'] - 1}"
+    layers = arch["n_layers"]
+    if spec["layer"] >= layers:
+        return f"layer {spec['layer']} does not exist (model.n_layers={layers}); choose 0-{layers - 1}"
     bad = [h for h in spec["heads"] if h >= arch["n_heads"]]
     if bad:
         return f"heads {bad} do not exist (model.n_heads={arch['n_heads']}); choose among 0-{arch['n_heads'] - 1}"
@@ -70,7 +71,7 @@ def _check_freeze(spec: dict, arch: dict) -> str | None:
     names = parameter_names(arch["n_layers"], arch["attn_only"], arch["smeared_keys"])
     unmatched = [glob for glob in spec["params"] if not any(fnmatch(name, glob) for name in names)]
     if unmatched:
-        return f"params {unmatched} match no parameter of this model; use names like {names[2]} or globs like blocks.0.*"
+        return f"params {unmatched} match no parameter of this model; use names like {names[2]} or globs: blocks.0.*"
     return None
 
 

@@ -101,7 +101,8 @@ def params_of(*keys):
 
 def run_interventions(run):
     """What each model of the run had clamped or frozen in training ('' if nothing): the figures' captions say so."""
-    return "; ".join(f"{m}: {describe(c.train.interventions)}" for m, c in configs(run).items() if c.train.interventions)
+    clamped = {m: c.train.interventions for m, c in configs(run).items() if c.train.interventions}
+    return "; ".join(f"{m}: {describe(specs)}" for m, specs in clamped.items())
 
 
 def first_model(run):

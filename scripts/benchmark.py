@@ -315,7 +315,7 @@ def bench_pipeline(workdir: Path, cores: int = 2):
     cfg = compose([])
     rate = cfg.train.steps * cfg.train.batch_size * cfg.model.n_ctx / train
     record("cold default run s: LLC on every checkpoint vs off", on["wall"], off["wall"], "<= 1.5", "s",
-           f"2L trained at {rate / 1000:.1f}k tok/s beside 1L; {off['cpu']:.0f} vs {on['cpu']:.0f} CPU-s of all jobs")
+           f"2L trained at {rate / 1000:.1f}k tok/s beside 1L; {on['cpu']:.0f} vs {off['cpu']:.0f} CPU-s of all jobs")
     bound = max(train, on["cpu"] / cores)
     record("cold default run s (LLC on) vs its lower bound", on["wall"], bound, "<= 1.1", "s",
            f"bound = max(critical path {train:.0f} s, {on['cpu']:.0f} CPU-s of all jobs / {cores} cores)")

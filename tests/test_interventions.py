@@ -122,7 +122,8 @@ def test_frozen_parameters_stop_training_and_the_rest_train_on(tmp_path):
     """`freeze` through the real trainer: the frozen parameters keep their step-0 values bit for bit (AdamW's
     weight decay included), every other parameter moves."""
     cfg = compose(["+experiment=tiny", "model=attn_only_2l", "train.steps=6", "train.first_checkpoint=6",
-                   "train.n_checkpoints=1", "train.interventions=[{kind: freeze, params: ['blocks.0.attn.*', embed.W_E]}]"])
+                   "train.n_checkpoints=1",
+                   "train.interventions=[{kind: freeze, params: ['blocks.0.attn.*', embed.W_E]}]"])
     tokens = np.random.default_rng(0).integers(0, 300, 5000).astype(np.uint16)
     subject = corpus_subject(cfg, tokens, d_vocab=300)
     train(subject, cfg.train, cfg.seed, tmp_path / "ckpt", tmp_path / "state")
@@ -165,7 +166,8 @@ def test_a_hub_model_takes_no_interventions():
 def clamped_run(tmp_path_factory):
     """The tiny 2-layer model trained with L0H0 clamped to previous-token attention (a named set), no LLC."""
     workdir = tmp_path_factory.mktemp("clamped")
-    config = "overrides=[+experiment=tiny,model=[attn_only_2l],interventions=previous_token_l0,analysis.llc.enabled=false]"
+    config = ("overrides=[+experiment=tiny,model=[attn_only_2l],interventions=previous_token_l0,"
+              "analysis.llc.enabled=false]")
     result = snakemake(workdir, "--report", "report.html", config=config)  # the report needs the run: both
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, workdir / "results" / "tiny"
@@ -182,6 +184,7 @@ def test_a_clamped_run_is_analysed_clamped_and_says_so(clamped_run):
     clamped = scores[(scores.layer == 0) & (scores.head == 0)]
     assert len(clamped) == 5 and (clamped.value > 0.99).all()
     assert scores[scores.step == 0].query("layer != 0 or head != 0").value.max() < 0.5
-    assert json.loads((run / "provenance.json").read_text())["config"]["attn_only_2l"]["train"]["interventions"] == [spec]
+    provenance = json.loads((run / "provenance.json").read_text())
+    assert provenance["config"]["attn_only_2l"]["train"]["interventions"] == [spec]
     report, drawn = (workdir / "report.html").read_text(), list((run / "figures").glob("*.png"))
     assert len(drawn) >= 18 and report.count("attn_only_2l: L0H0 attention clamped to previous_token") >= len(drawn)

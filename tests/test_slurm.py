@@ -15,6 +15,8 @@ import pytest
 from conftest import REPO, TINY, assert_same_files
 from test_pipeline_e2e import TABLES
 
+from pipeline.config import load_study
+
 pytestmark = pytest.mark.slurm
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 
@@ -42,20 +44,25 @@ def cluster(tmp_path_factory):
 
 
 def test_a_study_whose_member_is_the_tiny_run_runs_through_slurm_with_local_results(cluster, tiny_run, tmp_path):
-    """One submission covers both paths (one run instead of two, for the suite's budget): a study of one seed
-    whose member is the tiny run, every job but the bookkeeping through sbatch, the study's aggregation too,
-    and the member's tables byte for byte those of the local tiny run."""
+    """One submission covers both paths (one cluster run instead of two, for the suite's budget): a study of one
+    seed whose member is the tiny run, asked for the study's outputs and the member's own (every table and
+    figure, through its provenance), every job but the bookkeeping through sbatch, and the member's tables
+    byte for byte those of the local tiny run."""
+    (member,) = [m.name for m in load_study(sweep="[seed=0]", overrides="[+experiment=tiny]").members]
     env = {**os.environ, "SLURM_CONF": str(cluster / "slurm.conf")}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
            "--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--jobs", "4",
            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
-           "--slurm-status-command", "squeue", "--latency-wait", "5", "--config", "sweep=[seed=0]", TINY]
+           "--slurm-status-command", "squeue", "--latency-wait", "5", "all", f"results/{member}/provenance.json",
+           "--config", "sweep=[seed=0]", TINY]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, env=env)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
 
-    submitted = submitted_jobs(out, local={"all", "check_checkpoints", "collect_table", "aggregate_study"})
-    assert "rule plot_study_figures:" in out
+    local = {"all", "check_checkpoints", "collect_table", "aggregate_study", "provenance"}
+    submitted = submitted_jobs(out, local)
+    remote = set(re.findall(r"^rule (\w+):", out, re.M))
+    assert {"plot_study_figures", "causal_part", "llc_part", "plot_figures"} <= remote
     records = (cluster / "jobcomp.log").read_text()
     completed = set(re.findall(r"JobId=(\d+) .*JobState=COMPLETED", records))
     assert submitted <= completed, f"jobs missing from SLURM's completion log: {submitted - completed}"
@@ -63,7 +70,6 @@ def test_a_study_whose_member_is_the_tiny_run_runs_through_slurm_with_local_resu
 
     (study,) = (tmp_path / "results").glob("sweep-*")
     icl = pd.read_csv(study / "tables" / "icl.csv")
-    (member,) = icl.run.unique()
-    assert len(icl) == 2 * 5 and (icl.seed == 0).all()  # 2 models x 5 checkpoints
+    assert list(icl.run.unique()) == [member] and len(icl) == 2 * 5  # 2 models x 5 checkpoints
     member_tables = assert_same_files(tiny_run[1] / "tables", tmp_path / "results" / member / "tables")
     assert len(member_tables) == len(TABLES)  # every table, byte-identical
