@@ -119,15 +119,18 @@ INTERVENTIONS = {
 
 
 def specs(train_cfg) -> list[dict]:
-    """The run's interventions as plain dicts (JSON-safe, for the checkpoint's config kwargs)."""
+    """The run's interventions as plain dicts (JSON-safe, for the checkpoint's config kwargs); none when the
+    train section has none (or, built by hand, no such key)."""
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(train_cfg.interventions) if train_cfg.interventions else []
+    interventions = train_cfg.get("interventions")
+    return OmegaConf.to_container(interventions) if interventions else []
 
 
 def attach(config_kwargs: dict, train_cfg) -> dict:
     """The config kwargs, with the interventions when there are any (none: unchanged, bytes and all)."""
-    return {**config_kwargs, "interventions": specs(train_cfg)} if train_cfg.interventions else config_kwargs
+    interventions = specs(train_cfg)
+    return {**config_kwargs, "interventions": interventions} if interventions else config_kwargs
 
 
 def apply(model, interventions, side: str):

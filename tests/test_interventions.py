@@ -168,8 +168,9 @@ def clamped_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("clamped")
     config = ("overrides=[+experiment=tiny,model=[attn_only_2l],interventions=previous_token_l0,"
               "analysis.llc.enabled=false]")
-    result = snakemake(workdir, "--report", "report.html", config=config)  # the report needs the run: both
-    assert result.returncode == 0, result.stderr[-3000:]
+    for args in ((), ("--report", "report.html")):  # the run, then its report
+        result = snakemake(workdir, *args, config=config)
+        assert result.returncode == 0, result.stderr[-3000:]
     return workdir, workdir / "results" / "tiny"
 
 
@@ -181,7 +182,7 @@ def test_a_clamped_run_is_analysed_clamped_and_says_so(clamped_run):
     sidecars = list((run / "models" / "attn_only_2l" / "checkpoints").glob("*/*.json"))
     assert len(sidecars) == 5 and all(json.loads(p.read_text())["config"]["interventions"] == [spec] for p in sidecars)
     scores = pd.read_csv(run / "tables" / "head_scores.csv").query("score == 'previous_token'")
-    clamped = scores[(scores.layer == 0) & (scores.head == 0)]
+    clamped = scores[(scores.layer == 0) & (scores["head"] == 0)]
     assert len(clamped) == 5 and (clamped.value > 0.99).all()
     assert scores[scores.step == 0].query("layer != 0 or head != 0").value.max() < 0.5
     provenance = json.loads((run / "provenance.json").read_text())
