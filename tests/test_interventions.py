@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import snakemake
+from test_model import assert_same_after_training
 
 from pipeline.checkpoints import load_checkpoint, load_twin, save_checkpoint
 from pipeline.config import compose, resolve_run
@@ -90,16 +91,7 @@ def test_a_clamped_smeared_twin_computes_what_the_hooked_transformer_does():
     """With smeared keys (whose gates the HookedTransformer holds as buffers: only the twin trains them), the
     twin trained three steps and the HookedTransformer given its weights compute the same logits."""
     hooked, twin, _ = clamped_pair(PREVIOUS, UNIFORM, variant=SimpleNamespace(**vars(CFG), smeared_keys=True))
-    optimizer = torch.optim.AdamW(twin.parameters(), lr=1e-2)
-    for _ in range(3):
-        loss = next_token_loss(twin, torch.randint(0, 50, (4, 16)))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    hooked.load_state_dict(twin.state_dict(), strict=False)
-    tokens = torch.randint(0, 50, (3, 16))
-    with torch.no_grad():
-        torch.testing.assert_close(twin(tokens), hooked(tokens), atol=1e-4, rtol=0)
+    assert_same_after_training(twin, hooked, d_vocab=50, n_ctx=16)
 
 
 def test_a_clamp_changes_the_model_and_travels_with_its_checkpoint(tmp_path):

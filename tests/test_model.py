@@ -14,22 +14,27 @@ VARIANTS = {"attn_only": CFG, "smeared_keys": SimpleNamespace(**vars(CFG), smear
             "smeared_mlp": SimpleNamespace(**vars(CFG), d_mlp=256, smeared_keys=True)}
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_twin_matches_hooked_transformer_logits(variant):
-    hooked = hooked_transformer(hooked_config_kwargs(VARIANTS[variant], d_vocab=100), seed=3)
-    twin = TrainingTwin.from_hooked(hooked)
-    # Train the twin a few steps so the comparison is not only at initialisation.
+def assert_same_after_training(twin, hooked, d_vocab: int, n_ctx: int):
+    """Train the twin three AdamW steps (so the comparison is not only at initialisation), give the
+    HookedTransformer its weights: the same logits."""
     opt = torch.optim.AdamW(twin.parameters(), lr=1e-2)
     for _ in range(3):
-        tokens = torch.randint(0, 100, (4, 32))
+        tokens = torch.randint(0, d_vocab, (4, n_ctx))
         loss = torch.nn.functional.cross_entropy(twin(tokens)[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
         opt.zero_grad()
         loss.backward()
         opt.step()
     hooked.load_state_dict(twin.state_dict(), strict=False)
-    tokens = torch.randint(0, 100, (3, 32))
+    tokens = torch.randint(0, d_vocab, (3, n_ctx))
     with torch.no_grad():
         torch.testing.assert_close(twin(tokens), hooked(tokens), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_twin_matches_hooked_transformer_logits(variant):
+    hooked = hooked_transformer(hooked_config_kwargs(VARIANTS[variant], d_vocab=100), seed=3)
+    twin = TrainingTwin.from_hooked(hooked)
+    assert_same_after_training(twin, hooked, d_vocab=100, n_ctx=32)
     assert sorted(twin.state_dict()) == sorted(k for k in hooked.state_dict() if not k.endswith(("mask", "IGNORE")))
 
 
