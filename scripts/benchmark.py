@@ -421,7 +421,7 @@ def plot(table: pd.DataFrame, path: Path):
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("ratio, ours / reference (black bar: goal; green PASS, red FAIL, grey INFO)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # the long measure names widen the figure
 
 
 def main():
