@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatch
+from functools import lru_cache
 from typing import Callable
 
 
+@lru_cache(maxsize=8)  # built once per context length, not on every forward (never mutated)
 def previous_token(n: int):
     """Each position attends to the one before it (position 0 to itself): the previous-token head, exact."""
     import torch
@@ -27,6 +29,7 @@ def previous_token(n: int):
     return pattern
 
 
+@lru_cache(maxsize=8)  # built once per context length, not on every forward (never mutated)
 def first_token(n: int):
     """Every position attends to position 0 (BOS): a head that does nothing but read the first token."""
     import torch
@@ -36,6 +39,7 @@ def first_token(n: int):
     return pattern
 
 
+@lru_cache(maxsize=8)  # built once per context length, not on every forward (never mutated)
 def uniform(n: int):
     """Each position attends uniformly to itself and every earlier position: the running mean."""
     import torch
@@ -94,10 +98,11 @@ def _clamp_hooked(model, spec: dict):
     model.hook_dict[get_act_name("pattern", spec["layer"])].add_hook(clamp, is_permanent=True)
 
 
-def _freeze(model, spec: dict):
+def freeze(model, globs):
+    """Parameters whose names match any of the globs get no gradient: AdamW skips them, weight decay included."""
     for name, param in model.named_parameters():
-        if any(fnmatch(name, glob) for glob in spec["params"]):
-            param.requires_grad_(False)  # no gradient: AdamW skips it, weight decay included
+        if any(fnmatch(name, glob) for glob in globs):
+            param.requires_grad_(False)
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,7 @@ INTERVENTIONS = {
     "clamp_pattern": Intervention(
         check=_check_clamp, twin=_clamp_twin, hooked=_clamp_hooked,
         describe=lambda s: f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to {s['pattern']}"),
-    "freeze": Intervention(check=_check_freeze, train=_freeze,
+    "freeze": Intervention(check=_check_freeze, train=lambda model, s: freeze(model, s["params"]),
                            describe=lambda s: f"{', '.join(s['params'])} frozen"),
 }
 

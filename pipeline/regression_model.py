@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.interventions import attach
+from pipeline.interventions import attach, freeze
 from pipeline.kinds import TrainingSubject
 from pipeline.model import TrainingTwin, hooked_transformer
 from pipeline.regression import load_eval, load_tasks, sample_sequences, to_tokens
@@ -28,9 +28,7 @@ def initial_model(kwargs: dict, seed: int) -> TrainingTwin:
     """The twin at TransformerLens's init, its attention biases held at 0 (not trained): the timaeus layout's
     52,741 trainable parameters at D=4, K=16 (the HookedTransformer still carries the zero biases)."""
     twin = TrainingTwin.from_hooked(hooked_transformer(kwargs, seed=seed))
-    for name, param in twin.named_parameters():
-        if name.endswith(ATTENTION_BIASES):
-            param.requires_grad_(False)
+    freeze(twin, [f"*{bias}" for bias in ATTENTION_BIASES])
     return twin
 
 

@@ -375,12 +375,14 @@ class Root(Section):
 
     def _interventions_fit(self):
         """Each intervention names layers, heads and parameters the model has (pipeline.interventions)."""
-        if self.train.interventions and self.model.source == "hub":
+        if not self.train.interventions:
+            return
+        if self.model.source == "hub":
             raise ValueError(f"train.interventions: {self.model.name} comes from the hub and is not trained here; "
                              f"remove them (train.interventions=[]) or train a model of that shape")
+        shape = dict(n_layers=self.model.n_layers, n_heads=self.model.n_heads, attn_only=self.model.d_mlp is None,
+                     smeared_keys=getattr(self.model, "smeared_keys", False))
         for i, spec in enumerate(self.train.interventions):
-            shape = dict(n_layers=self.model.n_layers, n_heads=self.model.n_heads, attn_only=self.model.d_mlp is None,
-                         smeared_keys=getattr(self.model, "smeared_keys", False))
             error = INTERVENTIONS[spec.kind].check(spec.model_dump(), shape)
             if error:
                 raise ValueError(f"train.interventions[{i}]: {spec.kind} {error}")
