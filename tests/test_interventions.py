@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import snakemake
 from test_model import assert_same_after_training
 
@@ -17,7 +16,7 @@ from pipeline.checkpoints import load_checkpoint, load_twin, save_checkpoint
 from pipeline.config import compose, resolve_run
 from pipeline.interventions import parameter_names
 from pipeline.io import UserError
-from pipeline.language import corpus_subject
+from pipeline.language import corpus_subject, next_token_loss
 from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transformer
 from pipeline.schedule import checkpoint_name
 from pipeline.train import train
@@ -32,10 +31,6 @@ def clamped_pair(*interventions, variant=CFG, seed=0):
     kwargs = {**hooked_config_kwargs(variant, d_vocab=50), "interventions": list(interventions)}
     hooked = hooked_transformer(kwargs, seed=seed)
     return hooked, TrainingTwin.from_hooked(hooked), kwargs
-
-
-def next_token_loss(model, tokens):
-    return F.cross_entropy(model(tokens)[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
 
 
 def test_parameter_names_are_the_twins():
@@ -76,7 +71,7 @@ def test_twin_and_hooked_transformer_train_the_same_clamped_model(variant):
         tokens = torch.randint(0, 50, (4, 16), generator=generator)
         losses = []
         for model, optimizer in zip((hooked, twin), optimizers):
-            loss = next_token_loss(model, tokens)
+            loss = next_token_loss(model, (tokens,))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
