@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.interventions import reads
 from pipeline.io import UserError, atomic_path, sha256_file, write_json
 from pipeline.model import HOOKED_BUFFERS, TrainingTwin, hooked_transformer, trainable_state_dict
 
@@ -70,13 +71,30 @@ def load_weights(model, path: Path):
     return model
 
 
+def load_references(config_kwargs: dict) -> dict[str, TrainingTwin]:
+    """The reference models a model's interventions read (clamp_from), as frozen twins, by path."""
+    references = {path: load_twin(Path(path)).requires_grad_(False) for path in reads(config_kwargs.get("interventions"))}
+    vocab = {path: twin.embed.W_E.shape[0] for path, twin in references.items()}
+    wrong = [path for path, d_vocab in vocab.items() if d_vocab != config_kwargs["d_vocab"]]
+    if wrong:
+        raise UserError(f"clamp_from reference {wrong[0]} has d_vocab={vocab[wrong[0]]}, this model "
+                        f"{config_kwargs['d_vocab']}; use a reference trained on the same tokens")
+    return references
+
+
+def initial_twin(config_kwargs: dict, seed: int) -> TrainingTwin:
+    """The training twin at TransformerLens's init (step 0), wired to the reference models it reads."""
+    return TrainingTwin.from_hooked(hooked_transformer(config_kwargs, seed, load_references(config_kwargs)))
+
+
 def load_checkpoint(path: Path):
     """Load a saved checkpoint as a `transformer_lens.HookedTransformer` in eval mode."""
-    return load_weights(hooked_transformer(verify_checkpoint(path)["config"]), path).eval()
+    config = verify_checkpoint(path)["config"]
+    return load_weights(hooked_transformer(config, references=load_references(config)), path).eval()
 
 
 def load_twin(path: Path) -> TrainingTwin:
     """Load a checkpoint of a model trained here into its training twin (same parameter names; SDPA forward,
     the fast module for work that needs gradients, such as the LLC's SGLD chains)."""
     config = verify_checkpoint(path)["config"]
-    return load_weights(TrainingTwin(**config), path).eval()
+    return load_weights(TrainingTwin(**config, references=load_references(config)), path).eval()

@@ -203,7 +203,7 @@ def expand_sweep(sweep: list[str]) -> list[list[str]]:
     return [list(member) for member in itertools.product(*axes)]
 
 
-STUDY_KEYS = {"description", "overrides", "sweep", "band"}
+STUDY_KEYS = {"description", "overrides", "arms", "sweep", "band"}
 
 
 @dataclass
@@ -228,8 +228,10 @@ class Study:
 
 
 def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
-    """A declared study (conf/study/<name>.yaml: overrides, sweep {key: values}, band) or an ad hoc sweep."""
-    fixed, band = parse_overrides(overrides), "seed"
+    """A declared study (conf/study/<name>.yaml: overrides, arms, sweep {key: values}, band) or an ad hoc sweep.
+    Arms ({name: [overrides]}) are variants that are not a product of keys (Hydra sweeps only multiply): each
+    arm runs at every point of the sweep, and its name is the variant's `arm` column."""
+    fixed, band, arms = parse_overrides(overrides), "seed", {}
     if name:
         path = CONF_DIR / "study" / f"{name}.yaml"
         if not path.is_file():
@@ -242,16 +244,17 @@ def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
         fixed = [*map(str, spec.get("overrides") or []), *fixed]
         sweep = [f"{k}={v}" for k, v in (spec.get("sweep") or {}).items()]
         band = spec.get("band", band)
+        arms = {str(arm): list(map(str, arm_overrides or [])) for arm, arm_overrides in (spec.get("arms") or {}).items()}
     else:
         sweep = parse_overrides(sweep)
         name = "sweep-" + hashlib.sha256(",".join([*sweep, "|", *fixed]).encode()).hexdigest()[:8]
     if not sweep:
         raise UserError(f"study {name} sweeps nothing; give it a sweep such as seed=0,1,2")
-    swept = [s.split("=", 1)[0] for s in sweep]
+    swept = [*(["arm"] if arms else []), *(s.split("=", 1)[0] for s in sweep)]
     members = []
-    for member in expand_sweep(sweep):  # run_name=null: members are named by their configs, never alike
-        run = resolve_run([*fixed, *member, "run_name=null"])
-        run.values = dict(o.split("=", 1) for o in member)
+    for arm, member in itertools.product(arms.items() or [(None, [])], expand_sweep(sweep)):
+        run = resolve_run([*fixed, *arm[1], *member, "run_name=null"])  # members are named by their configs
+        run.values = {**({"arm": arm[0]} if arms else {}), **dict(o.split("=", 1) for o in member)}
         members.append(run)
     names = [m.name for m in members]
     if len(set(names)) < len(names):

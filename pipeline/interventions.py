@@ -8,14 +8,18 @@ checkpoint's config kwargs (its sidecar), so a clamped model is clamped wherever
 leaves the config kwargs, and so the default run's bytes, as they were.
 
 Spec keys: `kind`, and for `clamp_pattern` a `layer`, its `heads` and a fixed `pattern` (PATTERNS); for
-`freeze` the `params` (globs over parameter names, e.g. `blocks.0.attn.*`) that stop training.
+`clamp_from` a `layer`, its `heads` and a reference `checkpoint` (a trained model's file, which must exist:
+on every input the heads attend as that model's same heads do); for `freeze` the `params` (globs over
+parameter names, e.g. `blocks.0.attn.*`) that stop training.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
 
@@ -79,23 +83,69 @@ def _check_freeze(spec: dict, arch: dict) -> str | None:
     return None
 
 
-def _clamp_twin(twin, spec: dict):
-    twin.clamps.setdefault(spec["layer"], []).append((list(spec["heads"]), PATTERNS[spec["pattern"]]))
+def _check_reference(spec: dict, arch: dict) -> str | None:
+    """The reference checkpoint exists, was trained here, and has the layer and heads (torch-free: its sidecar)."""
+    path = Path(spec["checkpoint"])
+    try:
+        config = json.loads(path.with_suffix(".json").read_text())["config"] if path.is_file() else None
+    except (OSError, ValueError, KeyError):
+        config = None
+    if config is None:
+        return (f"checkpoint {path} does not exist (or has no sidecar {path.with_suffix('.json').name}); train the "
+                f"reference first (e.g. snakemake --cores 2 for results/default) or point at an existing checkpoint")
+    reference = {"n_layers": config["n_layers"], "n_heads": config["n_heads"]}
+    error = _check_clamp(spec, reference)
+    if error:
+        return f"{error.split(' (')[0]} in the reference {path}; choose a layer and heads it has"
+    if config["n_ctx"] < arch["n_ctx"]:
+        return f"reference {path} has n_ctx={config['n_ctx']} < model.n_ctx={arch['n_ctx']}; use a reference as long"
+    return _check_clamp(spec, arch)
 
 
-def _clamp_hooked(model, spec: dict):
+def _fixed(build):
+    """A clamp source for a fixed pattern: the same (T, T) matrix for every input."""
+    return lambda tokens, n, heads: build(n)
+
+
+def _reference(twin, layer: int):
+    """A clamp source reading the reference model's own patterns at `layer` on the same input (no gradient)."""
+    import torch
+
+    def source(tokens, n, heads):
+        with torch.no_grad():
+            return twin.to(tokens.device).pattern(tokens, layer)[:, heads]
+    return source
+
+
+def _clamp_twin(twin, spec: dict, source):
+    twin.clamps.setdefault(spec["layer"], []).append((list(spec["heads"]), source))
+
+
+def _clamp_hooked(model, spec: dict, source):
     """A permanent hook on the layer's `hook_pattern` replacing the heads' patterns (out of place: softmax's
-    backward reads its own output)."""
+    backward reads its own output); the input tokens reach the source through a forward pre-hook on the embed."""
     from transformer_lens.utilities import get_act_name
 
-    heads, build = list(spec["heads"]), PATTERNS[spec["pattern"]]
+    heads = list(spec["heads"])
+    if not hasattr(model, "clamp_inputs"):  # the latest input, for sources that read it (clamp_from)
+        model.clamp_inputs = {}
+        model.embed.register_forward_pre_hook(lambda module, args: model.clamp_inputs.update(tokens=args[0]))
+    seen = model.clamp_inputs
 
     def clamp(pattern, hook):
         clamped = pattern.clone()
-        clamped[:, heads] = build(pattern.shape[-1]).to(pattern)
+        clamped[:, heads] = source(seen.get("tokens"), pattern.shape[-1], heads).to(pattern)
         return clamped
 
     model.hook_dict[get_act_name("pattern", spec["layer"])].add_hook(clamp, is_permanent=True)
+
+
+def _source(spec: dict, references: dict | None):
+    if spec["kind"] == "clamp_from":
+        if not references or spec["checkpoint"] not in references:
+            raise ValueError(f"clamp_from needs its reference model {spec['checkpoint']} loaded (references=...)")
+        return _reference(references[spec["checkpoint"]], spec["layer"])
+    return _fixed(PATTERNS[spec["pattern"]])
 
 
 def freeze(model, globs):
@@ -109,15 +159,20 @@ def freeze(model, globs):
 class Intervention:
     check: Callable[[dict, dict], str | None]  # (spec, architecture) -> a refusal naming the fix, or None
     describe: Callable[[dict], str]  # for captions and provenance
-    twin: Callable | None = None  # (twin, spec): its effect on the training twin's forward
-    hooked: Callable | None = None  # (HookedTransformer, spec): the same effect through hooks
+    twin: Callable | None = None  # (twin, spec, source): its effect on the training twin's forward
+    hooked: Callable | None = None  # (HookedTransformer, spec, source): the same effect through hooks
     train: Callable | None = None  # (model being trained, spec): its effect on training alone
+    reads: Callable[[dict], list[str]] = lambda spec: []  # files it reads: inputs of training, loaded with the model
 
 
 INTERVENTIONS = {
     "clamp_pattern": Intervention(
         check=_check_clamp, twin=_clamp_twin, hooked=_clamp_hooked,
         describe=lambda s: f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to {s['pattern']}"),
+    "clamp_from": Intervention(
+        check=_check_reference, twin=_clamp_twin, hooked=_clamp_hooked, reads=lambda s: [s["checkpoint"]],
+        describe=lambda s: (f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to "
+                            f"{Path(s['checkpoint']).parent.parent.parent.name}'s at {Path(s['checkpoint']).stem}")),
     "freeze": Intervention(check=_check_freeze, train=lambda model, s: freeze(model, s["params"]),
                            describe=lambda s: f"{', '.join(s['params'])} frozen"),
 }
@@ -138,12 +193,22 @@ def attach(config_kwargs: dict, train_cfg) -> dict:
     return {**config_kwargs, "interventions": interventions} if interventions else config_kwargs
 
 
-def apply(model, interventions, side: str):
-    """Wire each intervention into `model` for `side`: 'twin', 'hooked' or 'train'."""
+def reads(interventions) -> list[str]:
+    """The files the interventions read (clamp_from's reference checkpoints), in order, once each."""
+    return list(dict.fromkeys(f for spec in interventions or () for f in INTERVENTIONS[spec["kind"]].reads(spec)))
+
+
+def apply(model, interventions, side: str, references: dict | None = None):
+    """Wire each intervention into `model` for `side`: 'twin', 'hooked' or 'train'; `references` holds the
+    reference models (path -> training twin) that clamp_from reads."""
     for spec in interventions or ():
         effect = getattr(INTERVENTIONS[spec["kind"]], side)
-        if effect is not None:
+        if effect is None:
+            continue
+        if side == "train":
             effect(model, spec)
+        else:
+            effect(model, spec, _source(spec, references))
 
 
 def describe(interventions) -> str:

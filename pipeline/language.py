@@ -13,15 +13,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from pipeline.checkpoints import initial_twin
 from pipeline.data import eval_windows, load_split, require_tokens, sample_windows
 from pipeline.interventions import attach
 from pipeline.kinds import TrainingSubject
-from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transformer
+from pipeline.model import TrainingTwin, hooked_config_kwargs
 
 
 def initial_model(model_cfg, config_kwargs: dict, seed: int) -> TrainingTwin:
     """The training twin at step 0: TransformerLens's init, then std-`embed_init_std` embeddings."""
-    model = TrainingTwin.from_hooked(hooked_transformer(config_kwargs, seed=seed))
+    model = initial_twin(config_kwargs, seed)
     if model_cfg.embed_init_std:  # TransformerLens's 0.8/sqrt(d_model) leaves positions too weak; see conf
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():

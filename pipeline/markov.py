@@ -108,8 +108,8 @@ def config_kwargs(model_cfg, data_cfg) -> dict:
 
 def training_subject(cfg, data_dir: Path) -> TrainingSubject:
     """Fresh chains every step from the seeded generator; next-state cross-entropy (the language models' loss)."""
+    from pipeline.checkpoints import initial_twin
     from pipeline.language import next_token_loss
-    from pipeline.model import TrainingTwin, hooked_transformer
 
     kwargs = attach(config_kwargs(cfg.model, cfg.data), cfg.train)
     batch_size = cfg.train.batch_size
@@ -121,7 +121,7 @@ def training_subject(cfg, data_dir: Path) -> TrainingSubject:
     return TrainingSubject(
         name=str(cfg.model.name), config_kwargs=kwargs, tokens_per_step=batch_size * cfg.data.seq_len,
         fingerprint=[cfg.data.n_states, cfg.data.seq_len, float(cfg.data.alpha), str(cfg.data.prior)],
-        init=lambda seed: TrainingTwin.from_hooked(hooked_transformer(kwargs, seed=seed)), batch=batch,
+        init=lambda seed: initial_twin(kwargs, seed), batch=batch,
         loss=next_token_loss)
 
 

@@ -56,10 +56,11 @@ def _smear_hook(keys, hook, attn):
     return smear(keys, torch.sigmoid(attn.smear_alpha)[:, None], pos_dim=1)  # keys: (batch, pos, head, d_head)
 
 
-def hooked_transformer(config_kwargs: dict, seed: int | None = None):
+def hooked_transformer(config_kwargs: dict, seed: int | None = None, references: dict | None = None):
     """A freshly initialised HookedTransformer (TransformerLens's own init) for `config_kwargs`; with
     `smeared_keys`, a zero `smear_alpha` buffer per attention layer (loaded with the weights) and a
-    permanent hook on its `hook_k` applying it; with `interventions`, their hooks (pipeline.interventions)."""
+    permanent hook on its `hook_k` applying it; with `interventions`, their hooks (pipeline.interventions),
+    reading the reference models they name from `references` (path -> twin; pipeline.checkpoints)."""
     from functools import partial
 
     from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -71,8 +72,8 @@ def hooked_transformer(config_kwargs: dict, seed: int | None = None):
         for block in model.blocks:
             block.attn.register_buffer("smear_alpha", torch.zeros(model.cfg.n_heads))
             block.attn.hook_k.add_hook(partial(_smear_hook, attn=block.attn), is_permanent=True)
-    model.interventions = interventions
-    apply(model, interventions, "hooked")
+    model.interventions, model.references = interventions, references
+    apply(model, interventions, "hooked", references)
     return model
 
 
@@ -85,10 +86,10 @@ class TrainingTwin(nn.Module):
 
     def __init__(self, n_layers, d_model, n_heads, d_head, n_ctx, d_vocab, attn_only=True, d_mlp=None,
                  smeared_keys=False, act_fn="gelu", positional_embedding_type="shortformer", d_vocab_out=-1,
-                 interventions=(), **_ignored):
+                 interventions=(), references=None, **_ignored):
         super().__init__()
         self.n_heads, self.d_head, self.smeared_keys = n_heads, d_head, smeared_keys
-        self.clamps = {}  # layer -> [(heads, pattern builder)]: attention patterns held fixed (interventions)
+        self.clamps = {}  # layer -> [(heads, source)]: clamped attention patterns (pipeline.interventions)
         self.act = {"gelu": F.gelu, "relu": F.relu, None: None}[act_fn]
         self.shortformer = positional_embedding_type == "shortformer"
         d_vocab_out = d_vocab if d_vocab_out == -1 else d_vocab_out
@@ -119,13 +120,13 @@ class TrainingTwin(nn.Module):
         self.ln_final.w, self.ln_final.b = _param(d_model), _param(d_model)
         self.unembed = nn.Module()
         self.unembed.W_U, self.unembed.b_U = _param(d_model, d_vocab_out), _param(d_vocab_out)
-        apply(self, interventions, "twin")
+        apply(self, interventions, "twin", references)
 
     @classmethod
     def from_hooked(cls, hooked) -> "TrainingTwin":
         """A twin carrying `hooked`'s weights (used to start training from TransformerLens's init)."""
         twin = cls(**hooked.cfg.to_dict(), smeared_keys=hasattr(hooked.blocks[0].attn, "smear_alpha"),
-                   interventions=getattr(hooked, "interventions", ()))
+                   interventions=getattr(hooked, "interventions", ()), references=getattr(hooked, "references", None))
         twin.load_state_dict(trainable_state_dict(hooked.state_dict()))
         return twin
 
@@ -135,37 +136,63 @@ class TrainingTwin(nn.Module):
         W = W.permute(1, 0, 2).reshape(D, -1)  # (D, H*E)
         return (x @ W + b.reshape(-1)).view(B, T, self.n_heads, self.d_head).transpose(1, 2)
 
-    def _clamp(self, layer: int, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """The heads' outputs (B, H, T, E) with each clamped head's computed from its fixed pattern instead."""
-        for heads, build in self.clamps.get(layer, ()):
+    def _clamp(self, layer: int, z: torch.Tensor, v: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """The heads' outputs (B, H, T, E) with each clamped head's computed from its clamped pattern instead."""
+        for heads, source in self.clamps.get(layer, ()):
             z = z.clone()  # out of place: SDPA's backward reads its output
-            z[:, heads] = torch.einsum("qk,bhke->bhqe", build(v.shape[2]).to(v), v[:, heads])
+            z[:, heads] = source(tokens, v.shape[2], heads).to(v) @ v[:, heads]  # (T, T) or (B, h, T, T)
         return z
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) for token ids (B, T), or outputs for vector tokens (B, T, d_vocab) embedded
-        linearly (the regression kind)."""
+    def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The residual stream at layer 0 and what is added to the query/key inputs (shortformer positions)."""
         T = tokens.shape[1]
         x = tokens @ self.embed.W_E if tokens.is_floating_point() else self.embed.W_E[tokens]  # (B, T, D)
         pos = self.pos_embed.W_pos[:T]  # (T, D): shortformer adds them to query/key inputs only
         if not self.shortformer:  # standard: positions enter the residual stream
             x, pos = x + pos, 0
-        for layer, block in enumerate(self.blocks):
-            h = F.layer_norm(x, x.shape[-1:], block.ln1.w, block.ln1.b, eps=1e-5)
-            a, qk_in = block.attn, h + pos
-            q = self._heads(qk_in, a.W_Q, a.b_Q)
-            k = self._heads(qk_in, a.W_K, a.b_K)
-            if self.smeared_keys:
-                k = smear(k, torch.sigmoid(a.smear_alpha)[:, None, None], pos_dim=2)  # k: (B, H, T, E)
-            v = self._heads(h, a.W_V, a.b_V)
-            z = self._clamp(layer, F.scaled_dot_product_attention(q, k, v, is_causal=True), v)  # (B, H, T, E)
-            z = z.transpose(1, 2).reshape(*x.shape[:2], -1)  # (B, T, H*E)
-            x = x + z @ a.W_O.reshape(-1, a.W_O.shape[-1]) + a.b_O
-            if hasattr(block, "mlp"):
-                h = F.layer_norm(x, x.shape[-1:], block.ln2.w, block.ln2.b, eps=1e-5)
-                x = x + self.act(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
+        return x, pos
+
+    def _qkv(self, block, x, pos):
+        h = F.layer_norm(x, x.shape[-1:], block.ln1.w, block.ln1.b, eps=1e-5)
+        a, qk_in = block.attn, h + pos
+        q = self._heads(qk_in, a.W_Q, a.b_Q)
+        k = self._heads(qk_in, a.W_K, a.b_K)
+        if self.smeared_keys:
+            k = smear(k, torch.sigmoid(a.smear_alpha)[:, None, None], pos_dim=2)  # k: (B, H, T, E)
+        return q, k, self._heads(h, a.W_V, a.b_V)
+
+    def _block(self, layer: int, x, pos, tokens):
+        block = self.blocks[layer]
+        q, k, v = self._qkv(block, x, pos)
+        z = self._clamp(layer, F.scaled_dot_product_attention(q, k, v, is_causal=True), v, tokens)  # (B, H, T, E)
+        z = z.transpose(1, 2).reshape(*x.shape[:2], -1)  # (B, T, H*E)
+        x = x + z @ block.attn.W_O.reshape(-1, block.attn.W_O.shape[-1]) + block.attn.b_O
+        if hasattr(block, "mlp"):
+            h = F.layer_norm(x, x.shape[-1:], block.ln2.w, block.ln2.b, eps=1e-5)
+            x = x + self.act(h @ block.mlp.W_in + block.mlp.b_in) @ block.mlp.W_out + block.mlp.b_out
+        return x
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, V) for token ids (B, T), or outputs for vector tokens (B, T, d_vocab) embedded
+        linearly (the regression kind)."""
+        x, pos = self._embed(tokens)
+        for layer in range(len(self.blocks)):
+            x = self._block(layer, x, pos, tokens)
         x = F.layer_norm(x, x.shape[-1:], self.ln_final.w, self.ln_final.b, eps=1e-5)
         return x @ self.unembed.W_U + self.unembed.b_U
+
+    def pattern(self, tokens: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer `layer`'s attention patterns (B, H, T, T) on `tokens`, clamps included (what clamp_from reads)."""
+        x, pos = self._embed(tokens)
+        for earlier in range(layer):
+            x = self._block(earlier, x, pos, tokens)
+        q, k, _ = self._qkv(self.blocks[layer], x, pos)
+        T = q.shape[2]
+        scores = (q @ k.transpose(-1, -2)) / self.d_head ** 0.5
+        pattern = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+        for heads, source in self.clamps.get(layer, ()):
+            pattern[:, heads] = source(tokens, T, heads).to(pattern)
+        return pattern
 
 
 def trainable_state_dict(state_dict: dict) -> dict:

@@ -176,6 +176,13 @@ class ClampPattern(Section):
     pattern: Literal[tuple(PATTERNS)]  # type: ignore[valid-type]
 
 
+class ClampFrom(Section):
+    kind: Literal["clamp_from"]
+    layer: NonNegative
+    heads: Annotated[list[NonNegative], Field(min_length=1, max_length=128)]
+    checkpoint: Annotated[str, Field(min_length=1, max_length=1000)]  # a reference model's checkpoint file
+
+
 class Freeze(Section):
     kind: Literal["freeze"]
     params: Annotated[list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.*?\[\]-]{1,200}$")]],
@@ -195,7 +202,7 @@ class Train(Section):
     threads: Threads
     resume_every: Count
     device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]
-    interventions: Annotated[list[Annotated[Union[ClampPattern, Freeze], Field(discriminator="kind")]],
+    interventions: Annotated[list[Annotated[Union[ClampPattern, ClampFrom, Freeze], Field(discriminator="kind")]],
                              Field(max_length=100)] = []
 
 
@@ -381,11 +388,17 @@ class Root(Section):
             raise ValueError(f"train.interventions: {self.model.name} comes from the hub and is not trained here; "
                              f"remove them (train.interventions=[]) or train a model of that shape")
         shape = dict(n_layers=self.model.n_layers, n_heads=self.model.n_heads, attn_only=self.model.d_mlp is None,
+                     n_ctx=self._context_length(),
                      smeared_keys=getattr(self.model, "smeared_keys", False))
         for i, spec in enumerate(self.train.interventions):
             error = INTERVENTIONS[spec.kind].check(spec.model_dump(), shape)
             if error:
                 raise ValueError(f"train.interventions[{i}]: {spec.kind} {error}")
+
+    def _context_length(self) -> int:
+        """The trained model's n_ctx: model.n_ctx, or what its kind's data makes it."""
+        return {"regression": lambda: 2 * self.data.n_pairs, "markov": lambda: self.data.seq_len}.get(
+            self.model.kind, lambda: self.model.n_ctx)()
 
     def _loss_positions(self, kind: str) -> tuple[int, str, str]:
         """How many positions have a loss, what they are, and the key that makes more."""

@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from pipeline.config import identity, plan, section
-from pipeline.interventions import describe
+from pipeline.interventions import describe, reads
 from pipeline.io import UserError, atomic_path
 from pipeline.kinds import KINDS, kind_of
 from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STEP_CONFIG, STUDY_FIGURES, TABLES, caption,
@@ -103,6 +103,12 @@ def run_interventions(run):
     """What each model of the run had clamped or frozen in training ('' if nothing): the figures' captions say so."""
     clamped = {m: c.train.interventions for m, c in configs(run).items() if c.train.interventions}
     return "; ".join(f"{m}: {describe(specs)}" for m, specs in clamped.items())
+
+
+def intervention_reads(wc):
+    """The files a model's interventions read (clamp_from's reference checkpoints): inputs of its training, so a
+    retrained reference retrains the model clamped from it."""
+    return reads(configs(wc.run)[wc.model].train.interventions)
 
 
 def first_model(run):

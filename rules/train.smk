@@ -10,6 +10,7 @@ rule train_model:
         run_config=run_config,
         data=data_files,
         previous=previous_segment,
+        references=intervention_reads,
     output:
         # one directory per training job of the chain (jobs.train_split_at); its name holds its last step
         checkpoints=directory(MODEL / "checkpoints" / "{segment}"),

@@ -1,5 +1,8 @@
 """Config composition: every group option composes, overrides parse, run names never collide."""
 
+import json
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -145,13 +148,27 @@ def test_the_llc_is_on_for_trained_models_and_opt_in_for_hub_models():
     assert llc <= set(run_tables([hub, trained])) and [has_table("llc", c) for c in (hub, trained)] == [False, True]
 
 
-def test_the_clamping_study_sweeps_named_intervention_sets_over_seeds():
+def test_the_clamping_study_runs_four_arms_over_seeds_once_its_reference_exists(tmp_path, monkeypatch):
+    """Its induction arm reads the default run's final 2L checkpoint: refused in one line until it exists (the
+    compose check reads only the sidecar), then four arms x three seeds, each arm its model and interventions."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="clamp_from checkpoint results/default/.* does not exist .*snakemake"):
+        load_study("clamping")
+    reference = Path("results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors")
+    reference.parent.mkdir(parents=True)
+    reference.write_bytes(b"weights")
+    shape = compose(["model=attn_only_2l"]).model
+    reference.with_suffix(".json").write_text(json.dumps({"config": {k: shape[k] for k in ("n_layers", "n_heads",
+                                                                                           "n_ctx")}}))
     study = load_study("clamping")
-    assert [m.values for m in study.members] == [{"interventions": i, "seed": str(s)} for i in
-                                                 ("none", "previous_token_l0") for s in range(3)]
-    clamp = [{"kind": "clamp_pattern", "layer": 0, "heads": [0], "pattern": "previous_token"}]
+    arms = {"none": [], "previous_token_l0": [{"kind": "clamp_pattern", "layer": 0, "heads": [0],
+                                              "pattern": "previous_token"}],
+            "induction_from_default": [{"kind": "clamp_from", "layer": 1, "heads": [2], "checkpoint": str(reference)}],
+            "smeared_keys": []}
+    assert [m.values for m in study.members] == [{"arm": a, "seed": str(s)} for a in arms for s in range(3)]
     for member in study.members:
-        expected = clamp if member.values["interventions"] == "previous_token_l0" else []
-        assert {m: list(c.train.interventions) for m, c in member.configs.items()} == {
-            "attn_only_2l": expected, "attn_only_2l_smeared": expected}
-    assert len({m.name for m in study.members}) == 6
+        arm = member.values["arm"]
+        model = "attn_only_2l_smeared" if arm == "smeared_keys" else "attn_only_2l"
+        assert {m: list(c.train.interventions) for m, c in member.configs.items()} == {model: arms[arm]}
+        assert next(iter(member.configs.values())).train.steps == 2000
+    assert len({m.name for m in study.members}) == 12

@@ -12,7 +12,7 @@ import torch
 from conftest import snakemake
 from test_model import assert_same_after_training
 
-from pipeline.checkpoints import load_checkpoint, load_twin, save_checkpoint
+from pipeline.checkpoints import load_checkpoint, load_references, load_twin, save_checkpoint
 from pipeline.config import compose, resolve_run
 from pipeline.interventions import parameter_names
 from pipeline.io import UserError
@@ -105,6 +105,72 @@ def test_a_clamp_changes_the_model_and_travels_with_its_checkpoint(tmp_path):
         assert (free(tokens) - reference).abs().max() > 1e-3
 
 
+@pytest.fixture
+def reference(tmp_path):
+    """A reference model's checkpoint (seed 7, its own L0H0 clamped to previous-token: the clamp travels too)."""
+    _, twin, kwargs = clamped_pair({**PREVIOUS, "heads": [0]}, seed=7)
+    path = tmp_path / "reference" / "step_000000.safetensors"
+    save_checkpoint(path, twin.state_dict(), kwargs, step=0, tokens_seen=0)
+    return str(path)
+
+
+def from_reference(path, heads=(1, 3)):
+    """A fresh model (seed 0) whose layer-1 `heads` take their patterns from the reference at `path`."""
+    spec = {"kind": "clamp_from", "layer": 1, "heads": list(heads), "checkpoint": path}
+    kwargs = {**hooked_config_kwargs(CFG, d_vocab=50), "interventions": [spec]}
+    hooked = hooked_transformer(kwargs, seed=0, references=load_references(kwargs))
+    return hooked, TrainingTwin.from_hooked(hooked), kwargs
+
+
+def test_clamp_from_reads_the_reference_heads_own_patterns(reference):
+    """The clamped heads' patterns are the reference model's (TransformerLens's cache of the reference, itself
+    clamped, on the same tokens); the other heads are the model's own. The twin's `pattern` is TL's too."""
+    hooked, twin, _ = from_reference(reference)
+    tokens = torch.randint(0, 50, (3, 16), generator=torch.Generator().manual_seed(1))
+    _, ours = hooked.run_with_cache(tokens)
+    _, theirs = load_checkpoint(reference).run_with_cache(tokens)
+    torch.testing.assert_close(ours["pattern", 1][:, [1, 3]], theirs["pattern", 1][:, [1, 3]], atol=1e-6, rtol=0)
+    assert (ours["pattern", 1][:, [0, 2]] - theirs["pattern", 1][:, [0, 2]]).abs().max() > 1e-2
+    with torch.no_grad():
+        for layer in (0, 1):
+            torch.testing.assert_close(twin.pattern(tokens, layer), ours["pattern", layer], atol=1e-6, rtol=0)
+
+
+def test_twin_and_hooked_transformer_train_the_same_model_clamped_from_a_reference(reference):
+    hooked, twin, _ = from_reference(reference)
+    assert_same_after_training(twin, hooked, d_vocab=50, n_ctx=16)
+
+
+def test_a_model_clamped_from_a_reference_loads_with_it(reference, tmp_path):
+    """Its checkpoint names the reference, which loads with it: the same logits as a HookedTransformer and a
+    twin; the reference's weights stay out of the model's own state dict."""
+    _, twin, kwargs = from_reference(reference)
+    path = tmp_path / "clamped.safetensors"
+    save_checkpoint(path, twin.state_dict(), kwargs, step=0, tokens_seen=0)
+    tokens = torch.randint(0, 50, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(path)(tokens), twin(tokens), atol=1e-5, rtol=0)
+        torch.testing.assert_close(load_twin(path)(tokens), twin(tokens), atol=0, rtol=0)
+    assert set(twin.state_dict()) == set(TrainingTwin(**hooked_config_kwargs(CFG, d_vocab=50)).state_dict())
+
+
+def test_clamp_from_refuses_references_it_cannot_read(reference):
+    """At compose, in one line: a reference lacking the layer or heads, or a shorter context; at load, one
+    trained on another vocabulary."""
+    for spec, message in [({"layer": 1, "heads": [4]}, "heads [4] do not exist in the reference"),
+                          ({"layer": 0, "heads": [0], "n_ctx": 32}, "has n_ctx=16 < model.n_ctx=32")]:
+        n_ctx = spec.pop("n_ctx", 16)
+        with pytest.raises(UserError, match=message.replace("[", r"\[")):
+            compose(["+experiment=tiny", "model=attn_only_2l", "model.n_heads=8", f"model.n_ctx={n_ctx}",
+                     "analysis.head_scores.seq_len=7", "analysis.icl.early=2", "analysis.icl.late=12",
+                     f"train.interventions=[{{kind: clamp_from, checkpoint: '{reference}', layer: {spec['layer']}, "
+                     f"heads: {spec['heads']}}}]"])
+    kwargs = {**hooked_config_kwargs(CFG, d_vocab=60), "interventions": [
+        {"kind": "clamp_from", "layer": 1, "heads": [0], "checkpoint": reference}]}
+    with pytest.raises(UserError, match="has d_vocab=50, this model 60"):
+        load_references(kwargs)
+
+
 def test_frozen_parameters_stop_training_and_the_rest_train_on(tmp_path):
     """`freeze` through the real trainer: the frozen parameters keep their step-0 values bit for bit (AdamW's
     weight decay included), every other parameter moves."""
@@ -136,6 +202,8 @@ def test_interventions_join_the_identity_and_leave_the_default_bytes_alone():
     ("{kind: clamp_pattern, layer: 0, heads: [0], pattern: induction}", "pattern='induction'"),
     ("{kind: freeze, params: ['blocks.3.*']}", "match no parameter of this model"),
     ("{kind: melt}", "kind='melt'"),
+    ("{kind: clamp_from, layer: 1, heads: [2], checkpoint: no/such/step_003000.safetensors}",
+     "checkpoint no/such/step_003000.safetensors does not exist"),
 ])
 def test_bad_interventions_are_refused_at_compose_in_one_line(spec, message):
     with pytest.raises(UserError) as refused:
