@@ -171,8 +171,8 @@ INTERVENTIONS = {
         describe=lambda s: f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to {s['pattern']}"),
     "clamp_from": Intervention(
         check=_check_reference, twin=_clamp_twin, hooked=_clamp_hooked, reads=lambda s: [s["checkpoint"]],
-        describe=lambda s: (f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to "
-                            f"{Path(s['checkpoint']).parent.parent.parent.name}'s at {Path(s['checkpoint']).stem}")),
+        describe=lambda s: (f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to that of the "
+                            f"same heads of {s['checkpoint']}")),
     "freeze": Intervention(check=_check_freeze, train=lambda model, s: freeze(model, s["params"]),
                            describe=lambda s: f"{', '.join(s['params'])} frozen"),
 }

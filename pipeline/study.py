@@ -52,8 +52,8 @@ def bands(table: pd.DataFrame, value: str, variant: list[str]) -> pd.DataFrame:
 
 
 def onsets(windows: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
-    """Per variant: how many members have a window, and its start/end (tokens) median, min, max; the onset
-    spread is max - min of the start over members."""
+    """Per variant: how many members have a window, its start/end (tokens, steps) and the ICL score's change
+    across it, each as median, min, max over those members; the onset spread is max - min of the start."""
     rows = []
     for key, group in windows.groupby(variant):
         found = group[group.has_window.astype(bool)]
@@ -63,6 +63,8 @@ def onsets(windows: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
             for stat in ("median", "min", "max"):
                 row[f"{end}_tokens_{stat}"] = getattr(found[f"{end}_tokens"], stat)() if len(found) else np.nan
                 row[f"{end}_step_{stat}"] = getattr(found[f"{end}_step"], stat)() if len(found) else np.nan
+        for stat in ("median", "min", "max"):
+            row[f"icl_change_{stat}"] = getattr(found.icl_change, stat)() if len(found) else np.nan
         row["onset_spread_tokens"] = row["start_tokens_max"] - row["start_tokens_min"]
         rows.append(row)
     return pd.DataFrame(rows)

@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.config import identity, plan, section
 from pipeline.interventions import describe, reads
-from pipeline.io import UserError, atomic_path
+from pipeline.io import UserError, atomic_path, sha256_file
 from pipeline.kinds import KINDS, kind_of
 from pipeline.outputs import (FIGURE_INPUTS, FIGURES, HTML_FIGURES, STEP_CONFIG, STUDY_FIGURES, TABLES, caption,
                               has_table, run_figures, run_tables, study_figure_names, study_member_tables, study_tables,
@@ -105,10 +105,25 @@ def run_interventions(run):
     return "; ".join(f"{m}: {describe(specs)}" for m, specs in clamped.items())
 
 
+def study_interventions(study):
+    """What each variant of a study had clamped or frozen in training, named by its arm or swept values ('' if
+    nothing): the study figures' captions say so."""
+    described = {", ".join(f"{k}={v}" for k, v in run.values.items() if k != study.band): run_interventions(name)
+                 for name, run in RUNS.items()}
+    return "; ".join(f"{variant}: {text}" for variant, text in described.items() if text)
+
+
 def intervention_reads(wc):
-    """The files a model's interventions read (clamp_from's reference checkpoints): inputs of its training, so a
-    retrained reference retrains the model clamped from it."""
+    """The files a model's interventions read (clamp_from's reference checkpoints): inputs of its training."""
     return reads(configs(wc.run)[wc.model].train.interventions)
+
+
+def training_params(wc):
+    """A training job's param: its config sections, then the sha256s of the files its interventions read when
+    there are any (a reference replaced by other bytes retrains the model clamped from it; its mtime would not,
+    a directory output's being its newest file's). Runs that read none keep the param they had."""
+    digests = [sha256_file(path) for path in intervention_reads(wc)]
+    return params_of("data", "model", "train", "seed")(wc) + (f" reads {digests}" if digests else "")
 
 
 def first_model(run):

@@ -38,6 +38,7 @@ if STUDY:
         params:
             cfg=section(CFG, "figures"),
             step_config=shared_config_args(next(iter(RUNS))),
+            interventions=study_interventions(STUDY),
         resources:
             **resources_of("plot_study_figures"),
         shell:

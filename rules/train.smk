@@ -23,7 +23,7 @@ rule train_model:
     benchmark:
         RUN / "benchmarks" / "train_{model}_{segment}.tsv"
     params:
-        cfg=params_of("data", "model", "train", "seed"),
+        cfg=training_params,
         data=lambda wc: data_dir(wc.run, wc.model),
         state=lambda wc: model_dir(wc) / "train_state",  # resume state; not an output
         after=lambda wc: int(Path(previous_segment(wc)[0]).name[3:]) if previous_segment(wc) else 0,

@@ -11,9 +11,10 @@ TINY = "overrides=[+experiment=tiny]"
 
 
 def snakemake(workdir, *args, config=TINY, env=None, timeout=1200):
-    """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process."""
+    """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process; `args` (targets,
+    flags) go before --config, which takes every word after it."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", "--config", config, *args]
+           "--cores", "2", *args, "--config", config]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -3,6 +3,7 @@
 compose in one line."""
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -244,3 +245,34 @@ def test_a_clamped_run_is_analysed_clamped_and_says_so(clamped_run):
     assert provenance["config"]["attn_only_2l"]["train"]["interventions"] == [spec]
     report, drawn = (workdir / "report.html").read_text(), list((run / "figures").glob("*.png"))
     assert len(drawn) >= 18 and report.count("attn_only_2l: L0H0 attention clamped to previous_token") >= len(drawn)
+
+
+def test_a_head_clamped_from_a_reference_scores_as_the_reference_head(clamped_run):
+    """The named set induction_from_default, its reference being the clamped tiny run's final checkpoint put
+    where the set looks (results/default/...): at every checkpoint of the new run, L1H2 scores exactly what the
+    reference's L1H2 scored at its end (the scores read the reference's patterns, computed by its own model);
+    the reference's bytes are a param of training, so replacing it retrains."""
+    workdir, tiny = clamped_run
+    source = tiny / "models" / "attn_only_2l" / "checkpoints" / "to_000400" / "step_000400.safetensors"
+    target = workdir / "results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors"
+    target.parent.mkdir(parents=True)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(source.with_suffix(suffix), target.with_suffix(suffix))
+    config = ("overrides=[+experiment=tiny,model=[attn_only_2l],interventions=induction_from_default,"
+              "analysis.llc.enabled=false,run_name=tiny_from]")
+    table = "results/tiny_from/tables/head_scores.csv"
+    result = snakemake(workdir, table, config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, theirs = (pd.read_csv(path).set_index(["score", "layer", "head"]) for path in (workdir / table,
+                                                                                           tiny / "tables/head_scores.csv"))
+    reference = theirs[theirs.step == 400].loc[(slice(None), 1, 2), "value"]
+    clamped = ours.loc[(slice(None), 1, 2)]
+    assert clamped.step.nunique() == 5
+    for step, rows in clamped.groupby("step"):
+        np.testing.assert_allclose(rows.value.to_numpy(), reference.to_numpy(), atol=1e-5, err_msg=str(step))
+    assert (ours.loc[(slice(None), 1, 0)].value.to_numpy() != ours.loc[(slice(None), 1, 2)].value.to_numpy()).any()
+    earlier = source.parent.parent / "to_000147" / "step_000147.safetensors"  # another checkpoint of the reference
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(earlier.with_suffix(suffix), target.with_suffix(suffix))
+    result = snakemake(workdir, table, "-n", config=config)
+    assert result.returncode == 0 and "rule train_model" in result.stdout + result.stderr

@@ -9,7 +9,7 @@ from conftest import snakemake
 from sklearn.decomposition import PCA
 
 from pipeline.outputs import study_figure_names, study_tables
-from pipeline.study import joint_pca
+from pipeline.study import joint_pca, onsets
 
 STUDY_TABLES, STUDY_FIGURES = study_tables("language"), study_figure_names("language")
 SWEEP = "sweep=[seed=0,1]"
@@ -131,3 +131,17 @@ def test_every_registered_figure_has_a_report_caption():
 
     names = [*FIGURES, *STUDY_FIGURES, *[f"{name}_html" for name in HTML_FIGURES]]
     assert [n for n in names if not caption(n).is_file()] == []
+
+
+def test_onsets_summarise_the_members_with_a_window():
+    """Hand-made windows of one variant, two of three members with a window: their start, end and ICL change as
+    median/min/max (the member without one counts only in n_members)."""
+    windows = pd.DataFrame({"model": ["m"] * 3, "arm": ["a"] * 3, "has_window": [True, False, True],
+                            "start_tokens": [100.0, np.nan, 300.0], "end_tokens": [500.0, np.nan, 900.0],
+                            "start_step": [1.0, np.nan, 3.0], "end_step": [5.0, np.nan, 9.0],
+                            "icl_change": [-0.2, np.nan, -0.4]})
+    (row,) = onsets(windows, ["model", "arm"]).to_dict("records")
+    assert (row["n_members"], row["n_with_window"]) == (3, 2)
+    assert (row["start_tokens_median"], row["start_tokens_min"], row["end_tokens_max"]) == (200, 100, 900)
+    assert row["icl_change_median"] == pytest.approx(-0.3) and row["icl_change_min"] == -0.4
+    assert row["onset_spread_tokens"] == 200
