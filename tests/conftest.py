@@ -10,11 +10,11 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = "overrides=[+experiment=tiny]"
 
 
-def snakemake(workdir, *args, config=TINY, env=None, timeout=1200):
-    """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process; `args` (targets,
-    flags) go before --config, which takes every word after it."""
+def snakemake(workdir, *args, config=TINY, targets=(), env=None, timeout=1200):
+    """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process. `--config` takes every
+    word after it (`config`, then `args`: more config entries, or flags), so `targets` go before it."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", *args, "--config", config]
+           "--cores", "2", *targets, "--config", config, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 

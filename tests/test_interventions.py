@@ -261,7 +261,7 @@ def test_a_head_clamped_from_a_reference_scores_as_the_reference_head(clamped_ru
     config = ("overrides=[+experiment=tiny,model=[attn_only_2l],interventions=induction_from_default,"
               "analysis.llc.enabled=false,run_name=tiny_from]")
     table = "results/tiny_from/tables/head_scores.csv"
-    result = snakemake(workdir, table, config=config)
+    result = snakemake(workdir, config=config, targets=[table])
     assert result.returncode == 0, result.stderr[-3000:]
     ours, theirs = (pd.read_csv(path).set_index(["score", "layer", "head"]) for path in (workdir / table,
                                                                                            tiny / "tables/head_scores.csv"))
@@ -274,5 +274,5 @@ def test_a_head_clamped_from_a_reference_scores_as_the_reference_head(clamped_ru
     earlier = source.parent.parent / "to_000147" / "step_000147.safetensors"  # another checkpoint of the reference
     for suffix in (".safetensors", ".json"):
         shutil.copyfile(earlier.with_suffix(suffix), target.with_suffix(suffix))
-    result = snakemake(workdir, table, "-n", config=config)
+    result = snakemake(workdir, "-n", config=config, targets=[table])
     assert result.returncode == 0 and "rule train_model" in result.stdout + result.stderr
