@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,13 @@ def assert_same_files(reference: Path, run: Path, suffixes=(".csv",)) -> list[Pa
     for path in files:
         assert (reference / path).read_bytes() == (run / path).read_bytes(), f"{path} differs between the runs"
     return files
+
+
+def fake_reference(path, model_cfg):
+    """A stand-in for a clamp_from reference checkpoint, enough for compose (which reads only the sidecar's shape):
+    placeholder weights and a sidecar with `model_cfg`'s layers, heads and context."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"weights")
+    path.with_suffix(".json").write_text(json.dumps({"config": {k: model_cfg[k] for k in ("n_layers", "n_heads",
+                                                                                          "n_ctx")}}))

@@ -1,9 +1,9 @@
 """Config composition: every group option composes, overrides parse, run names never collide."""
 
-import json
 from pathlib import Path
 
 import pytest
+from conftest import fake_reference
 from omegaconf import OmegaConf
 
 from pipeline.config import (
@@ -16,6 +16,7 @@ from pipeline.config import (
     resolve_run,
     section,
 )
+from pipeline.interventions import reads
 from pipeline.io import UserError
 from pipeline.kinds import KINDS
 from pipeline.schedule import checkpoint_steps
@@ -23,9 +24,13 @@ from pipeline.schedule import checkpoint_steps
 
 @pytest.mark.parametrize("group, option", [(p.parent.name, p.stem) for p in sorted(CONF_DIR.glob("*/*.yaml"))
                                            if not p.stem.startswith("_") and p.parent.name != "study"])
-def test_every_config_option_composes(group, option):
-    """Each option composes (an option of a sampler kind with that kind's experiment) and is what is selected."""
+def test_every_config_option_composes(group, option, tmp_path, monkeypatch):
+    """Each option composes (an option of a sampler kind with that kind's experiment; a set of interventions
+    beside stand-ins for the files it reads) and is what is selected."""
     spec = OmegaConf.load(CONF_DIR / group / f"{option}.yaml")
+    monkeypatch.chdir(tmp_path)
+    for path in reads(spec.get("interventions")):
+        fake_reference(path, compose(["model=attn_only_2l"]).model)
     kind = next((k for k in ("regression", "markov")
                  if spec.get("kind") == k or spec.get("source") in KINDS[k].data_sources), None)
     override = f"+experiment={option}" if group == "experiment" else f"{group}={option}"
@@ -155,11 +160,7 @@ def test_the_clamping_study_runs_four_arms_over_seeds_once_its_reference_exists(
     with pytest.raises(UserError, match="clamp_from checkpoint results/default/.* does not exist .*snakemake"):
         load_study("clamping")
     reference = Path("results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors")
-    reference.parent.mkdir(parents=True)
-    reference.write_bytes(b"weights")
-    shape = compose(["model=attn_only_2l"]).model
-    reference.with_suffix(".json").write_text(json.dumps({"config": {k: shape[k] for k in ("n_layers", "n_heads",
-                                                                                           "n_ctx")}}))
+    fake_reference(reference, compose(["model=attn_only_2l"]).model)
     study = load_study("clamping")
     arms = {"none": [], "previous_token_l0": [{"kind": "clamp_pattern", "layer": 0, "heads": [0],
                                               "pattern": "previous_token"}],
