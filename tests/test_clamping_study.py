@@ -41,5 +41,6 @@ def test_the_study_report_names_each_arms_interventions(clamping_study):
     report = (workdir / "report.html").read_text()
     figures = study_figure_names("language")
     assert all((study / "figures" / f"{name}.png").stat().st_size > 5000 for name in figures)
-    caption = "arm=previous_token_l0: attn_only_2l: L0H0 attention clamped to previous_token"
-    assert report.count(caption) == len(figures) and "arm=none:" not in report
+    caption = ("Trained with interventions, which every analysis of the model keeps: "
+               "arm=previous_token_l0: attn_only_2l: L0H0 attention clamped to previous_token.")
+    assert report.count(caption) == len(figures) and "arm=none" not in report
