@@ -244,7 +244,11 @@ def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
         fixed = [*map(str, spec.get("overrides") or []), *fixed]
         sweep = [f"{k}={v}" for k, v in (spec.get("sweep") or {}).items()]
         band = spec.get("band", band)
-        arms = {str(arm): list(map(str, arm_overrides or [])) for arm, arm_overrides in (spec.get("arms") or {}).items()}
+        arms = spec.get("arms") or {}
+        if not isinstance(arms, dict) or not all(isinstance(v, (list, type(None))) for v in arms.values()):
+            raise UserError(f"{path}: arms must map each arm's name to a list of overrides "
+                            f"(arms: {{plain: [], clamped: [interventions=previous_token_l0]}})")
+        arms = {str(arm): list(map(str, arm_overrides or [])) for arm, arm_overrides in arms.items()}
     else:
         sweep = parse_overrides(sweep)
         name = "sweep-" + hashlib.sha256(",".join([*sweep, "|", *fixed]).encode()).hexdigest()[:8]
@@ -252,9 +256,9 @@ def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
         raise UserError(f"study {name} sweeps nothing; give it a sweep such as seed=0,1,2")
     swept = [*(["arm"] if arms else []), *(s.split("=", 1)[0] for s in sweep)]
     members = []
-    for arm, member in itertools.product(arms.items() or [(None, [])], expand_sweep(sweep)):
-        run = resolve_run([*fixed, *arm[1], *member, "run_name=null"])  # members are named by their configs
-        run.values = {**({"arm": arm[0]} if arms else {}), **dict(o.split("=", 1) for o in member)}
+    for (arm, arm_overrides), member in itertools.product(arms.items() or [(None, [])], expand_sweep(sweep)):
+        run = resolve_run([*fixed, *arm_overrides, *member, "run_name=null"])  # members are named by their configs
+        run.values = {**({"arm": arm} if arms else {}), **dict(o.split("=", 1) for o in member)}
         members.append(run)
     names = [m.name for m in members]
     if len(set(names)) < len(names):

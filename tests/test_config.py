@@ -173,3 +173,15 @@ def test_the_clamping_study_runs_four_arms_over_seeds_once_its_reference_exists(
         assert {m: list(c.train.interventions) for m, c in member.configs.items()} == {model: arms[arm]}
         assert next(iter(member.configs.values())).train.steps == 2000
     assert len({m.name for m in study.members}) == 8
+
+
+def test_arms_that_are_not_a_mapping_of_override_lists_are_refused_in_one_line(monkeypatch, tmp_path):
+    import pipeline.config as config
+
+    (tmp_path / "study").mkdir()
+    for arms in ("[none, clamped]", "{clamped: interventions=previous_token_l0}"):
+        (tmp_path / "study" / "bad.yaml").write_text(f"arms: {arms}\nsweep:\n  seed: 0\n")
+        monkeypatch.setattr(config, "CONF_DIR", tmp_path)
+        with pytest.raises(UserError, match="arms must map each arm's name to a list of overrides") as refused:
+            load_study("bad")
+        assert "\n" not in str(refused.value)
