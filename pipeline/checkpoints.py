@@ -74,11 +74,10 @@ def load_weights(model, path: Path):
 def load_references(config_kwargs: dict) -> dict[str, TrainingTwin]:
     """The reference models a model's interventions read (clamp_from), as frozen twins, by path."""
     references = {path: load_twin(Path(path)).requires_grad_(False) for path in reads(config_kwargs.get("interventions"))}
-    vocab = {path: twin.embed.W_E.shape[0] for path, twin in references.items()}
-    wrong = [path for path, d_vocab in vocab.items() if d_vocab != config_kwargs["d_vocab"]]
-    if wrong:
-        raise UserError(f"clamp_from reference {wrong[0]} has d_vocab={vocab[wrong[0]]}, this model "
-                        f"{config_kwargs['d_vocab']}; use a reference trained on the same tokens")
+    for path, twin in references.items():
+        if twin.embed.W_E.shape[0] != config_kwargs["d_vocab"]:
+            raise UserError(f"clamp_from reference {path} has d_vocab={twin.embed.W_E.shape[0]}, this model "
+                            f"{config_kwargs['d_vocab']}; use a reference trained on the same tokens")
     return references
 
 
