@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,18 @@ def snakemake(workdir, *args, config=TINY, targets=(), env=None, timeout=1200):
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """For `pytest -n 2 --dist loadgroup` (the README's test command): a module runs whole on one worker, so
-    its module-scoped runs are made once, and the modules that read the shared tiny run run together."""
+    its module-scoped runs are made once, and the modules that read the shared tiny run run together. Groups are
+    handed out heaviest first (by their modules' `cost` marks; pyproject turns off xdist's reordering by test
+    count), so the default run starts at once and the quick modules fill the other worker around it."""
     shares_tiny_run = {item.module for item in items if "tiny_run" in item.fixturenames}
+    group_of = {item: "tiny_run" if item.module in shares_tiny_run else item.module.__name__ for item in items}
+    module_cost = {item.module: mark.args[0] for item in items if (mark := item.get_closest_marker("cost"))}
+    group_cost = Counter()
+    for module, seconds in module_cost.items():
+        group_cost["tiny_run" if module in shares_tiny_run else module.__name__] += seconds
+    items.sort(key=lambda item: -group_cost[group_of[item]])  # stable: collection order within a group
     for item in items:
-        group = "tiny_run" if item.module in shares_tiny_run else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(group_of[item]))
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import snakemake
 
-pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
+pytestmark = [pytest.mark.slow, pytest.mark.cost(290)]  # deselect locally with -m "not slow"; CI runs it
 
 SWEEP = "sweep=[data.n_tasks=4,null]"
 OVERRIDES = "overrides=[+experiment=regression,train.steps=1500,analysis.llc.enabled=false]"

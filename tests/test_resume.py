@@ -9,11 +9,14 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 from conftest import REPO, TINY, assert_same_files
 from test_pipeline_e2e import TABLES
 
 from pipeline.config import compose
 from pipeline.schedule import checkpoint_steps, interleaved, segments
+
+pytestmark = pytest.mark.cost(425)  # worker-seconds in a full run: scheduled by weight
 
 PY = sys.executable
 

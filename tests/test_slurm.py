@@ -17,7 +17,7 @@ from test_pipeline_e2e import TABLES
 
 from pipeline.config import load_study
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.cost(470)]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 
 

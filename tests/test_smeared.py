@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO
 from test_science import best_prefix_matching
 
-pytestmark = pytest.mark.slow  # deselect locally with -m "not slow"; CI runs it
+pytestmark = [pytest.mark.slow, pytest.mark.cost(330)]  # deselect locally with -m "not slow"; CI runs it
 
 
 @pytest.fixture(scope="module")
