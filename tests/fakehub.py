@@ -3,6 +3,7 @@ model source and the pile data source fetch: a tiny randomly initialised NeelNan
 model (config.json + checkpoints/<name>_<label>.pth), a tokenizer repo, and a pile-10k-shaped parquet."""
 
 import json
+import os
 import sysconfig
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def overrides(home: Path, *extra: str) -> list[str]:
             "analysis.llc.hub=true", *extra]  # hub models opt in to the LLC (its HookedTransformer path)
 
 
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}  # the environment hub tests run their jobs in
 PYTHIA_REVISIONS = [0, 512]  # steps; TransformerLens's Pythia labels include both
 IOI_NAMES = ["Mary", "John", "Tom", "James"]
 TASK_VOCAB = 600  # room for the IOI names and template words to become single tokens

@@ -4,7 +4,6 @@ transformers' own logits and runs the whole pipeline, its figures over training 
 per-model views. A Pythia checkpoint list (two revisions of a tiny GPT-NeoX) runs the tasks over training."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ import pytest
 import torch
 from conftest import REPO
 from fakehub import (
+    OFFLINE,
     PYTHIA_REVISIONS,
     TASK_VOCAB,
     build_cache,
@@ -31,7 +31,6 @@ from pipeline.tasks import TaskContext, ioi, logit_difference
 pytestmark = pytest.mark.cost(305)  # worker-seconds in a full run: scheduled by weight
 
 PY = sys.executable
-OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import REPO
-from fakehub import DUPLICATED, LABELS, MODEL_REPO, build_cache, build_pythia, overrides
+from fakehub import DUPLICATED, LABELS, MODEL_REPO, OFFLINE, build_cache, build_pythia, overrides
 from safetensors.torch import load_file
 from test_pipeline_e2e import FIGURES, TABLES
 
@@ -23,7 +23,6 @@ from pipeline.io import sha256_file
 pytestmark = pytest.mark.cost(205)  # worker-seconds in a full run: scheduled by weight
 
 PY = sys.executable
-OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 @pytest.fixture(scope="module")
