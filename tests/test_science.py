@@ -1,8 +1,8 @@
 """Science test: the default recipe, run through the real pipeline, shows the phase change.
 
 Runs `snakemake --cores 2` with the default config (no overrides) in a temp dir, for the tables these tests
-read: ~2,000 CPU-s (training 800, the LLC of every checkpoint 650, scoring 270, causal 200), measured on a machine
-training 1L at 37k tokens/s; ~37 minutes beside the other pytest worker, so it is scheduled first.
+read: ~1,800 CPU-s of jobs (training 840, the LLC of every checkpoint 510, scoring 235, causal 205), measured on a
+machine training 2L at 25.3k tokens/s alone; 33 minutes beside the other pytest worker, so it is scheduled first.
 """
 
 import subprocess
