@@ -1,33 +1,41 @@
 """Science test: the default recipe, run through the real pipeline, shows the phase change.
 
 Runs `snakemake --cores 2` with the default config (no overrides) in a temp dir, for the tables these tests
-read: ~1,800 CPU-s of jobs (training 840, the LLC of every checkpoint 510, scoring 235, causal 205), measured on a
-machine training 2L at 25.3k tokens/s alone; 33 minutes beside the other pytest worker, so it is scheduled first.
+read: ~1,800 CPU-s of jobs with both models' causal and LLC jobs (training 840, the LLC of every checkpoint 510,
+scoring 235, causal 205; ~350 less without the 1L model's), measured on a machine training 2L at 25.3k tokens/s
+alone; 33 minutes beside the other pytest worker, so it is scheduled first.
 """
 
 import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
+
+from pipeline.tables import collect
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.cost(2200)]  # deselect locally with -m "not slow"; CI runs it
 
 
+BOTH, TWO_LAYER = ["attn_only_1l", "attn_only_2l"], ["attn_only_2l"]
+READS = {"head_scores": BOTH, "icl": BOTH, "phase_window": BOTH,  # the 1L model is the contrast
+         "ablation": TWO_LAYER, "llc": TWO_LAYER, "llc_heads": TWO_LAYER}
+
+
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """The default recipe's tables that these tests read, and only what they need (no figures, PCA or provenance:
-    the tiny run covers those rules)."""
+    """The default recipe's per-model tables that these tests read, and only what they need: no figures, PCA or
+    provenance, and no causal or LLC jobs for the 1L model (~350 CPU-s), which no test here reads (the tiny run
+    covers those rules for both models)."""
     workdir = tmp_path_factory.mktemp("default")
-    tables = {name: f"results/default/tables/{name}.csv"
-              for name in ["head_scores", "icl", "phase_window", "ablation", "llc", "llc_heads"]}
+    paths = {name: [f"results/default/models/{model}/{name}.parquet" for model in models]
+             for name, models in READS.items()}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           *tables.values()]
+           *(path for group in paths.values() for path in group)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return {name: pd.read_csv(workdir / path) for name, path in tables.items()}
+    return {name: collect([workdir / path for path in group]) for name, group in paths.items()}
 
 
 def best_prefix_matching(heads, model):
@@ -76,7 +84,7 @@ def test_the_llc_has_a_stage_boundary_before_the_window_and_marks_the_induction_
     stays so on average through the window (3.0M-7.0M tokens), where the LLC climbs from 11.9 to 18.5; the
     induction head's refined LLC is the largest of its layer at the final checkpoint."""
     llc = default_run["llc"]
-    assert llc.groupby("model").size().to_dict() == {"attn_only_1l": 31, "attn_only_2l": 31}  # every checkpoint
+    assert llc.groupby("model").size().to_dict() == {"attn_only_2l": 31}  # every checkpoint
     two = llc[llc.model == "attn_only_2l"].set_index("step").sort_index()
     window = default_run["phase_window"].set_index("model").loc["attn_only_2l"]
     early = two.loc[50:window.start_step]
