@@ -141,7 +141,7 @@ def task_tables(model, task: Task, resid: bool, min_gap: float, attention_heads:
     """One task at one checkpoint: patching, the task metrics, logit attribution and, when attention_heads > 0,
     the attention patterns of that many top heads. One clean forward, caching only the hooks these read."""
     wanted = hooks.names_filter(model.cfg.n_layers, hooks.TASKS + (hooks.HEAD_SCORES if attention_heads else ()),
-                                final=hooks.FINAL_SCALE)
+                                hooks.FINAL_SCALE)
     clean_logits, cache = model.run_with_cache(task.clean, names_filter=wanted)
     patch_rows, metrics = patching(model, task, clean_logits, cache, resid, min_gap)
     dla = attribution(model, task, cache)
