@@ -27,14 +27,14 @@ def pytest_collection_modifyitems(items):
     handed out heaviest first (by their modules' `cost` marks; pyproject turns off xdist's reordering by test
     count), so the default run starts at once and the quick modules fill the other worker around it."""
     shares_tiny_run = {item.module for item in items if "tiny_run" in item.fixturenames}
-    group_of = {item: "tiny_run" if item.module in shares_tiny_run else item.module.__name__ for item in items}
+    group_of = {item.module: "tiny_run" if item.module in shares_tiny_run else item.module.__name__ for item in items}
     module_cost = {item.module: mark.args[0] for item in items if (mark := item.get_closest_marker("cost"))}
     group_cost = Counter()
     for module, seconds in module_cost.items():
-        group_cost["tiny_run" if module in shares_tiny_run else module.__name__] += seconds
-    items.sort(key=lambda item: -group_cost[group_of[item]])  # stable: collection order within a group
+        group_cost[group_of[module]] += seconds
+    items.sort(key=lambda item: -group_cost[group_of[item.module]])  # stable: collection order within a group
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(group_of[item]))
+        item.add_marker(pytest.mark.xdist_group(group_of[item.module]))
 
 
 @pytest.fixture(scope="session")
