@@ -6,27 +6,33 @@ on 2 cores at ~85k tokens/s per training thread.
 """
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import snakemake
 
+from pipeline.config import load_study
+from pipeline.tables import collect
+
 pytestmark = [pytest.mark.slow, pytest.mark.cost(290)]  # deselect locally with -m "not slow"; CI runs it
 
-SWEEP = "sweep=[data.n_tasks=4,null]"
-OVERRIDES = "overrides=[+experiment=regression,train.steps=1500,analysis.llc.enabled=false]"
+SWEEP = "[data.n_tasks=4,null]"
+OVERRIDES = "[+experiment=regression,train.steps=1500]"
 PRIOR = 1 + 0.125 / 4  # MSE / D of predicting 0: (D + sigma^2) / D
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
-    """Each member's regression_eval table at the last position, keyed by its number of tasks (inf for null)."""
+    """Each member's regression_eval table at the last position, keyed by its number of tasks (inf for null):
+    only those tables are built (14 jobs; the study's aggregation and figures are test_regression_study's)."""
     workdir = tmp_path_factory.mktemp("regression_science")
-    result = snakemake(workdir, OVERRIDES, config=SWEEP, timeout=3600)
+    tables = {member.values["data.n_tasks"]: [f"results/{member.name}/models/{model}/regression_eval.parquet"
+                                              for model in member.configs]
+              for member in load_study(sweep=SWEEP, overrides=OVERRIDES).members}
+    result = snakemake(workdir, f"overrides={OVERRIDES}", config=f"sweep={SWEEP}", timeout=3600,
+                       targets=[path for paths in tables.values() for path in paths])
     assert result.returncode == 0, result.stderr[-3000:]
-    (study,) = [p for p in (workdir / "results").iterdir() if p.name.startswith("sweep-")]
-    evals = pd.read_csv(study / "tables" / "regression_eval.csv")
-    last = evals[evals.position == evals.position.max()]
-    return {m: rows for m, rows in last.groupby("data.n_tasks")}
+    evals = {float(n_tasks.replace("null", "inf")): collect([workdir / path for path in paths])
+             for n_tasks, paths in tables.items()}
+    return {m: rows[rows.position == rows.position.max()] for m, rows in evals.items()}
 
 
 def at(rows, distribution, step=None):
