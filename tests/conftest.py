@@ -4,7 +4,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from pipeline.tables import collect
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (handbuilt.py) by name
 
@@ -14,10 +17,25 @@ TINY = "overrides=[+experiment=tiny]"
 
 def snakemake(workdir, *args, config=TINY, targets=(), env=None, timeout=1200):
     """Run this repo's Snakefile in `workdir` (2 cores) and return the completed process. `--config` takes every
-    word after it (`config`, then `args`: more config entries, or flags), so `targets` go before it."""
+    word after it (`config`, then `args`: more config entries, or flags), so `targets` go before it; config=None
+    runs the default config."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--cores", "2", *targets, "--config", config, *args]
+           "--cores", "2", *targets, *(["--config", config] if config else []), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def table_paths(run: str, models, table: str) -> list[str]:
+    """Where a run's models write one per-model table: results/<run>/models/<model>/<table>.parquet."""
+    return [f"results/{run}/models/{model}/{table}.parquet" for model in models]
+
+
+def build_tables(workdir, paths: dict[str, list[str]], *args, config=TINY, timeout=3600) -> dict[str, pd.DataFrame]:
+    """Ask Snakemake for only these per-model tables (key -> paths under `workdir`), and read each key's paths as
+    one table: a science test builds what it reads and no more."""
+    result = snakemake(workdir, *args, config=config, targets=[path for group in paths.values() for path in group],
+                       timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return {key: collect([workdir / path for path in group]) for key, group in paths.items()}
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups

@@ -7,10 +7,9 @@ on 2 cores at ~85k tokens/s per training thread.
 
 import numpy as np
 import pytest
-from conftest import snakemake
+from conftest import build_tables, table_paths
 
 from pipeline.config import load_study
-from pipeline.tables import collect
 
 pytestmark = [pytest.mark.slow, pytest.mark.cost(290)]  # deselect locally with -m "not slow"; CI runs it
 
@@ -23,16 +22,13 @@ PRIOR = 1 + 0.125 / 4  # MSE / D of predicting 0: (D + sigma^2) / D
 def members(tmp_path_factory):
     """Each member's regression_eval table at the last position, keyed by its number of tasks (inf for null):
     only those tables are built (14 jobs; the study's aggregation and figures are test_regression_study's)."""
-    workdir = tmp_path_factory.mktemp("regression_science")
-    tables = {member.values["data.n_tasks"]: [f"results/{member.name}/models/{model}/regression_eval.parquet"
-                                              for model in member.configs]
-              for member in load_study(sweep=SWEEP, overrides=OVERRIDES).members}
-    result = snakemake(workdir, f"overrides={OVERRIDES}", config=f"sweep={SWEEP}", timeout=3600,
-                       targets=[path for paths in tables.values() for path in paths])
-    assert result.returncode == 0, result.stderr[-3000:]
-    evals = {float(n_tasks.replace("null", "inf")): collect([workdir / path for path in paths])
-             for n_tasks, paths in tables.items()}
-    return {m: rows[rows.position == rows.position.max()] for m, rows in evals.items()}
+    study = load_study(sweep=SWEEP, overrides=OVERRIDES)
+    paths = {member.values["data.n_tasks"]: table_paths(member.name, member.configs, "regression_eval")
+             for member in study.members}
+    evals = build_tables(tmp_path_factory.mktemp("regression_science"), paths, f"overrides={OVERRIDES}",
+                         config=f"sweep={SWEEP}")
+    return {float(n_tasks.replace("null", "inf")): rows[rows.position == rows.position.max()]
+            for n_tasks, rows in evals.items()}
 
 
 def at(rows, distribution, step=None):

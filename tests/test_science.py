@@ -6,15 +6,9 @@ scoring 235, causal 205; ~350 less without the 1L model's), measured on a machin
 alone; 33 minutes beside the other pytest worker, so it is scheduled first.
 """
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from conftest import build_tables, table_paths
 
-from pipeline.tables import collect
-
-REPO = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.cost(2200)]  # deselect locally with -m "not slow"; CI runs it
 
 
@@ -28,14 +22,8 @@ def default_run(tmp_path_factory):
     """The default recipe's per-model tables that these tests read, and only what they need: no figures, PCA or
     provenance, and no causal or LLC jobs for the 1L model (~350 CPU-s), which no test here reads (the tiny run
     covers those rules for both models)."""
-    workdir = tmp_path_factory.mktemp("default")
-    paths = {name: [f"results/default/models/{model}/{name}.parquet" for model in models]
-             for name, models in READS.items()}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           *(path for group in paths.values() for path in group)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {name: collect([workdir / path for path in group]) for name, group in paths.items()}
+    paths = {name: table_paths("default", models, name) for name, models in READS.items()}
+    return build_tables(tmp_path_factory.mktemp("default"), paths, config=None)
 
 
 def best_prefix_matching(heads, model):

@@ -1,15 +1,11 @@
 """Science test: Olsson's Argument 2 (smeared keys) on the default recipe, through the real pipeline. Its own
 module so that pytest-xdist runs it beside the default run (test_science.py), not after it."""
 
-import subprocess
-import sys
-
 import pytest
-from conftest import REPO
+from conftest import build_tables, table_paths
 from test_science import best_prefix_matching
 
 from pipeline.config import resolve_run
-from pipeline.tables import collect
 
 pytestmark = [pytest.mark.slow, pytest.mark.cost(200)]  # deselect locally with -m "not slow"; CI runs it
 
@@ -23,14 +19,9 @@ def smeared_run(tmp_path_factory):
     """Olsson's Argument 2 on the default recipe, cut to 300 steps and a 256-sequence eval sample (~2 min):
     plain and smeared-key 1-layer models side by side, and only the per-model tables read here (17 jobs, not
     the whole run's 44: no causal, LLC, PCA or figure jobs, which the tiny run covers)."""
-    workdir = tmp_path_factory.mktemp("smeared")
     run = resolve_run(OVERRIDES)
-    paths = {name: [f"results/{run.name}/models/{model}/{name}.parquet" for model in run.configs] for name in READS}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-           *(path for group in paths.values() for path in group), "--config", f"overrides={OVERRIDES}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=2400)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return {name: collect([workdir / path for path in group]) for name, group in paths.items()}
+    paths = {name: table_paths(run.name, run.configs, name) for name in READS}
+    return build_tables(tmp_path_factory.mktemp("smeared"), paths, config=f"overrides={OVERRIDES}", timeout=2400)
 
 
 def test_smeared_keys_let_a_1l_model_form_induction_heads(smeared_run):
