@@ -13,6 +13,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (ha
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = "overrides=[+experiment=tiny]"
+# The shared tiny run (and the resume test's runs, compared with it byte for byte) trains each model as a chain
+# of two jobs, as the default run does, so the chain and kills mid-chain are tested through the pipeline.
+TINY_RUN_OVERRIDES = ["+experiment=tiny", "jobs.train_split_at=[0.5]"]
+TINY_RUN = f"overrides=[{','.join(TINY_RUN_OVERRIDES)}]"
 
 
 def snakemake(workdir, *args, config=TINY, targets=(), env=None, timeout=1200):
@@ -57,9 +61,9 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """One clean local run of the tiny experiment: (workdir, run directory, completed process)."""
+    """One clean local run of the tiny experiment, trained as a chain: (workdir, run directory, completed process)."""
     workdir = tmp_path_factory.mktemp("tiny")
-    result = snakemake(workdir)
+    result = snakemake(workdir, config=TINY_RUN)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, workdir / "results" / "tiny", result
 

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cost(190)]  # deselect locally with 
 
 SWEEP = "sweep=[data.prior=dirichlet,doubly_stochastic]"
 OVERRIDES = ("overrides=[+experiment=markov,train.steps=400,train.n_checkpoints=12,analysis.eval.n_sequences=256,"
-             "analysis.llc.enabled=false]")
+             "analysis.llc.enabled=false,jobs.train_split_at=[]]")  # one training job per member
 
 
 @pytest.fixture(scope="module")

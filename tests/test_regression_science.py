@@ -14,14 +14,14 @@ from pipeline.config import load_study
 pytestmark = [pytest.mark.slow, pytest.mark.cost(290)]  # deselect locally with -m "not slow"; CI runs it
 
 SWEEP = "[data.n_tasks=4,null]"
-OVERRIDES = "[+experiment=regression,train.steps=1500]"
+OVERRIDES = "[+experiment=regression,train.steps=1500,jobs.train_split_at=[]]"  # one training job per member
 PRIOR = 1 + 0.125 / 4  # MSE / D of predicting 0: (D + sigma^2) / D
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
     """Each member's regression_eval table at the last position, keyed by its number of tasks (inf for null):
-    only those tables are built (14 jobs; the study's aggregation and figures are test_regression_study's)."""
+    only those tables are built (10 jobs; the study's aggregation and figures are test_regression_study's)."""
     study = load_study(sweep=SWEEP, overrides=OVERRIDES)
     paths = {member.values["data.n_tasks"]: table_paths(member.name, member.configs, "regression_eval")
              for member in study.members}

@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import REPO, TINY, assert_same_files
+from conftest import REPO, TINY_RUN, TINY_RUN_OVERRIDES, assert_same_files
 from test_pipeline_e2e import TABLES
 
 from pipeline.config import compose
@@ -86,7 +86,7 @@ def analysed(output: str) -> dict[str, tuple[int, int]]:
 def job_sizes(models) -> dict[str, int]:
     """How many checkpoints each analysis job of the tiny run has: a score job per training job, the causal
     step's interleaved parts; the LLC, each training job's checkpoints dealt into interleaved parts."""
-    cfg = compose(["+experiment=tiny"])
+    cfg = compose(TINY_RUN_OVERRIDES)
     steps = checkpoint_steps(cfg.train)
     sizes = {}
     for model in models:
@@ -101,7 +101,7 @@ def job_sizes(models) -> dict[str, int]:
 
 def test_pipeline_killed_mid_training_and_mid_analysis_completes_with_identical_tables(tiny_run, tmp_path):
     cmd = [PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
-           "--config", TINY]
+           "--config", TINY_RUN]
     models = tmp_path / "results" / "tiny" / "models"
     kill_when(cmd, tmp_path, lambda: any(models.glob("*/train_state/resume.pt")))
     assert not list(models.glob("*/head_scores.parquet"))
