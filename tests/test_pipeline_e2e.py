@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import snakemake
+from conftest import TINY_RUN, TINY_RUN_OVERRIDES, snakemake
 
 from pipeline import outputs
 from pipeline.config import compose, identity, model_configs
@@ -97,7 +97,7 @@ def test_developmental_tables_cover_every_checkpoint_and_agree_with_their_traces
         np.testing.assert_allclose(rows.init_loss, hooked[:, :16].mean(axis=(1, 2)), atol=1e-5)
     heads = pd.read_csv(run / "tables" / "llc_heads.csv")
     assert heads.groupby("model").size().to_dict() == {"attn_only_1l": 3 * 4, "attn_only_2l": 3 * 4}  # 3 of 5 steps
-    steps = checkpoint_steps(compose(["+experiment=tiny"]).train)  # refined at every 2nd checkpoint (tiny)
+    steps = checkpoint_steps(compose(TINY_RUN_OVERRIDES).train)  # refined at every 2nd checkpoint (tiny)
     assert set(heads.layer) == {0, 1} and sorted(heads.step.unique()) == steps[::2] == [steps[0], steps[2], 400]
 
 
@@ -126,7 +126,7 @@ def test_task_tables_agree_with_each_other(tiny_run):
 
 def test_report_collects_every_figure_drawn(tiny_run):
     workdir, run, _ = tiny_run
-    result = snakemake(workdir, "--report", "report.html")
+    result = snakemake(workdir, "--report", "report.html", config=TINY_RUN)
     assert result.returncode == 0, result.stderr[-2000:]
     report = (workdir / "report.html").read_text()
     drawn = [p.name for p in (run / "figures").iterdir() if p.suffix in {".png", ".html"}]  # PDFs: print copies
@@ -134,20 +134,20 @@ def test_report_collects_every_figure_drawn(tiny_run):
     for name in drawn:
         assert name in report, f"{name} is missing from the report"
     # the introduction names the run and the identity of its resolved configs (what names run directories)
-    run_identity = identity(model_configs(["+experiment=tiny"]))[:16]
+    run_identity = identity(model_configs(TINY_RUN_OVERRIDES))[:16]
     assert f"tiny</tt> (resolved configs sha256 {run_identity}" in report.replace('\\"', '"')
 
 
 def test_rerun_does_nothing(tiny_run):
     workdir, _, _ = tiny_run
-    result = snakemake(workdir, "-n")
+    result = snakemake(workdir, "-n", config=TINY_RUN)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
 def test_analysis_change_reruns_only_downstream_rules(tiny_run):
     workdir, _, _ = tiny_run
-    result = snakemake(workdir, "-n", config="overrides=[+experiment=tiny,analysis.icl.window=2]")
+    result = snakemake(workdir, "-n", config=f"overrides=[{','.join(TINY_RUN_OVERRIDES)},analysis.icl.window=2]")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
     assert "score_icl" in out and "plot_figures" in out
