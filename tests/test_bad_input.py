@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fakehub import build_cache, overrides
 
-pytestmark = pytest.mark.cost(135)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(80)  # worker-seconds in a full run: scheduled by weight
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable

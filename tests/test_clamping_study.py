@@ -7,7 +7,7 @@ from conftest import snakemake
 
 from pipeline.outputs import study_figure_names
 
-pytestmark = pytest.mark.cost(150)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(55)  # worker-seconds in a full run: scheduled by weight
 
 CONFIG = "study=clamping_tiny"
 

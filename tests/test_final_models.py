@@ -28,7 +28,7 @@ from pipeline.config import compose
 from pipeline.io import UserError
 from pipeline.tasks import TaskContext, ioi, logit_difference
 
-pytestmark = pytest.mark.cost(305)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(175)  # worker-seconds in a full run: scheduled by weight
 
 PY = sys.executable
 

@@ -20,7 +20,7 @@ from test_pipeline_e2e import FIGURES, TABLES
 from pipeline.checkpoints import load_checkpoint
 from pipeline.io import sha256_file
 
-pytestmark = pytest.mark.cost(205)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(125)  # worker-seconds in a full run: scheduled by weight
 
 PY = sys.executable
 

@@ -22,7 +22,7 @@ from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transforme
 from pipeline.schedule import checkpoint_name
 from pipeline.train import train
 
-pytestmark = pytest.mark.cost(235)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(110)  # worker-seconds in a full run: scheduled by weight
 
 CFG = SimpleNamespace(name="test_2l", n_layers=2, d_model=32, n_heads=4, n_ctx=16)
 PREVIOUS = {"kind": "clamp_pattern", "layer": 0, "heads": [0, 2], "pattern": "previous_token"}

@@ -11,7 +11,7 @@ from conftest import snakemake
 
 from pipeline.outputs import study_figure_names, study_tables
 
-pytestmark = [pytest.mark.slow, pytest.mark.cost(190)]  # deselect locally with -m "not slow"; CI runs it
+pytestmark = [pytest.mark.slow, pytest.mark.cost(95)]  # deselect locally with -m "not slow"; CI runs it
 
 SWEEP = "sweep=[data.prior=dirichlet,doubly_stochastic]"
 OVERRIDES = ("overrides=[+experiment=markov,train.steps=400,train.n_checkpoints=12,analysis.eval.n_sequences=256,"

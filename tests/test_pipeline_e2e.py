@@ -13,7 +13,7 @@ from pipeline.config import compose, identity, model_configs
 from pipeline.io import sha256_file
 from pipeline.schedule import checkpoint_steps
 
-pytestmark = pytest.mark.cost(295)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(185)  # worker-seconds in a full run: scheduled by weight
 
 # a language-model run's tables and figures (the regression kind's are tested in test_regression_study.py)
 TABLES = [t for t, step in outputs.TABLES.items()

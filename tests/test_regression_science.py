@@ -11,7 +11,7 @@ from conftest import build_tables, table_paths
 
 from pipeline.config import load_study
 
-pytestmark = [pytest.mark.slow, pytest.mark.cost(290)]  # deselect locally with -m "not slow"; CI runs it
+pytestmark = [pytest.mark.slow, pytest.mark.cost(190)]  # deselect locally with -m "not slow"; CI runs it
 
 SWEEP = "[data.n_tasks=4,null]"
 OVERRIDES = "[+experiment=regression,train.steps=1500,jobs.train_split_at=[]]"  # one training job per member

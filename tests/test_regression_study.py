@@ -16,7 +16,7 @@ from pipeline.outputs import (
     study_tables,
 )
 
-pytestmark = pytest.mark.cost(290)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(150)  # worker-seconds in a full run: scheduled by weight
 
 SWEEP = "sweep=[data.n_tasks=2,null,seed=0,1]"
 OVERRIDES = "overrides=[+experiment=regression_tiny]"

@@ -16,7 +16,7 @@ from test_pipeline_e2e import TABLES
 from pipeline.config import compose
 from pipeline.schedule import checkpoint_steps, interleaved, segments
 
-pytestmark = pytest.mark.cost(425)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(265)  # worker-seconds in a full run: scheduled by weight
 
 PY = sys.executable
 

@@ -9,7 +9,7 @@ alone; 33 minutes beside the other pytest worker, so it is scheduled first.
 import pytest
 from conftest import build_tables, table_paths
 
-pytestmark = [pytest.mark.slow, pytest.mark.cost(2200)]  # deselect locally with -m "not slow"; CI runs it
+pytestmark = [pytest.mark.slow, pytest.mark.cost(1310)]  # deselect locally with -m "not slow"; CI runs it
 
 
 BOTH, TWO_LAYER = ["attn_only_1l", "attn_only_2l"], ["attn_only_2l"]

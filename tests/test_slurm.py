@@ -17,7 +17,7 @@ from test_pipeline_e2e import TABLES
 
 from pipeline.config import load_study
 
-pytestmark = [pytest.mark.slurm, pytest.mark.cost(470)]
+pytestmark = [pytest.mark.slurm, pytest.mark.cost(230)]
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 MODEL = "attn_only_2l"
 MEMBER = f"+experiment=tiny,model={MODEL}"  # the tiny run's 2-layer model alone

@@ -7,7 +7,7 @@ from test_science import best_prefix_matching
 
 from pipeline.config import resolve_run
 
-pytestmark = [pytest.mark.slow, pytest.mark.cost(200)]  # deselect locally with -m "not slow"; CI runs it
+pytestmark = [pytest.mark.slow, pytest.mark.cost(110)]  # deselect locally with -m "not slow"; CI runs it
 
 OVERRIDES = ("[model=[attn_only_1l,attn_only_1l_smeared],train.steps=300,train.n_checkpoints=8,"
              "analysis.eval.n_sequences=256,jobs.train_split_at=[],analysis.compile=false]")  # one job per step

@@ -11,7 +11,7 @@ from sklearn.decomposition import PCA
 from pipeline.outputs import study_figure_names, study_tables
 from pipeline.study import joint_pca, onsets
 
-pytestmark = pytest.mark.cost(250)  # worker-seconds in a full run: scheduled by weight
+pytestmark = pytest.mark.cost(110)  # worker-seconds in a full run: scheduled by weight
 
 STUDY_TABLES, STUDY_FIGURES = study_tables("language"), study_figure_names("language")
 SWEEP = "sweep=[seed=0,1]"
