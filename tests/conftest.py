@@ -16,7 +16,14 @@ TINY = "overrides=[+experiment=tiny]"
 # The shared tiny run (and the resume test's runs, compared with it byte for byte) trains each model as a chain
 # of two jobs, as the default run does, so the chain and kills mid-chain are tested through the pipeline.
 TINY_RUN_OVERRIDES = ["+experiment=tiny", "jobs.train_split_at=[0.5]"]
-TINY_RUN = f"overrides=[{','.join(TINY_RUN_OVERRIDES)}]"
+
+
+def overrides_config(overrides: list[str]) -> str:
+    """The `--config` entry that passes these Hydra overrides to the Snakefile."""
+    return f"overrides=[{','.join(overrides)}]"
+
+
+TINY_RUN = overrides_config(TINY_RUN_OVERRIDES)
 
 
 def snakemake(workdir, *args, config=TINY, targets=(), env=None, timeout=1200):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_RUN, TINY_RUN_OVERRIDES, snakemake
+from conftest import TINY_RUN, TINY_RUN_OVERRIDES, overrides_config, snakemake
 
 from pipeline import outputs
 from pipeline.config import compose, identity, model_configs
@@ -147,7 +147,7 @@ def test_rerun_does_nothing(tiny_run):
 
 def test_analysis_change_reruns_only_downstream_rules(tiny_run):
     workdir, _, _ = tiny_run
-    result = snakemake(workdir, "-n", config=f"overrides=[{','.join(TINY_RUN_OVERRIDES)},analysis.icl.window=2]")
+    result = snakemake(workdir, "-n", config=overrides_config([*TINY_RUN_OVERRIDES, "analysis.icl.window=2"]))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
     assert "score_icl" in out and "plot_figures" in out

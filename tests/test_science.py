@@ -3,7 +3,7 @@
 Runs `snakemake --cores 2` with the default config (no overrides) in a temp dir, for the tables these tests
 read: ~1,800 CPU-s of jobs with both models' causal and LLC jobs (training 840, the LLC of every checkpoint 510,
 scoring 235, causal 205; ~350 less without the 1L model's), measured on a machine training 2L at 25.3k tokens/s
-alone; 33 minutes beside the other pytest worker, so it is scheduled first.
+alone; 21.5 minutes beside the other pytest worker (2L at 28.7k tokens/s), so it is scheduled first.
 """
 
 import pytest

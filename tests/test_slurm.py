@@ -48,7 +48,7 @@ def cluster(tmp_path_factory):
 def test_a_study_whose_member_is_the_tiny_runs_2l_model_runs_through_slurm_with_local_results(cluster, tiny_run,
                                                                                               tmp_path):
     """One submission covers both paths (one cluster run instead of two, for the suite's budget): a study of one
-    seed whose member is the tiny run's 2-layer model alone (every rule, half the jobs), asked for the study's
+    seed whose member is the tiny run's 2-layer model alone (every rule), asked for the study's
     outputs and the member's own (every table and figure, through its provenance), every job but the bookkeeping
     through sbatch, and the member's tables equal to the local tiny run's rows of that model."""
     (member,) = [m.name for m in load_study(sweep="[seed=0]", overrides=f"[{MEMBER}]").members]
