@@ -1,32 +1,18 @@
 """Figures of the local learning coefficient over training (analysis.llc.enabled; hub models: analysis.llc.hub), beside the window.
 
-Stage boundaries follow Hoogland et al. 2024: the checkpoints where d LLC / d log t changes sign.
+Stage boundaries follow Hoogland et al. 2024: the critical points of a GP-smoothed LLC curve (pipeline.stages).
 """
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from pipeline.figures import band_lines, circuit_heads
 from pipeline.io import run_cli
 from pipeline.plotting import log_tokens_axis, models_of, shade_windows, trained_only
 from pipeline.snapshots import figure_step
-
-
-def llc_slope(llc: pd.DataFrame) -> pd.DataFrame:
-    """d LLC / d log(tokens) between consecutive trained checkpoints of each model (at their log-midpoint),
-    and the stage boundaries: the midpoints where its sign changes (`boundary` True)."""
-    rows = []
-    for model, line in trained_only(llc).sort_values("tokens_seen").groupby("model"):
-        log_t, value = np.log(line.tokens_seen.to_numpy(float)), line.llc_mean.to_numpy()
-        slope = np.diff(value) / np.diff(log_t)
-        sign_change = np.r_[False, np.sign(slope[1:]) != np.sign(slope[:-1])][:len(slope)]  # none: one trained
-        rows.append(pd.DataFrame({"model": model, "tokens_seen": np.exp((log_t[1:] + log_t[:-1]) / 2),
-                                  "slope": slope, "boundary": sign_change}))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["model", "tokens_seen", "slope",
-                                                                                 "boundary"])
+from pipeline.stages import Z95
 
 
 def llc_over_training(llc: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
@@ -40,26 +26,36 @@ def llc_over_training(llc: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def slope_against_prefix_matching(llc: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame,
-                                  score: str) -> plt.Figure:
-    """d LLC / d log t with its sign changes (stage boundaries), on the axis of the best head's `score`."""
-    slopes = llc_slope(llc)
-    models = models_of(slopes) if len(slopes) else []
-    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 3.6), squeeze=False)
-    for ax, model in zip(axes[0], models):
-        line = slopes[slopes.model == model]
-        shade_windows(ax, windows, model)
-        ax.plot(line.tokens_seen, line.slope, "o-", ms=3, color="black", label="d LLC / d log t")
-        for boundary in line.tokens_seen[line.boundary]:
-            ax.axvline(boundary, color="purple", ls=":", lw=1.2)
-        ax.axhline(0, color="gray", lw=0.8)
+def stages_against_prefix_matching(llc: pd.DataFrame, curve: pd.DataFrame, stages: pd.DataFrame, heads: pd.DataFrame,
+                                   windows: pd.DataFrame, score: str) -> plt.Figure:
+    """Per model: the LLC estimates with the GP-smoothed curve and its band (top), d LLC / d log t of the smoothed
+    curve with its 95% band (bottom), the stage boundaries with their intervals, and the best head's `score`."""
+    models = models_of(curve) if len(curve) else []
+    fig, axes = plt.subplots(2, max(len(models), 1), figsize=(4.6 * max(len(models), 1), 6.4), squeeze=False,
+                             sharex="col")
+    for (top, bottom), model in zip(axes.T, models):
+        line, points = curve[curve.model == model], trained_only(llc[llc.model == model])
+        top.errorbar(points.tokens_seen, points.llc_mean, yerr=points.llc_std, fmt="o", ms=3, color="0.5", capsize=2)
+        top.plot(line.tokens_seen, line.llc_smooth, color="black", label="GP posterior mean")
+        top.fill_between(line.tokens_seen, line.llc_smooth - Z95 * line.llc_smooth_sd,
+                         line.llc_smooth + Z95 * line.llc_smooth_sd, color="0.8", lw=0)
+        bottom.plot(line.tokens_seen, line.slope, color="black", label="d LLC / d log t")
+        bottom.fill_between(line.tokens_seen, line.slope - Z95 * line.slope_sd, line.slope + Z95 * line.slope_sd,
+                            color="0.8", lw=0, label="95% band")
+        bottom.axhline(0, color="gray", lw=0.8)
+        for ax in (top, bottom):
+            shade_windows(ax, windows, model)
+            for _, b in stages[stages.model == model].iterrows():
+                ax.axvspan(b.lower_tokens, b.upper_tokens, color="purple", alpha=0.12, lw=0)
+                ax.axvline(b.tokens_seen, color="purple", ls=":", lw=1.2)
         best = trained_only(heads[(heads.model == model) & (heads.score == score)]).groupby("tokens_seen").value.max()
-        twin = ax.twinx()
-        twin.plot(best.index, best.values, color="crimson", lw=1.2, label=f"best {score}")
+        twin = bottom.twinx()
+        twin.plot(best.index, best.values, color="crimson", lw=1.2)
         twin.set_ylabel(f"best {score}", color="crimson")
-        ax.set_ylabel("d LLC / d log tokens")
-        ax.set_title(f"{model} (dotted: stage boundaries)")
-        log_tokens_axis(ax)
+        top.set_ylabel("local learning coefficient")
+        bottom.set_ylabel("d LLC / d log tokens")
+        top.set_title(f"{model}: {len(stages[stages.model == model])} stage boundaries (purple)")
+        log_tokens_axis(bottom)
     fig.tight_layout()
     return fig
 
@@ -113,7 +109,8 @@ def draws(t: dict, cfg) -> dict:
     windows, score = t["phase_window"], cfg.analysis.window.score
     return {
         "llc": lambda: llc_over_training(t["llc"], windows),
-        "llc_slope": lambda: slope_against_prefix_matching(t["llc"], t["head_scores"], windows, score),
+        "llc_slope": lambda: stages_against_prefix_matching(t["llc"], t["llc_smoothed"], t["llc_stages"],
+                                                            t["head_scores"], windows, score),
         "llc_heads": lambda: head_llc(t["llc_heads"], t["head_scores"], windows, score),
         "llc_traces": lambda: sgld_traces(t["llc_trace"], cfg.analysis.llc.burn_in),
     }

@@ -22,6 +22,7 @@ TABLES = {
     "copying": "causal_checkpoints", "token_losses": "causal_checkpoints", "task_metrics": "causal_checkpoints",
     "task_attention": "causal_checkpoints",
     "llc": "estimate_llc", "llc_trace": "estimate_llc", "llc_heads": "estimate_llc",
+    "llc_smoothed": "detect_llc_stages", "llc_stages": "detect_llc_stages",
     **{name: "score_checkpoints" for kind in KINDS.values() for name in kind.extra_tables},
 }
 # figure -> the module drawing it (pipeline/<module>.py, rule plot_<module>) and its report category
@@ -45,7 +46,8 @@ FIGURE_INPUTS = {
     "causal_figures": (["ablation", "patching", "logit_attribution", "copying", "token_losses", "task_metrics",
                         "task_attention", "head_scores", "phase_window", "integrity"],
                        ["figures", "analysis.ablation.score", "analysis.token_loss.track"]),
-    "llc_figures": (["llc", "llc_trace", "llc_heads", "head_scores", "phase_window", "integrity"],
+    "llc_figures": (["llc", "llc_trace", "llc_heads", "llc_smoothed", "llc_stages", "head_scores", "phase_window",
+                     "integrity"],
                     ["figures", "analysis.window.score", "analysis.llc.burn_in"]),
     "regression_figures": (["regression_eval", "probe_attention", "head_scores", "phase_window", "integrity"],
                            ["figures", "analysis.window.score", "analysis.probe"]),
@@ -69,7 +71,7 @@ def llc_on(cfg) -> bool:
 
 
 # producer (rule or figure module) -> whether a model's config switches it, its tables and figures on
-OPT_IN = {"estimate_llc": llc_on, "llc_figures": llc_on}
+OPT_IN = {"estimate_llc": llc_on, "detect_llc_stages": llc_on, "llc_figures": llc_on}
 # producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has
 KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causal_figures": {"language"},
              "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},

@@ -212,6 +212,25 @@ rule llc_part:
         "--model {wildcards.model} --part {wildcards.part} " + TEE
 
 
+rule detect_llc_stages:
+    input:
+        run_config=run_config,
+        llc=MODEL / "llc.parquet",
+    output:
+        curve=MODEL / "llc_smoothed.parquet",
+        stages=MODEL / "llc_stages.parquet",
+    log:
+        RUN / "logs" / "detect_llc_stages_{model}.log",
+    params:
+        cfg=params_of("analysis.llc.chains"),
+    priority: critical_first
+    resources:
+        **resources_of("default"),
+    shell:
+        "{PY} -m pipeline.stages --llc {input.llc} --curve-out {output.curve} --out {output.stages} "
+        "--run-config {input.run_config} --model {wildcards.model} " + TEE
+
+
 rule causal_part:
     input:
         run_config=run_config,
