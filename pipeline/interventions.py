@@ -163,6 +163,7 @@ class Intervention:
     hooked: Callable | None = None  # (HookedTransformer, spec, source): the same effect through hooks
     train: Callable | None = None  # (model being trained, spec): its effect on training alone
     reads: Callable[[dict], list[str]] = lambda spec: []  # files it reads: inputs of training, loaded with the model
+    holds: Callable[[dict], list[str]] = lambda spec: []  # parameter-name globs it keeps out of training
 
 
 INTERVENTIONS = {
@@ -174,7 +175,7 @@ INTERVENTIONS = {
         describe=lambda s: (f"L{s['layer']}H{','.join(map(str, s['heads']))} attention clamped to that of the "
                             f"same heads of {s['checkpoint']}")),
     "freeze": Intervention(check=_check_freeze, train=lambda model, s: freeze(model, s["params"]),
-                           describe=lambda s: f"{', '.join(s['params'])} frozen"),
+                           holds=lambda s: list(s["params"]), describe=lambda s: f"{', '.join(s['params'])} frozen"),
 }
 
 
@@ -196,6 +197,18 @@ def attach(config_kwargs: dict, train_cfg) -> dict:
 def reads(interventions) -> list[str]:
     """The files the interventions read (clamp_from's reference checkpoints), in order, once each."""
     return list(dict.fromkeys(f for spec in interventions or () for f in INTERVENTIONS[spec["kind"]].reads(spec)))
+
+
+def untrained(interventions, kind_frozen=()) -> list[str]:
+    """Globs of the parameters a model never trained: those its kind holds at their init (kinds.Kind.frozen) and
+    those its freeze interventions held. Whatever samples or perturbs "the trained model" (the LLC's chains, their
+    head masks) must leave these alone: the checkpoint is no critical point along them."""
+    return [*kind_frozen, *(glob for spec in interventions or () for glob in INTERVENTIONS[spec["kind"]].holds(spec))]
+
+
+def trained_names(model, globs) -> list[str]:
+    """The names of `model`'s parameters that match none of `globs` (pipeline.interventions.untrained)."""
+    return [name for name, _ in model.named_parameters() if not any(fnmatch(name, glob) for glob in globs)]
 
 
 def apply(model, interventions, side: str, references: dict | None = None):

@@ -34,6 +34,7 @@ class Kind:
     data_config: tuple[str, ...] = ("data", "hub_cache")  # the config sections its data step reads
     data_rule: str = "prepare_corpus"  # the name of its data step's rule
     rule_suffix: str = ""  # its analysis rules' names: score_part<suffix>, score_checkpoints<suffix>
+    frozen: tuple[str, ...] = ()  # parameter-name globs its models hold at their init (never trained, never sampled)
 
     def data_key(self, cfg) -> str:
         """A model's data directory under results/<run>/data/: one per tokenizer for language models (the
@@ -59,7 +60,7 @@ KINDS = {
         extra_tables=("regression_eval", "probe_attention"),
         score_config=("analysis.probe", "analysis.eval", "data", "seed"),
         data_config=("data", "seed", "analysis.eval.n_sequences"), data_rule="prepare_regression",
-        rule_suffix="_regression"),
+        rule_suffix="_regression", frozen=("*attn.b_Q", "*attn.b_K", "*attn.b_V", "*attn.b_O")),  # timaeus: no biases
     "markov": Kind(
         name="markov", data_module="markov", score_module="markov_scores", subject_module="markov",
         data_sources=("markov",), data_files=("eval.npz", "manifest.json"),

@@ -4,8 +4,10 @@ devinterp's `llc` runs localized SGLD chains from a checkpoint on the eval sampl
 loss trace. Its own `llc_mean` averages the trace from the first step, burn-in included (its docstring:
 "over every step (including burn-in)"), which biases the estimate low while the chain is still moving
 away from the checkpoint; here the estimate is n_beta * (mean loss after `burn_in` steps - loss at the
-checkpoint), per chain, then mean and std over chains. The weight-refined LLC of a head samples only that
-head's weights (W_Q, W_K, W_V, W_O and their biases) through devinterp's parameter masks.
+checkpoint), per chain, then mean and std over chains. The chains sample exactly the parameters the checkpoint
+trained (not a kind's fixed-at-init ones, nor those a freeze intervention held: the checkpoint is no critical
+point along them); the weight-refined LLC of a head samples only that head's trained weights (W_Q, W_K, W_V,
+W_O and their biases), both through devinterp's parameter masks.
 
 The defaults (conf/analysis/default.yaml, `analysis.llc`) come from the calibration in the README: loss
 traces flat after burn-in, no divergence, chains agreeing.
@@ -26,6 +28,7 @@ import torch
 from pipeline.checkpoints import load_checkpoint, load_twin
 from pipeline.cli import cli
 from pipeline.config import section
+from pipeline.interventions import specs, trained_names, untrained
 from pipeline.io import StepCache, UserError, run_cli
 from pipeline.kinds import kind_of, subject_module
 from pipeline.loop import each_checkpoint, write_model_tables
@@ -71,15 +74,28 @@ def sgld_llc(model, dataset, llc_cfg, seed: int, param_masks=None, loss_fn=None)
             "init_loss": init_loss, "trace": trace}
 
 
-def head_masks(model, layer: int, head: int) -> dict[str, torch.Tensor]:
-    """devinterp parameter masks selecting one attention head's weights."""
+def trained_masks(model, frozen=()) -> dict[str, None]:
+    """devinterp parameter masks selecting every parameter the checkpoint trained, whole (devinterp neither moves
+    nor adds noise to a parameter outside the masks); `frozen`: pipeline.interventions.untrained's globs."""
+    return dict.fromkeys(trained_names(model, frozen))
+
+
+def head_masks(model, layer: int, head: int, frozen=()) -> dict[str, torch.Tensor]:
+    """devinterp parameter masks selecting one attention head's trained weights."""
     masks = {}
     for name in HEAD_PARAMS:
-        param = getattr(model.blocks[layer].attn, name)
-        mask = torch.zeros_like(param)
-        mask[head] = 1
-        masks[f"blocks.{layer}.attn.{name}"] = mask
+        full_name = f"blocks.{layer}.attn.{name}"
+        if full_name in trained_masks(model, frozen):
+            mask = torch.zeros_like(getattr(model.blocks[layer].attn, name))
+            mask[head] = 1
+            masks[full_name] = mask
     return masks
+
+
+def sampled_count(model, masks: dict) -> int:
+    """How many parameters the chains sample under `masks`."""
+    params = dict(model.named_parameters())
+    return sum(int(params[name].numel() if mask is None else mask.count_nonzero()) for name, mask in masks.items())
 
 
 def every_kth(checkpoints: list[Path], k: int) -> list[Path]:
@@ -95,12 +111,13 @@ def token_dataset(tokens: torch.Tensor):
 
 def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc_cfg, seed: int,
                   cache: StepCache | None = None, schedule: list[Path] | None = None,
-                  load=load_checkpoint) -> dict[str, pd.DataFrame]:
+                  load=load_checkpoint, frozen=()) -> dict[str, pd.DataFrame]:
     """LLC of every `llc.every`-th checkpoint of `schedule` (all the model's checkpoints; default
     `checkpoints`) that is among `checkpoints` (this job's share): mean, std over chains, per-chain values,
     the loss traces, and the refined LLC of each last-layer head at every `llc.head_every`-th of those.
     Chains sample batches of `input_ids` scored by `loss_fn` (the kind's; None: next-token cross-entropy)
-    on the module `load` builds (the training twin for models trained here)."""
+    on the module `load` builds (the training twin for models trained here), sampling only the parameters it
+    trained (none matching the `frozen` globs)."""
     estimated = every_kth(schedule or checkpoints, llc_cfg.every)
     head_paths, kept = set(every_kth(estimated, llc_cfg.head_every)), set(estimated)
     checkpoints = [path for path in checkpoints if path in kept]
@@ -109,18 +126,19 @@ def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc
     def analyse(model, meta, _shared):
         at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
         with torch.enable_grad():
-            whole = sgld_llc(model, dataset, llc_cfg, seed, loss_fn=loss_fn)
+            masks = trained_masks(model, frozen)
+            whole = sgld_llc(model, dataset, llc_cfg, seed, masks, loss_fn)
             heads = []
             if meta["path"] in head_paths:
                 layer, attn = len(model.blocks) - 1, model.blocks[-1].attn
                 for head in range(attn.W_Q.shape[0]):
-                    refined = sgld_llc(model, dataset, llc_cfg, seed, head_masks(model, layer, head), loss_fn)
+                    refined = sgld_llc(model, dataset, llc_cfg, seed, head_masks(model, layer, head, frozen), loss_fn)
                     heads.append({**at, "layer": layer, "head": head, "llc_mean": refined["llc_mean"],
                                   "llc_std": refined["llc_std"]})
         chains, steps = whole["trace"].shape
         return {
             "llc": pd.DataFrame([{**at, "llc_mean": whole["llc_mean"], "llc_std": whole["llc_std"],
-                                  "init_loss": whole["init_loss"],
+                                  "init_loss": whole["init_loss"], "sampled_params": sampled_count(model, masks),
                                   **{f"llc_chain{c}": v for c, v in enumerate(whole["per_chain"])}}]),
             "llc_trace": pd.DataFrame({**at, "chain": np.repeat(np.arange(chains), steps),
                                        "sgld_step": np.tile(np.arange(steps), chains),
@@ -146,8 +164,9 @@ def main():
                       + (args.data / "manifest.json").read_text())
     input_ids, loss_fn = subject_module(kind_of(cfg).name).llc_data(cfg, args.data)
     load = load_twin if cfg.model.source == "trained" else load_checkpoint
+    frozen = untrained(specs(cfg.train), kind_of(cfg).frozen)
     tables = estimate_llcs(args.checkpoints, input_ids, loss_fn, cfg.analysis.llc, cfg.seed, cache,
-                           schedule=args.schedule, load=load)
+                           schedule=args.schedule, load=load, frozen=frozen)
     write_model_tables("estimate_llc", cfg.model.name, tables, args.out, cache, args.part)
 
 

@@ -18,18 +18,16 @@ import torch.nn.functional as F
 
 from pipeline.checkpoints import initial_twin
 from pipeline.interventions import attach, freeze
-from pipeline.kinds import TrainingSubject
+from pipeline.kinds import KINDS, TrainingSubject
 from pipeline.model import TrainingTwin
 from pipeline.regression import load_eval, load_tasks, sample_sequences, to_tokens
-
-ATTENTION_BIASES = ("attn.b_Q", "attn.b_K", "attn.b_V", "attn.b_O")  # the timaeus layout has none
 
 
 def initial_model(kwargs: dict, seed: int) -> TrainingTwin:
     """The twin at TransformerLens's init, its attention biases held at 0 (not trained): the timaeus layout's
     52,741 trainable parameters at D=4, K=16 (the HookedTransformer still carries the zero biases)."""
     twin = initial_twin(kwargs, seed)
-    freeze(twin, [f"*{bias}" for bias in ATTENTION_BIASES])
+    freeze(twin, KINDS["regression"].frozen)
     return twin
 
 

@@ -50,7 +50,8 @@ def posterior(gp, at: np.ndarray) -> dict[str, np.ndarray]:
     dk_star = -diff / length ** 2 * k_star
     v, dv = (np.linalg.solve(gp.L_, k.T) for k in (k_star, dk_star))
     return {"mean": k_star @ gp.alpha_, "sd": np.sqrt(np.clip(amplitude - (v ** 2).sum(0), 0, None)),
-            "slope": dk_star @ gp.alpha_, "slope_sd": np.sqrt(np.clip(amplitude / length ** 2 - (dv ** 2).sum(0), 0, None))}
+            "slope": dk_star @ gp.alpha_,
+            "slope_sd": np.sqrt(np.clip(amplitude / length ** 2 - (dv ** 2).sum(0), 0, None))}
 
 
 def fit_curve(log_t: np.ndarray, value: np.ndarray, noise_sd: np.ndarray, grid: np.ndarray) -> pd.DataFrame:
@@ -59,7 +60,8 @@ def fit_curve(log_t: np.ndarray, value: np.ndarray, noise_sd: np.ndarray, grid: 
     span, centre, scale = np.ptp(log_t), value.mean(), value.std() or 1.0
     gp = fit_gp((log_t - log_t.min()) / span, (value - centre) / scale, noise_sd / scale)
     post = posterior(gp, (grid - log_t.min()) / span)
-    return pd.DataFrame({"log_t": grid, "llc_smooth": centre + scale * post["mean"], "llc_smooth_sd": scale * post["sd"],
+    return pd.DataFrame({"log_t": grid, "llc_smooth": centre + scale * post["mean"],
+                         "llc_smooth_sd": scale * post["sd"],
                          "slope": scale * post["slope"] / span, "slope_sd": scale * post["slope_sd"] / span})
 
 
@@ -74,9 +76,10 @@ def boundaries(curve: pd.DataFrame) -> pd.DataFrame:
             continue
         between = curve.iloc[before:after + 1]
         crossing = before + int(np.argmin(np.abs(between.slope.to_numpy())))
-        rows.append({"kind": "peak" if sign[before] > 0 else "trough",
-                     "tokens_seen": np.exp(curve.log_t.iloc[crossing]), "lower_tokens": np.exp(curve.log_t.iloc[before]),
-                     "upper_tokens": np.exp(curve.log_t.iloc[after]), "llc_smooth": curve.llc_smooth.iloc[crossing]})
+        log_t = curve.log_t.to_numpy()
+        rows.append({"kind": "peak" if sign[before] > 0 else "trough", "tokens_seen": np.exp(log_t[crossing]),
+                     "lower_tokens": np.exp(log_t[before]), "upper_tokens": np.exp(log_t[after]),
+                     "llc_smooth": curve.llc_smooth.iloc[crossing]})
     table = pd.DataFrame(rows, columns=BOUNDARY_COLUMNS[1:])
     table.insert(0, "boundary", np.arange(len(table)))
     return table

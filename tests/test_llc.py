@@ -125,3 +125,58 @@ def test_sampler_steps_on_the_twin_follow_the_hooked_transformers(tmp_path, vari
     ours, reference = traces
     assert reference[0] - reference[-1] > 0.05  # the drift lowers the loss: the test has something to follow
     np.testing.assert_allclose(ours, reference, atol=2e-4)
+
+
+def test_the_regression_llc_samples_exactly_the_52741_trained_parameters(tmp_path):
+    """A saved and reloaded L2H4 regression checkpoint (its twin, as the LLC loads it): the chains' masks cover
+    the timaeus layout's 52,741 trained parameters and none of the 512 zero attention biases; a head's refined
+    masks hold W_Q, W_K, W_V, W_O only."""
+    from pipeline.checkpoints import load_twin, save_checkpoint
+    from pipeline.config import compose
+    from pipeline.interventions import untrained
+    from pipeline.kinds import KINDS
+    from pipeline.llc import head_masks, sampled_count, trained_masks
+    from pipeline.regression_model import config_kwargs, initial_model
+
+    cfg = compose(["+experiment=regression"])
+    kwargs = config_kwargs(cfg.model, cfg.data)
+    save_checkpoint(tmp_path / "step_000010.safetensors", initial_model(kwargs, 0).state_dict(), kwargs, 10, 100)
+    twin = load_twin(tmp_path / "step_000010.safetensors")
+    assert all(p.requires_grad for p in twin.parameters())  # loading alone would let the chains move the biases
+    frozen = untrained([], KINDS["regression"].frozen)
+    masks = trained_masks(twin, frozen)
+    assert sampled_count(twin, masks) == 52741
+    assert sum(p.numel() for p in twin.parameters()) - sampled_count(twin, masks) == 512
+    assert sorted(name.rsplit(".", 1)[1] for name in head_masks(twin, 1, 0, frozen)) == ["W_K", "W_O", "W_Q", "W_V"]
+
+
+def test_a_chain_leaves_frozen_parameters_bit_identical(tmp_path, monkeypatch):
+    """A language model with layer 0 frozen by a freeze intervention: every chain's model, read at every draw,
+    still holds layer 0 bit for bit, while the trained layer 1 moved; with no masks layer 0 would move too."""
+    import devinterp.slt.sampling
+
+    from pipeline.interventions import untrained
+    from pipeline.llc import trained_masks
+
+    _, twin = checkpoint_pair(tmp_path, LANGUAGE)
+    frozen = untrained([{"kind": "freeze", "params": ["blocks.0.*"]}])
+    start = {name: p.detach().clone() for name, p in twin.named_parameters()}
+    seen = []
+    chain = devinterp.slt.sampling.sample_single_chain
+
+    def recording(*args, callbacks, **kwargs):
+        record = lambda model, **_: seen.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        return chain(*args, callbacks=[*callbacks, record], **kwargs)
+
+    monkeypatch.setattr(devinterp.slt.sampling, "sample_single_chain", recording)
+    ids = torch.randint(0, 50, (32, 24), generator=torch.Generator().manual_seed(0))
+    settings = OmegaConf.create({"lr": 3e-4, "n_beta": 30.0, "localization": 300.0, "chains": 2, "draws": 5,
+                                 "burn_in": 2, "batch": 8, "device": "cpu"})
+    for masks, layer0_moves in ((trained_masks(twin, frozen), False), (None, True)):
+        seen.clear()
+        sgld_llc(twin, token_dataset(ids), settings, seed=0, param_masks=masks)
+        assert len(seen) == 2 * 5
+        for state in seen:
+            assert any(not torch.equal(state[n], start[n]) for n in start if n.startswith("blocks.1."))
+            unchanged = all(torch.equal(state[n], start[n]) for n in start if n.startswith("blocks.0."))
+            assert unchanged != layer0_moves
