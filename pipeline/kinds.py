@@ -65,8 +65,8 @@ KINDS = {
         name="markov", data_module="markov", score_module="markov_scores", subject_module="markov",
         data_sources=("markov",), data_files=("eval.npz", "manifest.json"),
         head_scores=("prefix_matching", "induction", "previous_token", "duplicate_token", "current_token",
-                     "first_token"),
-        extra_tables=("markov_strategies",),
+                     "first_token", "statistical_induction"),  # the last on its eval chains (markov_scores)
+        extra_tables=("markov_strategies", "chance_levels"),
         score_config=("analysis.head_scores", "analysis.eval", "data", "seed"),
         data_config=("data", "seed", "analysis.eval.n_sequences"), data_rule="prepare_markov",
         rule_suffix="_markov"),

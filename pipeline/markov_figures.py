@@ -16,9 +16,11 @@ from pipeline.plotting import STRATEGY_COLORS, log_tokens_axis, shade_windows, t
 from pipeline.snapshots import figure_step
 
 
-def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
+def strategy_kl(strategies: pd.DataFrame, chance: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame,
+                score: str) -> plt.Figure:
     """Per model, KL(strategy || model) for each strategy (log-log), stretches shaded by the nearest one; below,
-    the best window `score`, previous-token and prefix-matching scores over heads, with the phase-change window."""
+    the best statistical-induction (dotted grey: its chance level), window `score`, previous-token and
+    prefix-matching scores over heads, with the phase-change window."""
     models = sorted(strategies.model.unique())
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 6), sharex="col", squeeze=False)
     for (top, bottom), model in zip(axes.T, models):
@@ -30,9 +32,13 @@ def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataF
         top.set_yscale("log")
         top.set_title(f"{model}: KL(strategy || model), nearest shaded")
         best = trained_only(heads[heads.model == model]).groupby(["score", "tokens_seen"]).value.max().reset_index()
-        for name, style in zip(dict.fromkeys([score, "previous_token", "prefix_matching"]), ["-", "--", ":"]):
+        names = dict.fromkeys([score, "statistical_induction", "previous_token", "prefix_matching"])
+        for name, style in zip(names, ["-", "-.", "--", ":"]):
             line = best[best.score == name]
-            bottom.plot(line.tokens_seen, line.value, style, marker="o", ms=2.5, label=f"best {name}")
+            if len(line):
+                bottom.plot(line.tokens_seen, line.value, style, marker="o", ms=2.5, label=f"best {name}")
+        for _, level in chance[chance.model == model].drop_duplicates("score").iterrows():
+            bottom.axhline(level.chance, color="0.5", ls=":", lw=1, label=f"{level.score}: chance")
         shade_windows(bottom, windows, model)
         bottom.set_ylabel("score (max over heads)")
         log_tokens_axis(bottom)
@@ -45,8 +51,8 @@ def strategy_kl(strategies: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataF
 
 def draws(t: dict, cfg) -> dict:
     """Each figure of the module, from the run's tables."""
-    return {"markov_strategies": lambda: strategy_kl(t["markov_strategies"], t["head_scores"], t["phase_window"],
-                                                     cfg.analysis.window.score)}
+    return {"markov_strategies": lambda: strategy_kl(t["markov_strategies"], t["chance_levels"], t["head_scores"],
+                                                     t["phase_window"], cfg.analysis.window.score)}
 
 
 def main():

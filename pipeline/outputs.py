@@ -51,7 +51,7 @@ FIGURE_INPUTS = {
                     ["figures", "analysis.window.score", "analysis.llc.burn_in"]),
     "regression_figures": (["regression_eval", "probe_attention", "head_scores", "phase_window", "integrity"],
                            ["figures", "analysis.window.score", "analysis.probe"]),
-    "markov_figures": (["markov_strategies", "head_scores", "phase_window", "integrity"],
+    "markov_figures": (["markov_strategies", "chance_levels", "head_scores", "phase_window", "integrity"],
                        ["figures", "analysis.window.score"]),
 }
 HTML_FIGURES = {"token_loss_change": "causal_figures", "task_attention": "causal_figures"}  # also as interactive .html

@@ -207,7 +207,7 @@ class Train(Section):
 
 
 class HeadScores(Section):
-    names: Annotated[list[ScoreName], Field(min_length=1)]
+    names: Annotated[list[AnyScoreName], Field(min_length=1)]  # each a score of the model's kind (keys_agree)
     batch: Size
     seq_len: Size
 
@@ -359,8 +359,9 @@ class Root(Section):
             raise ValueError(f"data.source: '{self.data.source}' does not feed {kind.name} models like "
                              f"{self.model.name}; choose data={' or data='.join(kind.data_sources)}")
         a = self.analysis
-        for section, name in (("window", a.window.score), *((("ablation", a.ablation.score),)
-                                                            if kind.name == "language" else ())):
+        named = [("window", a.window.score), *(("head_scores.names", n) for n in a.head_scores.names),
+                 *((("ablation", a.ablation.score),) if kind.name == "language" else ())]
+        for section, name in named:
             if name not in kind.head_scores:
                 raise ValueError(f"analysis.{section}.score: '{name}' is not a score of {kind.name} models "
                                  f"({self.model.name}); choose one of {list(kind.head_scores)}")

@@ -107,3 +107,41 @@ def test_bad_markov_settings_are_refused_at_compose(override, message):
 def test_markov_data_does_not_feed_a_language_model():
     with pytest.raises(UserError, match="data.source: 'markov' does not feed language models"):
         compose(["data=markov"])
+
+
+def followers_by_loop(tokens: np.ndarray, t: int) -> list[int]:
+    """Positions j <= t whose previous state equals x_t, counted by hand."""
+    return [j for j in range(1, t + 1) if tokens[j - 1] == tokens[t]]
+
+
+def test_statistical_induction_scores_hand_built_attention():
+    """Three heads on real chains: one spreading its attention evenly over the followers of x_t (else on the first
+    state) scores the share of positions that have followers; one attending to t - 1 scores the share of t with
+    x_{t-2} = x_t; uniform causal attention scores the chance level. Each against a loop over positions."""
+    from pipeline.markov_scores import statistical_induction, statistical_induction_chance
+
+    tokens, _ = sample(3, OmegaConf.create({"n_states": 3, "seq_len": 30, "alpha": 1.0, "prior": "dirichlet"}),
+                       np.random.default_rng(0))
+    n, T = tokens.shape
+    pattern = torch.zeros(n, 3, T, T)
+    expected = np.zeros((n, 3))
+    for s in range(n):
+        for t in range(T):
+            followers = followers_by_loop(tokens[s], t)
+            pattern[s, 0, t, followers or [0]] = 1 / max(len(followers), 1)
+            pattern[s, 1, t, max(t - 1, 0)] = 1
+            pattern[s, 2, t, : t + 1] = 1 / (t + 1)
+            if t:
+                expected[s] += [bool(followers), (t - 1) in followers, len(followers) / (t + 1)]
+    expected /= T - 1
+    scores = statistical_induction(pattern, torch.from_numpy(tokens)).numpy()
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert 0.5 < scores[:, 0].min() and scores[:, 0].max() <= 1
+    assert statistical_induction_chance(torch.from_numpy(tokens)) == pytest.approx(expected[:, 2].mean(), abs=1e-6)
+
+
+def test_statistical_induction_is_a_markov_score_only():
+    with pytest.raises(UserError, match="'statistical_induction' is not a score of language models") as refused:
+        compose(["analysis.window.score=statistical_induction"])
+    assert "\n" not in str(refused.value)
+    assert compose(["+experiment=markov"]).analysis.window.score == "statistical_induction"
