@@ -20,10 +20,13 @@ import torch
 
 from pipeline.cli import cli
 from pipeline.interventions import attach
-from pipeline.io import atomic_path, run_cli, write_json
+from pipeline.io import UserError, atomic_path, run_cli, write_json
 from pipeline.kinds import TrainingSubject
 
-STRATEGIES = ("uniform", "unigram", "bigram")
+SINKHORN_OK = 1e-9  # a balanced matrix's columns sum to 1 within this
+MAX_REDRAWS = 100
+MIXTURE = (0.0, 0.25, 0.5, 1.0)  # the Bayes predictor's proposal: Dirichlet(alpha + m x the sequence's counts)
+BAYES_STREAM = 2  # a numpy stream of its own for the Bayes predictor's prior draws (eval: default_rng(seed + 1))
 
 
 def generator_rng(generator: torch.Generator) -> np.random.Generator:
@@ -31,22 +34,43 @@ def generator_rng(generator: torch.Generator) -> np.random.Generator:
     return np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
 
 
-def sinkhorn(matrices: np.ndarray, tol: float = 1e-12, max_iter: int = 10_000) -> np.ndarray:
-    """The doubly stochastic matrices nearest in Sinkhorn's sense: rows and columns alternately normalised."""
-    balanced = matrices.copy()
-    for _ in range(max_iter):
-        balanced /= balanced.sum(-2, keepdims=True)
-        balanced /= balanced.sum(-1, keepdims=True)
-        if np.abs(balanced.sum(-2) - 1).max() < tol:
-            break
-    return balanced
+def sinkhorn(matrices: np.ndarray, tol: float = 1e-12, max_iter: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """The doubly stochastic matrices nearest in Sinkhorn's sense (rows and columns alternately normalised, each
+    matrix until its own columns sum to 1 within `tol`), and whether each got there: one with an all-zero column
+    (its 0/0 is NaN) or without a doubly stochastic scaling (zeros without total support) did not."""
+    k = matrices.shape[-1]
+    balanced = matrices.reshape(-1, k, k).copy()
+    active = np.arange(len(balanced))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(max_iter):
+            moving = balanced[active]
+            moving /= moving.sum(-2, keepdims=True)
+            moving /= moving.sum(-1, keepdims=True)
+            balanced[active] = moving
+            error = np.abs(moving.sum(-2) - 1).max(-1)
+            active = active[np.isfinite(error) & (error >= tol)]
+            if not len(active):
+                break
+    ok = np.isfinite(balanced).all((-2, -1)) & (np.abs(balanced.sum(-2) - 1).max(-1) < SINKHORN_OK)
+    return balanced.reshape(matrices.shape), ok.reshape(matrices.shape[:-2])
 
 
 def transition_matrices(n: int, data_cfg, rng: np.random.Generator) -> np.ndarray:
-    """(n, k, k) row-stochastic matrices from the prior `data.prior`."""
-    k = data_cfg.n_states
-    rows = rng.dirichlet(np.full(k, float(data_cfg.alpha)), size=(n, k))
-    return sinkhorn(rows) if data_cfg.prior == "doubly_stochastic" else rows
+    """(n, k, k) row-stochastic matrices from the prior `data.prior`. The doubly stochastic prior is Dirichlet
+    rows conditioned on Sinkhorn balancing them: a draw that cannot be balanced (small alpha) is drawn again,
+    and refused in one line when redraws keep failing."""
+    k, alpha = data_cfg.n_states, float(data_cfg.alpha)
+    rows = rng.dirichlet(np.full(k, alpha), size=(n, k))
+    if data_cfg.prior != "doubly_stochastic":
+        return rows
+    balanced, ok = sinkhorn(rows)
+    for _ in range(MAX_REDRAWS):
+        if ok.all():
+            return balanced
+        balanced[~ok], ok[~ok] = sinkhorn(rng.dirichlet(np.full(k, alpha), size=(int((~ok).sum()), k)))
+    raise UserError(f"data.prior=doubly_stochastic: {int((~ok).sum())} Dirichlet({alpha}) draws on {k} states "
+                    f"could not be Sinkhorn-balanced in {MAX_REDRAWS} redraws (an all-zero column, or zeros with no "
+                    f"doubly stochastic scaling); raise data.alpha")
 
 
 def sample_chains(matrices: np.ndarray, seq_len: int, rng: np.random.Generator) -> np.ndarray:
@@ -67,6 +91,13 @@ def sample(n: int, data_cfg, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return sample_chains(matrices, data_cfg.seq_len, rng), matrices
 
 
+def transition_counts(tokens: np.ndarray, k: int) -> np.ndarray:
+    """(n, T-1, k, k): at each state t, how often each transition a -> b occurred within states 0..t."""
+    onehot = np.eye(k)[tokens]  # (n, T, k)
+    transitions = np.einsum("nti,ntj->ntij", onehot[:, :-1], onehot[:, 1:])  # (n, T-1, k, k): t -> t + 1
+    return np.cumsum(transitions, 1) - transitions  # transitions that ended at or before state t
+
+
 def strategies(tokens: np.ndarray, k: int, alpha: float) -> dict[str, np.ndarray]:
     """Each strategy's predictive distribution of state t + 1 from states 0..t: (n, seq_len - 1, k), float64.
 
@@ -77,11 +108,65 @@ def strategies(tokens: np.ndarray, k: int, alpha: float) -> dict[str, np.ndarray
     onehot = np.eye(k)[tokens]  # (n, T, k)
     seen = np.arange(1, seq_len)[None, :, None]
     unigram = (np.cumsum(onehot, 1)[:, :-1] + alpha) / (seen + k * alpha)
-    transitions = np.einsum("nti,ntj->ntij", onehot[:, :-1], onehot[:, 1:])  # (n, T-1, k, k): t -> t + 1
-    before = np.cumsum(transitions, 1) - transitions  # transitions that ended at or before state t
+    before = transition_counts(tokens, k)
     rows = before[np.arange(n)[:, None], np.arange(seq_len - 1)[None], tokens[:, :-1]]  # from the current state
     bigram = (rows + alpha) / (rows.sum(-1, keepdims=True) + k * alpha)
     return {"uniform": np.full_like(bigram, 1 / k), "unigram": unigram, "bigram": bigram}
+
+
+def dirichlet_log_density(rows: np.ndarray, concentration: np.ndarray) -> np.ndarray:
+    """log Dirichlet(concentration) density of each row (last axis), summed over the rows of each matrix."""
+    from scipy.special import gammaln
+
+    per_row = (gammaln(concentration.sum(-1)) - gammaln(concentration).sum(-1)
+               + ((concentration - 1) * np.log(np.maximum(rows, 1e-300))).sum(-1))
+    return per_row.sum(-1)
+
+
+def importance_bayes(tokens: np.ndarray, data_cfg, draws: int, rng: np.random.Generator,
+                     chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior predictive of state t + 1 given states 0..t under the prior `data.prior`, by self-normalised
+    importance sampling over Dirichlet rows R (the prior's own latent draw; the chain's matrix is R, or R
+    Sinkhorn-balanced), each weighted by Dirichlet(alpha)(R) / q(R) times its in-context likelihood
+    prod P[x_{i-1}, x_i]. The proposal q, per sequence, is a defensive mixture of Dirichlet(alpha + m counts)
+    rows, m in MIXTURE, over the sequence's transition counts: the prior itself for early states, near the
+    posterior for late ones. Unbalanceable draws weigh 0 (the prior redraws them). Returns (n, T-1, k) and the
+    effective sample size of the weights (n, T-1)."""
+    from scipy.special import logsumexp
+
+    n, seq_len = tokens.shape
+    k, alpha = data_cfg.n_states, float(data_cfg.alpha)
+    predictive, ess = np.empty((n, seq_len - 1, k)), np.empty((n, seq_len - 1))
+    mixture = np.asarray(MIXTURE)
+    for rows in np.array_split(np.arange(n), max(1, n // chunk)):
+        before = transition_counts(tokens[rows], k)  # (c, T-1, k, k)
+        full = before[:, -1] + np.eye(k)[tokens[rows, -2]][:, :, None] * np.eye(k)[tokens[rows, -1]][:, None, :]
+        concentrations = alpha + mixture[:, None, None, None] * full[None]  # (components, c, k, k)
+        pick = rng.integers(0, len(mixture), (len(rows), draws))
+        latent = rng.gamma(np.take_along_axis(concentrations, pick.T[..., None, None], 0).swapaxes(0, 1))
+        latent /= latent.sum(-1, keepdims=True)  # (c, M, k, k) Dirichlet rows
+        log_q = logsumexp([dirichlet_log_density(latent, c[:, None]) for c in concentrations], 0) - np.log(len(mixture))
+        log_ratio = dirichlet_log_density(latent, np.full((k, k), alpha)) - log_q
+        matrices, ok = sinkhorn(latent) if data_cfg.prior == "doubly_stochastic" else (latent, np.ones_like(log_q, bool))
+        log_matrices = np.log(np.maximum(np.where(ok[..., None, None], matrices, 1 / k), 1e-300))
+        log_w = np.einsum("ctab,cmab->ctm", before, log_matrices) + np.where(ok, log_ratio, -np.inf)[:, None]
+        weights = np.exp(log_w - log_w.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        current = matrices[np.arange(len(rows))[:, None, None], np.arange(draws)[None, None], tokens[rows, :-1, None]]
+        predictive[rows] = np.einsum("ctm,ctmk->ctk", weights, np.nan_to_num(current))
+        ess[rows] = 1 / (weights ** 2).sum(-1)
+    return predictive, ess
+
+
+def prior_strategies(tokens: np.ndarray, data_cfg, seed: int) -> dict[str, np.ndarray]:
+    """The strategies of `strategies`, and where the bigram strategy is not the Bayes predictor of the prior (the
+    doubly stochastic one) the Bayes predictor itself, `bayes`, by importance sampling with `data.bayes_draws`
+    draws per sequence (seeded: the data step and the score step get the same)."""
+    found = strategies(tokens, data_cfg.n_states, data_cfg.alpha)
+    if data_cfg.prior == "doubly_stochastic":
+        found["bayes"] = importance_bayes(tokens, data_cfg, data_cfg.bayes_draws,
+                                          np.random.default_rng([seed, BAYES_STREAM]))[0]
+    return found
 
 
 def kl_from(strategy: np.ndarray, log_probs: np.ndarray) -> float:
@@ -141,7 +226,7 @@ def main():
     with atomic_path(args.out / "eval.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, tokens=tokens, matrices=matrices)
     losses = {name: float(cross_entropy(np.log(p), tokens).mean())
-              for name, p in strategies(tokens, cfg.data.n_states, cfg.data.alpha).items()}
+              for name, p in prior_strategies(tokens, cfg.data, cfg.seed).items()}
     write_json(args.out / "manifest.json", {
         "kind": "markov", "n_states": cfg.data.n_states, "seq_len": cfg.data.seq_len, "alpha": cfg.data.alpha,
         "prior": cfg.data.prior, "seed": cfg.seed, "eval_sequences": len(tokens), "strategy_losses": losses})

@@ -20,7 +20,7 @@ from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
 from pipeline.loop import each_checkpoint, score_step, stack_results
-from pipeline.markov import cross_entropy, kl_from, load_eval, strategies
+from pipeline.markov import cross_entropy, kl_from, load_eval, prior_strategies
 from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens
 
 
@@ -74,7 +74,7 @@ def analyse_checkpoints(checkpoints, data_dir, cfg, cache: StepCache | None = No
     (n_checkpoints, n_sequences, seq_len - 1) of one model, on the eval chains of its data step."""
     hs, batch = cfg.analysis.head_scores, cfg.analysis.eval.batch
     tokens = load_eval(data_dir)["tokens"]
-    predictive = strategies(tokens, cfg.data.n_states, cfg.data.alpha)
+    predictive = prior_strategies(tokens, cfg.data, cfg.seed)
     strategy_losses = {name: float(cross_entropy(np.log(p), tokens).mean()) for name, p in predictive.items()}
 
     def prepare(model):

@@ -18,7 +18,7 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": F
 WINDOW_STYLE = dict(color="gold", alpha=0.3, lw=0)
 TOKENS = "tokens seen (training)"
 MODEL_COLORS = plt.get_cmap("tab10").colors
-STRATEGY_COLORS = {"uniform": "tab:gray", "unigram": "tab:blue", "bigram": "tab:red"}  # in-context Markov chains
+STRATEGY_COLORS = {"uniform": "tab:gray", "unigram": "tab:blue", "bigram": "tab:red", "bayes": "tab:purple"}  # in-context Markov chains
 
 
 def models_of(table: pd.DataFrame) -> list[str]:

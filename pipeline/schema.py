@@ -161,6 +161,7 @@ class MarkovData(Section):
     seq_len: Annotated[int, Field(ge=2, le=8192)]
     alpha: Positive
     prior: Literal["dirichlet", "doubly_stochastic"]
+    bayes_draws: Annotated[int, Field(ge=100, le=1_000_000)]  # doubly_stochastic's importance-sampled Bayes strategy
 
 
 class Jobs(Section):
@@ -359,11 +360,12 @@ class Root(Section):
             raise ValueError(f"data.source: '{self.data.source}' does not feed {kind.name} models like "
                              f"{self.model.name}; choose data={' or data='.join(kind.data_sources)}")
         a = self.analysis
-        named = [("window", a.window.score), *(("head_scores.names", n) for n in a.head_scores.names),
-                 *((("ablation", a.ablation.score),) if kind.name == "language" else ())]
-        for section, name in named:
+        named = [("window.score", a.window.score),
+                 *(("head_scores.names", n) for n in a.head_scores.names if "analysis.head_scores" in kind.score_config),
+                 *((("ablation.score", a.ablation.score),) if kind.name == "language" else ())]
+        for key, name in named:
             if name not in kind.head_scores:
-                raise ValueError(f"analysis.{section}.score: '{name}' is not a score of {kind.name} models "
+                raise ValueError(f"analysis.{key}: '{name}' is not a score of {kind.name} models "
                                  f"({self.model.name}); choose one of {list(kind.head_scores)}")
         self._icl_inside(a.icl, *self._loss_positions(kind.name))
         if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:

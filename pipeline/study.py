@@ -94,7 +94,16 @@ def phase_onsets(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
     firsts = pd.concat([strategy_phases(rows).drop_duplicates("strategy").assign(**dict(zip(["run", *variant], key)))
                         for key, rows in strategies.groupby(["run", *variant])], ignore_index=True)
     out = firsts.groupby([*variant, "strategy"]).start_tokens.agg(["median", "min", "max", "count"]).reset_index()
-    return out.rename(columns={"count": "n_members"})
+    return out.rename(columns={"count": "n_members"}).merge(signal(strategies, variant), on=[*variant, "strategy"])
+
+
+def signal(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
+    """How much each strategy beats the uniform one on the members' eval chains (nats per state, median over the
+    variant's members): the signal a prior leaves for that strategy to learn, beside its onset."""
+    losses = strategies.drop_duplicates(["run", "strategy"]).pivot_table("strategy_loss", ["run", *variant], "strategy")
+    gaps = (losses.rsub(losses["uniform"], axis=0)).reset_index().melt(["run", *variant], var_name="strategy",
+                                                                       value_name="gain_over_uniform")
+    return gaps.groupby([*variant, "strategy"]).gain_over_uniform.median().reset_index()
 
 
 def kind_tables(member_tables: dict[str, pd.DataFrame], variant: list[str]) -> dict[str, pd.DataFrame]:
