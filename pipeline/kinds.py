@@ -56,8 +56,8 @@ KINDS = {
         name="regression", data_module="regression", score_module="regression_scores",
         subject_module="regression_model", data_sources=("regression",),
         data_files=("tasks.npy", "eval.npz", "manifest.json"),
-        head_scores=("xy_probe", "previous_token"),
-        extra_tables=("regression_eval", "probe_attention"),
+        head_scores=("xy_probe", "previous_token", "xy_probe_pretrain"),
+        extra_tables=("regression_eval", "probe_attention", "chance_levels"),
         score_config=("analysis.probe", "analysis.eval", "data", "seed"),
         data_config=("data", "seed", "analysis.eval.n_sequences"), data_rule="prepare_regression",
         rule_suffix="_regression", frozen=("*attn.b_Q", "*attn.b_K", "*attn.b_V", "*attn.b_O")),  # timaeus: no biases

@@ -21,7 +21,7 @@ from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
 from pipeline.loop import each_checkpoint, score_step, stack_results
 from pipeline.markov import cross_entropy, kl_from, load_eval, prior_strategies
-from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens
+from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens, uniform_attention
 
 
 def statistical_induction(pattern: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -38,8 +38,7 @@ def statistical_induction(pattern: torch.Tensor, tokens: torch.Tensor) -> torch.
 def statistical_induction_chance(tokens: torch.Tensor) -> float:
     """The score of uniform causal attention (every key 0..t weighted 1/(t+1)) on these sequences."""
     t = tokens.shape[1]
-    uniform = torch.ones(t, t).tril() / torch.arange(1, t + 1)[:, None]
-    return float(statistical_induction(uniform.expand(len(tokens), 1, t, t), tokens).mean())
+    return float(statistical_induction(uniform_attention(t).expand(len(tokens), 1, t, t), tokens).mean())
 
 
 CHAIN_SCORES = {"statistical_induction": statistical_induction}  # (pattern, tokens) -> (batch, head)

@@ -49,7 +49,8 @@ FIGURE_INPUTS = {
     "llc_figures": (["llc", "llc_trace", "llc_heads", "llc_smoothed", "llc_stages", "head_scores", "phase_window",
                      "integrity"],
                     ["figures", "analysis.window.score", "analysis.llc.burn_in"]),
-    "regression_figures": (["regression_eval", "probe_attention", "head_scores", "phase_window", "integrity"],
+    "regression_figures": (["regression_eval", "probe_attention", "chance_levels", "head_scores", "phase_window",
+                            "integrity"],
                            ["figures", "analysis.window.score", "analysis.probe"]),
     "markov_figures": (["markov_strategies", "chance_levels", "head_scores", "phase_window", "integrity"],
                        ["figures", "analysis.window.score"]),
@@ -77,7 +78,8 @@ KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causa
              "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},
              "markov_figures": {"markov"}, "strategy_bands": {"markov"}, "phase_onsets": {"markov"},
              "study_strategies": {"markov"},
-             **{name: {kind.name} for kind in KINDS.values() for name in kind.extra_tables}}
+             **{name: {kind.name for kind in KINDS.values() if name in kind.extra_tables}
+                for name in {name for kind in KINDS.values() for name in kind.extra_tables}}}
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
 # columns, plus what only the whole study can give (bands over seeds, the joint PCA).

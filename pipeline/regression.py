@@ -2,13 +2,15 @@
 src/icl/regression/): the world of the pipeline's second subject kind, its exact baselines, and its data step.
 
 A sequence holds `n_pairs` pairs (x_i, y_i) with x ~ N(0, I_D) and y = w.x + N(0, sigma^2); w is one of M
-tasks drawn once from N(0, I_D) with the run's seed, or fresh from N(0, I_D) for every sequence (M = inf,
-data.n_tasks null). The model reads each pair as two tokens of width D + 1, x as [0, x] and y as [y, 0...0],
+tasks drawn once from N(0, I_D) from a random stream of their own (the run's seed and TASKS_STREAM: not the
+training stream's, as Raventos et al. and timaeus keep a task seed apart), or fresh from N(0, I_D) for every
+sequence (M = inf, data.n_tasks null). The model reads each pair as two tokens of width D + 1, x as [0, x] and y as [y, 0...0],
 and predicts y_k at the token of x_k. Both Bayes predictors are closed-form:
 - ridge, optimal under w ~ N(0, I): w_k = (X^T X + sigma^2 I)^-1 X^T y over the first k pairs (0 at k = 0);
 - dMMSE, optimal under the uniform prior on the M tasks: the posterior mean of the tasks, weights a softmax
   of -sum_i (y_i - w_m.x_i)^2 / (2 sigma^2) over the first k pairs (the mean task at k = 0).
-MSEs are reported per dimension (divided by D), as in the timaeus repository.
+MSEs and distances to the baselines are reported per dimension (divided by D), as Raventos et al. report them
+(the timaeus repository does not divide by D).
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ from pipeline.cli import cli
 from pipeline.io import atomic_path, run_cli, write_json
 
 DISTRIBUTIONS = ("pretrain", "true")  # the tasks the model trained on; fresh Gaussian tasks (M = inf)
+TASKS_STREAM = 1  # the task pool's stream, beside the run's seed (training draws from manual_seed(seed) itself)
+
+
+def task_seed(seed: int) -> int:
+    """The task pool's seed: a stream of its own derived from the run's seed (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([seed, TASKS_STREAM]).generate_state(1, np.uint64)[0])
 
 
 def draw_tasks(data_cfg, seed: int) -> torch.Tensor:
-    """The M pretraining tasks (M, D), drawn once from N(0, I) with the run's seed; (0, D) when M = inf."""
-    generator = torch.Generator().manual_seed(seed)
+    """The M pretraining tasks (M, D), drawn once from N(0, I) on the task stream of the run's `seed`; (0, D)
+    when M = inf."""
+    generator = torch.Generator().manual_seed(task_seed(seed))
     return torch.randn(data_cfg.n_tasks or 0, data_cfg.dim, generator=generator)
 
 

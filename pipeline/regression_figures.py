@@ -76,8 +76,9 @@ def baseline_deltas(evals: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     return by_distribution(draw, "mean squared difference / D")
 
 
-def probe_ranking(heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
-    """Every head's probe score over training (colour = layer), the final top three named."""
+def probe_ranking(heads: pd.DataFrame, chance: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
+    """Every head's probe score over training (colour = layer), the final top three named; the score's chance
+    level (uniform causal attention) dotted, and the best head on the model's own tasks dashed."""
     model = sorted(heads.model.unique())[0]
     rows = heads[(heads.model == model) & (heads.score == score) & (heads.tokens_seen > 0)]
     final = rows[rows.step == rows.step.max()].sort_values("value", ascending=False)
@@ -87,6 +88,13 @@ def probe_ranking(heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt
         named = (layer, head) in top
         ax.plot(line.tokens_seen, line.value, color=MODEL_COLORS[layer % len(MODEL_COLORS)],
                 lw=2 if named else 0.8, alpha=1 if named else 0.5, label=f"L{layer}H{head}" if named else None)
+    own = heads[(heads.model == model) & (heads.score == f"{score}_pretrain") & (heads.tokens_seen > 0)]
+    if len(own):
+        best = own.groupby("tokens_seen").value.max()
+        ax.plot(best.index, best.values, "k--", lw=1.2, label="best head, own tasks")
+    level = chance[(chance.model == model) & (chance.score == score)].chance
+    if len(level):
+        ax.axhline(level.iloc[0], color="0.5", ls=":", lw=1, label="chance (uniform attention)")
     _over_training(ax, windows, model)
     ax.set_ylabel(f"{score} score")
     ax.set_title(f"{model}: attention from a repeated x to the y after its first copy")
@@ -124,7 +132,7 @@ def draws(t: dict, cfg) -> dict:
     return {
         "regression_mse": lambda: mse_by_position(t["regression_eval"], windows, cfg.figures.heatmap_checkpoints),
         "regression_deltas": lambda: baseline_deltas(t["regression_eval"], windows),
-        "regression_probe": lambda: probe_ranking(t["head_scores"], windows, score),
+        "regression_probe": lambda: probe_ranking(t["head_scores"], t["chance_levels"], windows, score),
         "regression_attention": lambda: top_head_attention(t["probe_attention"], t["head_scores"], score,
                                                            cfg.analysis.probe),
     }

@@ -8,8 +8,10 @@ The squared errors on true tasks are the step's per-position losses, so the shar
 position; negative: later predictions are better), loss-by-position, PCA and phase window read them.
 
 Head scores are a registry, as for the language models: a score is one function `(pattern, probe) ->
-(n_heads,)` over attention patterns (batch, head, query, key) of the probe batch, sequences whose x at pair
-`probe.later` repeats the x at pair `probe.earlier`.
+(n_heads,)` over attention patterns (batch, head, query, key) of a probe batch, sequences whose x at pair
+`probe.later` repeats the x at pair `probe.earlier`, with the distribution its tasks come from: fresh Gaussian
+tasks, or the model's own pretraining tasks (`xy_probe_pretrain`; for finite M a model may answer its own
+tasks by recall). Each score's chance level, its value under uniform causal attention, is in chance_levels.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
 from pipeline.loop import each_checkpoint, score_step, stack_results
-from pipeline.regression import DISTRIBUTIONS, load_eval, sample_sequences, to_tokens
+from pipeline.regression import DISTRIBUTIONS, load_eval, load_tasks, sample_sequences, to_tokens
 from pipeline.regression_model import hooked_outputs, predictions
+from pipeline.scores import uniform_attention
 
 
 def xy_probe(pattern: torch.Tensor, probe) -> torch.Tensor:
@@ -40,14 +43,15 @@ def previous_token(pattern: torch.Tensor, probe) -> torch.Tensor:
     return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean((0, 2))
 
 
-REGRESSION_SCORES = {f.__name__: f for f in (xy_probe, previous_token)}
+REGRESSION_SCORES = {"xy_probe": (xy_probe, "true"), "previous_token": (previous_token, "true"),
+                     "xy_probe_pretrain": (xy_probe, "pretrain")}  # name -> (score, the probe's task distribution)
 
 
-def probe_tokens(data_cfg, probe, seed: int) -> torch.Tensor:
-    """The probe batch: true-task sequences whose pair `later` has the x of pair `earlier` (its y drawn anew
-    from the same task), as tokens (batch, 2K, D + 1)."""
-    generator = torch.Generator().manual_seed(seed + 100)
-    x, _, w = sample_sequences(probe.batch, data_cfg, None, generator)
+def probe_tokens(data_cfg, probe, seed: int, tasks: torch.Tensor | None = None) -> torch.Tensor:
+    """A probe batch: sequences of `tasks` (None: true, fresh Gaussian tasks) whose pair `later` has the x of
+    pair `earlier` (its y drawn anew from the same task), as tokens (batch, 2K, D + 1)."""
+    generator = torch.Generator().manual_seed(seed + (100 if tasks is None else 101))
+    x, _, w = sample_sequences(probe.batch, data_cfg, tasks, generator)
     x[:, probe.later] = x[:, probe.earlier]
     noise = torch.randn(probe.batch, data_cfg.n_pairs, generator=generator) * data_cfg.noise_variance ** 0.5
     return to_tokens(x, torch.einsum("nkd,nd->nk", x, w) + noise)
@@ -76,27 +80,39 @@ def baseline_rows(sample: dict, preds: dict, dim: int) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepCache | None = None):
-    """The step's tables (head scores, composition, regression_eval, probe_attention) and the stacked
-    squared errors on true tasks (n_checkpoints, n_sequences, K) of one model."""
+def chance_levels(probe, n_ctx: int) -> pd.DataFrame:
+    """Each score under uniform causal attention (every key 0..q weighted 1/(q + 1)): its chance level."""
+    uniform = uniform_attention(n_ctx)[None, None]
+    return pd.DataFrame([{"score": name, "chance": float(score(uniform, probe)[0])}
+                         for name, (score, _) in REGRESSION_SCORES.items()])
+
+
+def analyse_checkpoints(checkpoints: list[Path], sample: dict, tasks: torch.Tensor, cfg,
+                        cache: StepCache | None = None):
+    """The step's tables (head scores, composition, regression_eval, probe_attention, chance_levels) and the
+    stacked squared errors on true tasks (n_checkpoints, n_sequences, K) of one model; `tasks` its pretraining
+    tasks (empty for M = inf)."""
     probe, batch = cfg.analysis.probe, cfg.analysis.eval.batch
     tokens = {d: to_tokens(torch.from_numpy(sample[f"{d}_x"]), torch.from_numpy(sample[f"{d}_y"]))
               for d in DISTRIBUTIONS}
 
+    tasks = {"true": None, "pretrain": tasks}
+    chance = chance_levels(probe, 2 * cfg.data.n_pairs)
+
     def prepare(model):
-        return {"probe": probe_tokens(cfg.data, probe, cfg.seed),
+        return {"probes": {d: probe_tokens(cfg.data, probe, cfg.seed, t) for d, t in tasks.items()},
                 "baseline": random_baseline(model.cfg.d_model, model.cfg.d_head, seed=cfg.seed)}
 
     def analyse(model, meta, shared):
         at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}
         preds = {d: torch.cat([predictions(hooked_outputs(model, chunk)) for chunk in t.split(batch * 16)]).numpy()
                  for d, t in tokens.items()}
-        patterns = attention_patterns(model, shared["probe"])
+        patterns = {d: attention_patterns(model, t) for d, t in shared["probes"].items()}
         scores = [{**at, "layer": layer, "head": head, "score": name, "value": float(value)}
-                  for name, score in REGRESSION_SCORES.items() for layer, pattern in enumerate(patterns)
+                  for name, (score, d) in REGRESSION_SCORES.items() for layer, pattern in enumerate(patterns[d])
                   for head, value in enumerate(score(pattern, probe))]
         query = [{**at, "layer": layer, "head": head, "key": key, "attention": float(value)}
-                 for layer, pattern in enumerate(patterns)
+                 for layer, pattern in enumerate(patterns["true"])
                  for (head, key), value in np.ndenumerate(pattern[:, :, 2 * probe.later].mean(0).numpy())]
         composition = composition_table(model, shared["baseline"])
         return {"losses": ((preds["true"] - sample["true_y"]) ** 2 / cfg.data.dim).astype(np.float32),
@@ -105,15 +121,16 @@ def analyse_checkpoints(checkpoints: list[Path], sample: dict, cfg, cache: StepC
                 "regression_eval": baseline_rows(sample, preds, cfg.data.dim).assign(**at)[
                     ["step", "tokens_seen", "distribution", "position", "mse", "delta_ridge", "delta_dmmse",
                      "ridge_mse", "dmmse_mse"]],
-                "probe_attention": pd.DataFrame(query)}
+                "probe_attention": pd.DataFrame(query), "chance_levels": chance.assign(**at)[
+                    ["step", "tokens_seen", "score", "chance"]]}
 
     return stack_results(each_checkpoint(checkpoints, analyse, cache, prepare), "regression")
 
 
 def main():
     score_step("Measure every checkpoint of one in-context-regression model.", "regression",
-               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(checkpoints, load_eval(data_dir), cfg,
-                                                                             cache))
+               lambda checkpoints, data_dir, cfg, cache: analyse_checkpoints(
+                   checkpoints, load_eval(data_dir), load_tasks(data_dir), cfg, cache))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,12 @@ HEAD_SCORES = {f.__name__: f for f in
                (prefix_matching, induction, previous_token, duplicate_token, current_token, first_token)}
 
 
+def uniform_attention(n_ctx: int) -> torch.Tensor:
+    """(n_ctx, n_ctx) uniform causal attention: query q weighs every key 0..q by 1/(q + 1). A score's value on it
+    is the score's chance level."""
+    return torch.ones(n_ctx, n_ctx).tril() / torch.arange(1, n_ctx + 1)[:, None]
+
+
 def repeated_random_tokens(batch: int, seq_len: int, vocab: torch.Tensor, bos_id: int, seed: int) -> torch.Tensor:
     """[BOS, r_1..r_L, r_1..r_L] with r uniform over the token ids in `vocab`: (batch, 1 + 2L).
 

@@ -71,14 +71,17 @@ def onsets(windows: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
 
 
 def transition(evals: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
-    """The task-diversity transition (Raventos et al. 2023): at each member's last checkpoint and the last
-    position, the MSE and the distance to each baseline on pretraining and on true tasks, as median, min and
-    max over the band (e.g. seeds) per variant (e.g. number of tasks)."""
-    last = evals[(evals.step == evals.groupby("run").step.transform("max"))
-                 & (evals.position == evals.position.max())]
-    long = last.melt(id_vars=[*variant, "run", "distribution"], value_vars=["mse", "delta_ridge", "delta_dmmse"],
-                     var_name="measure")
-    out = long.groupby([*variant, "distribution", "measure"]).value.agg(["median", "min", "max", "count"])
+    """The task-diversity transition (Raventos et al. 2023): at each member's last checkpoint, the MSE and the
+    distance to each baseline on pretraining and on true tasks, averaged over the positions (`positions` mean:
+    Raventos et al.'s scalar) and at the last position (`positions` last), as median, min and max over the band
+    (e.g. seeds) per variant (e.g. number of tasks)."""
+    last = evals[evals.step == evals.groupby("run").step.transform("max")]
+    measures = ["mse", "delta_ridge", "delta_dmmse"]
+    keys = [*variant, "run", "distribution"]
+    summaries = pd.concat([last.groupby(keys)[measures].mean().reset_index().assign(positions="mean"),
+                           last[last.position == last.position.max()][[*keys, *measures]].assign(positions="last")])
+    long = summaries.melt(id_vars=[*keys, "positions"], value_vars=measures, var_name="measure")
+    out = long.groupby([*variant, "distribution", "measure", "positions"]).value.agg(["median", "min", "max", "count"])
     return out.reset_index().rename(columns={"count": "n_members"})
 
 

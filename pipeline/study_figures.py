@@ -115,14 +115,15 @@ TRANSITION_LINES = [("pretrain", "delta_dmmse", "Δ dMMSE, pretraining tasks"),
 
 def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
     """The task-diversity transition: distance to each baseline on pretraining tasks and MSE on true tasks at
-    the last checkpoint and position vs the number of tasks M (inf drawn at the right), median and min-max
-    over the band."""
+    the last checkpoint, averaged over positions (Raventos et al.'s scalar), vs the number of tasks M (inf drawn
+    at the right), median and min-max over the band."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     key = next(k for k in variant if k != "model")
     finite = transition[key][np.isfinite(transition[key])]
     right = (finite.max() if len(finite) else 1) * 8  # where M = inf is drawn
     for (distribution, measure, label), color in zip(TRANSITION_LINES, ["tab:red", "tab:blue", "black"]):
-        rows = transition[(transition.distribution == distribution) & (transition.measure == measure)]
+        rows = transition[(transition.distribution == distribution) & (transition.measure == measure)
+                          & (transition.positions == "mean")]
         rows = rows.assign(x=rows[key].replace(np.inf, right)).sort_values("x")
         ax.plot(rows.x, rows["median"], "o-", color=color, label=label)
         ax.fill_between(rows.x, rows["min"], rows["max"], color=color, alpha=0.2, lw=0)
@@ -131,7 +132,7 @@ def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> 
     ax.set_xticks(ticks, [("∞" if t == right else f"{t:g}") for t in ticks])
     ax.set_yscale("log")
     ax.set_xlabel(f"number of pretraining tasks M ({key})")
-    ax.set_ylabel("per-dimension squared error, last position")
+    ax.set_ylabel("per-dimension squared error, mean over positions")
     ax.set_title(f"Task-diversity transition (Raventós et al. 2023)\nline: median over {band}; band: min-max")
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -43,7 +43,8 @@ def hub_run(cache, tmp_path_factory):
 
 
 def test_hub_run_writes_the_same_tables_and_figures_as_the_default(hub_run):
-    for table in set(TABLES) - {"integrity"}:  # integrity: duplicated revisions only (its own test below)
+    for table in set(TABLES) - {"integrity", "llc_smoothed", "llc_stages"}:  # duplicated revisions only (below);
+        # the LLC curve needs 4 or more checkpoints, the hub model has fewer
         models = set(pd.read_csv(hub_run / "tables" / f"{table}.csv").model)
         assert models == (set() if table == "train_log" else {"attn_only_2l_hub"}), table  # nothing was trained
     for figure in FIGURES:

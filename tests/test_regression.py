@@ -24,7 +24,7 @@ from pipeline.regression_model import (
     mse_loss,
     predictions,
 )
-from pipeline.regression_scores import previous_token, xy_probe
+from pipeline.regression_scores import chance_levels, previous_token, xy_probe
 
 DATA = OmegaConf.create({"dim": 3, "n_pairs": 10, "noise_variance": 0.25, "n_tasks": 5})
 
@@ -120,6 +120,35 @@ def test_probe_scores_hand_built_attention():
     assert torch.allclose(xy_probe(uniform, probe), torch.full((2,), 1 / (query + 1)))
     assert torch.equal(previous_token(previous, probe), torch.ones(2))
     assert torch.equal(xy_probe(previous, probe), torch.zeros(2))
+
+
+def test_chance_levels_are_the_closed_forms_of_uniform_attention():
+    """xy_probe reads one key of the query at x-token `later`: 1 / (2 later + 1); previous_token the mean of
+    1 / (q + 1) over queries 1..2K-1; the probe on the model's own tasks has the probe's chance."""
+    probe = OmegaConf.create({"earlier": 2, "later": 7, "batch": 4})
+    chance = chance_levels(probe, 20).set_index("score").chance
+    assert chance["xy_probe"] == pytest.approx(1 / 15) and chance["xy_probe_pretrain"] == chance["xy_probe"]
+    assert chance["previous_token"] == pytest.approx(np.mean([1 / (q + 1) for q in range(1, 20)]))
+
+
+def test_dmmse_over_many_tasks_tends_to_ridge():
+    """The finite-M Bayes predictor becomes the Gaussian prior's as the pool grows: over 20,000 tasks from
+    N(0, I) dMMSE is within 0.04 of ridge (per prediction, mean; 0.021 measured, 0.098 over 1,000 tasks), over
+    4 tasks it is far from it (0.98)."""
+    x, y, _ = sample(n=64, tasks=None, seed=4)
+    ridge = ridge_predictions(x, y, DATA.noise_variance)
+    many = dmmse_predictions(x, y, draw_tasks(OmegaConf.create({**DATA, "n_tasks": 20_000}), 5), DATA.noise_variance)
+    few = dmmse_predictions(x, y, draw_tasks(OmegaConf.create({**DATA, "n_tasks": 4}), 5), DATA.noise_variance)
+    assert (many - ridge).abs().mean() < 0.04 and (few - ridge).abs().mean() > 10 * (many - ridge).abs().mean()
+
+
+def test_the_task_pool_is_not_the_training_streams_first_draws():
+    """Raventos et al. and timaeus keep the task seed apart from the training stream's: the pool drawn for seed
+    s is not the first normals of manual_seed(s), whose generator the trainer draws its batches from."""
+    tasks = draw_tasks(DATA, seed=0)
+    same_stream = torch.randn(*tasks.shape, generator=torch.Generator().manual_seed(0))
+    assert tasks.shape == (5, 3) and not torch.allclose(tasks, same_stream)
+    assert torch.equal(tasks, draw_tasks(DATA, seed=0)) and not torch.equal(tasks, draw_tasks(DATA, seed=1))
 
 
 def test_training_resumes_exactly_across_a_chain_of_jobs(tmp_path):

@@ -27,13 +27,19 @@ def members(tmp_path_factory):
              for member in study.members}
     evals = build_tables(tmp_path_factory.mktemp("regression_science"), paths, f"overrides={OVERRIDES}",
                          config=f"sweep={SWEEP}")
-    return {float(n_tasks.replace("null", "inf")): rows[rows.position == rows.position.max()]
-            for n_tasks, rows in evals.items()}
+    return {float(n_tasks.replace("null", "inf")): rows for n_tasks, rows in evals.items()}
 
 
 def at(rows, distribution, step=None):
-    rows = rows[rows.distribution == distribution]
+    """The last position's row of one distribution at a checkpoint (default: the last)."""
+    rows = rows[(rows.distribution == distribution) & (rows.position == rows.position.max())]
     return rows[rows.step == (rows.step.max() if step is None else step)].iloc[0]
+
+
+def averaged(rows, distribution):
+    """Raventos et al.'s scalars at the last checkpoint: each measure averaged over the positions."""
+    rows = rows[(rows.distribution == distribution) & (rows.step == rows.step.max())]
+    return rows[["mse", "delta_ridge", "delta_dmmse", "ridge_mse"]].mean()
 
 
 def test_infinite_tasks_learn_ridge_regression_in_context(members):
@@ -43,13 +49,13 @@ def test_infinite_tasks_learn_ridge_regression_in_context(members):
     trained = sorted(set(rows.step) - {0})
     deltas = [at(rows, "true", step).delta_ridge for step in trained]
     assert deltas[-1] < deltas[0] / 5 and deltas[-1] < min(deltas[: len(deltas) // 2])
-    assert at(rows, "pretrain").delta_dmmse == at(rows, "pretrain").delta_ridge  # M = inf: dMMSE is ridge
+    assert averaged(rows, "true").delta_ridge < averaged(rows, "true").ridge_mse / 2  # nearer ridge than ridge is to y
 
 
 def test_few_tasks_are_memorised_not_regressed(members):
     rows = members[4]
-    own = at(rows, "pretrain")
-    assert own.delta_dmmse < own.delta_ridge  # closer to dMMSE than to ridge on its own tasks (0.006 vs 0.016)
+    own = averaged(rows, "pretrain")
+    assert own.delta_dmmse < own.delta_ridge / 2  # nearer dMMSE than ridge on its own tasks, over all positions
     true = at(rows, "true")
     assert true.delta_ridge > 5 * at(members[np.inf], "true").delta_ridge  # far from ridge on fresh tasks
     assert true.mse > 2 * true.ridge_mse
