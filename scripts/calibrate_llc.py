@@ -1,10 +1,19 @@
-"""Calibrate the LLC sampler (analysis.llc) on a run's checkpoints: for each SGLD setting in a grid, estimate
-the LLC at a few checkpoints (on the training twin, as the pipeline does) and report what makes a setting
-usable -- the trace is flat after burn-in (drift), no chain diverges, chains agree -- and the seconds per
-estimate.
+"""Calibrate the LLC sampler (analysis.llc) for one model of a run, of any kind: for each SGLD setting in a grid,
+estimate the LLC at a few checkpoints exactly as the pipeline does (the kind's LLC data and loss, the training
+twin, only the trained parameters), and judge each setting by devinterp's criteria:
 
-    python scripts/calibrate_llc.py --run results/default --model attn_only_2l --steps 50 731 3000 \
-        --grid "lr=1e-4,3e-4" "localization=300,1000" --out results/default/llc_calibration.csv
+- flat after burn-in: |drift| < MAX_DRIFT (how far the post-burn-in trace still moves, relative to its rise);
+- above the initial loss: fewer than MAX_DIPS of the post-burn-in draws below the loss at the checkpoint;
+- no divergence: every chain finite;
+- chains agree: their spread over the mean below MAX_CHAIN_CV.
+
+It writes the criteria table (criteria.csv), the traces figure (traces.png: every chain of every setting at each
+checkpoint, burn-in shaded, the loss at the checkpoint dotted), and picks, among the settings that pass at every
+checkpoint, the one whose chains agree best (picked.yaml, for the kind's YAML). With --repeats it re-runs the
+picked setting with other seeds and sets the seeds' spread beside the chains' reported spread (noise.csv).
+
+    python scripts/calibrate_llc.py --run results/default --model attn_only_2l --steps 236 1117 3000 \
+        --grid "lr=1e-4,3e-4,1e-3" "n_beta=10,30,100" --chains 4 --repeats 4 --out docs/calibration/language
 """
 
 from __future__ import annotations
@@ -14,62 +23,141 @@ import itertools
 import time
 from pathlib import Path
 
-import pandas as pd
-import torch
+import matplotlib
 
-from pipeline.checkpoints import checkpoint_meta, load_twin
-from pipeline.config import load_run_config
-from pipeline.data import eval_windows, load_split
-from pipeline.io import UserError
-from pipeline.llc import sgld_llc, token_dataset
-from pipeline.schedule import checkpoint_name
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from pipeline.checkpoints import checkpoint_meta, load_checkpoint, load_twin  # noqa: E402
+from pipeline.config import load_run_config  # noqa: E402
+from pipeline.interventions import specs, untrained  # noqa: E402
+from pipeline.io import UserError  # noqa: E402
+from pipeline.kinds import kind_of, subject_module  # noqa: E402
+from pipeline.llc import sgld_llc, token_dataset, trained_masks  # noqa: E402
+from pipeline.schedule import checkpoint_name  # noqa: E402
+
+MAX_DRIFT, MAX_DIPS, MAX_CHAIN_CV = 0.1, 0.05, 0.1
 
 
-def drift(trace, burn_in: int) -> float:
+def drift(trace: np.ndarray, burn_in: int) -> float:
     """How far the post-burn-in trace still moves: (mean of its last quarter - mean of its second quarter)
     over the rise of the post-burn-in mean above the first sampled loss; ~0 when the chain has equilibrated."""
     after = trace[:, burn_in:]
-    quarter = after.shape[1] // 4
+    quarter = max(after.shape[1] // 4, 1)
     rise = after.mean() - trace[:, 0].mean()
     return float((after[:, -quarter:].mean() - after[:, quarter:2 * quarter].mean()) / abs(rise))
+
+
+def criteria(estimate: dict, burn_in: int) -> dict:
+    """The calibration criteria of one estimate, and whether it passes them all."""
+    after = estimate["trace"][:, burn_in:]
+    row = {"llc_mean": estimate["llc_mean"], "llc_std": estimate["llc_std"],
+           "chain_cv": estimate["llc_std"] / max(abs(estimate["llc_mean"]), 1e-12),
+           "drift": drift(estimate["trace"], burn_in), "dips": float((after < estimate["init_loss"]).mean()),
+           "init_loss": estimate["init_loss"], "max_loss": float(estimate["trace"].max())}
+    row["passes"] = abs(row["drift"]) < MAX_DRIFT and row["dips"] < MAX_DIPS and row["chain_cv"] < MAX_CHAIN_CV
+    return row
+
+
+def grid_of(pairs: list[str]) -> dict[str, list]:
+    """"key=v1,v2" -> {key: [v1, v2]}, numbers parsed."""
+    return {key: [float(v) if any(c in v for c in ".e") else int(v) for v in values.split(",")]
+            for key, values in (pair.split("=", 1) for pair in pairs)}
+
+
+def checkpoint_at(run: Path, model: str, step: int) -> Path:
+    found = sorted((run / "models" / model / "checkpoints").glob(f"*/{checkpoint_name(step)}"))
+    if not found:
+        raise UserError(f"no checkpoint at step {step} of {model} in {run}; pick steps from its checkpoints/")
+    return found[0]
+
+
+def sweep(run: Path, model: str, steps: list[int], grid: dict, chains: int, seed_offsets=(0,)):
+    """Every setting of `grid` at every step (and seed offset): criteria rows and the loss traces."""
+    cfg = load_run_config(run / "config.yaml", model)
+    torch.set_num_threads(cfg.analysis.threads)
+    kind = kind_of(cfg)
+    input_ids, loss_fn = subject_module(kind.name).llc_data(cfg, run / "data" / kind.data_key(cfg))
+    dataset, frozen = token_dataset(input_ids), untrained(specs(cfg.train), kind.frozen)
+    load = load_twin if cfg.model.source == "trained" else load_checkpoint
+    rows, traces = [], []
+    for step in steps:
+        path = checkpoint_at(run, model, step)
+        twin = load(path)
+        masks = trained_masks(twin, frozen)
+        for values, offset in itertools.product(itertools.product(*grid.values()), seed_offsets):
+            llc_cfg = OmegaConf.merge(cfg.analysis.llc, dict(zip(grid, values)), {"chains": chains})
+            row = {"model": model, "step": step, "tokens_seen": checkpoint_meta(path)["tokens_seen"],
+                   **dict(zip(grid, values)), "seed": cfg.seed + offset}
+            start = time.perf_counter()
+            try:
+                estimate = sgld_llc(twin, dataset, llc_cfg, cfg.seed + offset, masks, loss_fn)
+            except UserError:  # a diverged chain: the setting is unusable
+                rows.append({**row, "diverged": True, "passes": False, "seconds": time.perf_counter() - start})
+                continue
+            rows.append({**row, "diverged": False, **criteria(estimate, llc_cfg.burn_in),
+                         "seconds": time.perf_counter() - start})
+            traces.append({**row, "trace": estimate["trace"], "init_loss": estimate["init_loss"]})
+            print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
+    return cfg, pd.DataFrame(rows), traces
+
+
+def traces_figure(traces: list[dict], grid: dict, burn_in: int) -> plt.Figure:
+    """Every chain of every setting (rows) at each checkpoint (columns)."""
+    settings = sorted({tuple(t[k] for k in grid) for t in traces})
+    steps = sorted({t["step"] for t in traces})
+    fig, axes = plt.subplots(len(settings), len(steps), figsize=(3.4 * len(steps), 2.1 * len(settings)),
+                             squeeze=False, sharex=True)
+    for t in traces:
+        ax = axes[settings.index(tuple(t[k] for k in grid)), steps.index(t["step"])]
+        ax.plot(t["trace"].T, lw=0.6)
+        ax.axhline(t["init_loss"], color="black", ls=":", lw=0.8)
+        ax.axvspan(0, burn_in, color="0.9", lw=0)
+        ax.set_title(f"step {t['step']}: " + ", ".join(f"{k}={t[k]:g}" for k in grid), fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def pick(table: pd.DataFrame, grid: dict) -> pd.Series | None:
+    """The setting that passes at every checkpoint with the smallest mean chain spread (None: none passes)."""
+    per_setting = table.groupby(list(grid)).agg(passes=("passes", "all"), chain_cv=("chain_cv", "mean"),
+                                                seconds=("seconds", "mean")).reset_index()
+    passing = per_setting[per_setting.passes]
+    return None if passing.empty else passing.sort_values("chain_cv").iloc[0]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="a run directory (results/<run>)")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoint steps to estimate at")
+    parser.add_argument("--steps", type=int, nargs="+", required=True, help="checkpoint steps (three points)")
     parser.add_argument("--grid", nargs="+", default=[], help="analysis.llc keys with comma-separated values")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=0, help="re-run the picked setting with this many seeds")
+    parser.add_argument("--out", type=Path, required=True, help="directory for criteria.csv, traces.png, ...")
     args = parser.parse_args()
-    cfg = load_run_config(args.run / "config.yaml", args.model)
-    torch.set_num_threads(cfg.analysis.threads)
-    eval_tokens = load_split(args.run / "data" / "bpe", "eval")
-    axes = {k: [float(v) if "." in v or "e" in v else int(v) for v in vs.split(",")]
-            for k, vs in (g.split("=", 1) for g in args.grid)}
-    rows = []
-    for step in args.steps:
-        path = next((args.run / "models" / args.model / "checkpoints").glob(f"*/{checkpoint_name(step)}"))
-        model = load_twin(path)  # the module the pipeline's chains run on
-        sample = eval_windows(eval_tokens, cfg.analysis.eval.n_sequences, cfg.model.n_ctx)
-        dataset = token_dataset(sample[: cfg.analysis.llc.n_sequences])
-        for values in itertools.product(*axes.values()):
-            llc_cfg = cfg.analysis.llc.copy()
-            for key, value in zip(axes, values):
-                llc_cfg[key] = value
-            start = time.perf_counter()
-            row = {"step": step, "tokens_seen": checkpoint_meta(path)["tokens_seen"], **dict(zip(axes, values))}
-            try:
-                estimate = sgld_llc(model, dataset, llc_cfg, cfg.seed)
-            except UserError:  # a diverged chain: the setting is unusable
-                rows.append({**row, "diverged": True, "seconds": time.perf_counter() - start})
-                continue
-            rows.append({**row, "diverged": False, "llc_mean": estimate["llc_mean"], "llc_std": estimate["llc_std"],
-                         "chain_cv": estimate["llc_std"] / abs(estimate["llc_mean"]),
-                         "drift": drift(estimate["trace"], llc_cfg.burn_in), "init_loss": estimate["init_loss"],
-                         "max_loss": float(estimate["trace"].max()), "seconds": time.perf_counter() - start})
-            print(rows[-1], flush=True)
-    pd.DataFrame(rows).to_csv(args.out, index=False)
+    grid = grid_of(args.grid)
+    cfg, table, traces = sweep(args.run, args.model, args.steps, grid, args.chains)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "criteria.csv", index=False)
+    traces_figure(traces, grid, cfg.analysis.llc.burn_in).savefig(args.out / "traces.png", dpi=110)
+    chosen = pick(table, grid)
+    if chosen is None:
+        print("no setting passes every criterion at every checkpoint: widen the grid", flush=True)
+        return
+    picked = {key: chosen[key].item() if hasattr(chosen[key], "item") else chosen[key] for key in grid}
+    (args.out / "picked.yaml").write_text(OmegaConf.to_yaml({"chains": args.chains, **picked}))
+    if args.repeats:
+        _, noise, _ = sweep(args.run, args.model, args.steps, {k: [v] for k, v in picked.items()}, args.chains,
+                            seed_offsets=range(1, args.repeats + 1))
+        summary = noise.groupby("step").agg(seeds_sd=("llc_mean", "std"), reported_std=("llc_std", "mean"),
+                                            llc_mean=("llc_mean", "mean")).reset_index()
+        summary.to_csv(args.out / "noise.csv", index=False)
 
 
 if __name__ == "__main__":
