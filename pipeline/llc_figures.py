@@ -54,7 +54,7 @@ def stages_against_prefix_matching(llc: pd.DataFrame, curve: pd.DataFrame, stage
         twin.set_ylabel(f"best {score}", color="crimson")
         top.set_ylabel("local learning coefficient")
         bottom.set_ylabel("d LLC / d log tokens")
-        top.set_title(f"{model}: {len(stages[stages.model == model])} stage boundaries (purple)")
+        top.set_title(f"{model}: stage boundaries (purple): {len(stages[stages.model == model])}")
         log_tokens_axis(bottom)
     fig.tight_layout()
     return fig
