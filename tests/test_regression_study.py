@@ -2,7 +2,6 @@
 study aggregation and figures as the language models; the transition table follows from the member tables,
 and a rerun does nothing."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import snakemake
