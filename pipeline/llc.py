@@ -82,10 +82,10 @@ def trained_masks(model, frozen=()) -> dict[str, None]:
 
 def head_masks(model, layer: int, head: int, frozen=()) -> dict[str, torch.Tensor]:
     """devinterp parameter masks selecting one attention head's trained weights."""
-    masks = {}
+    masks, trained = {}, trained_masks(model, frozen)
     for name in HEAD_PARAMS:
         full_name = f"blocks.{layer}.attn.{name}"
-        if full_name in trained_masks(model, frozen):
+        if full_name in trained:
             mask = torch.zeros_like(getattr(model.blocks[layer].attn, name))
             mask[head] = 1
             masks[full_name] = mask
