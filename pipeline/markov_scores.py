@@ -35,14 +35,13 @@ def statistical_induction(pattern: torch.Tensor, tokens: torch.Tensor) -> torch.
     return (pattern * followers[:, None]).sum(-1)[..., 1:].mean(-1)
 
 
-def statistical_induction_chance(tokens: torch.Tensor) -> float:
-    """The score of uniform causal attention (every key 0..t weighted 1/(t+1)) on these sequences."""
+def chance_level(score, tokens: torch.Tensor) -> float:
+    """A chain score's value under uniform causal attention (every key 0..t weighted 1/(t+1)) on these sequences."""
     t = tokens.shape[1]
-    return float(statistical_induction(uniform_attention(t).expand(len(tokens), 1, t, t), tokens).mean())
+    return float(score(uniform_attention(t).expand(len(tokens), 1, t, t), tokens).mean())
 
 
 CHAIN_SCORES = {"statistical_induction": statistical_induction}  # (pattern, tokens) -> (batch, head)
-CHANCE = {"statistical_induction": statistical_induction_chance}  # tokens -> uniform causal attention's score
 
 
 def chain_pass(model, tokens: torch.Tensor, names: list[str], batch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +82,7 @@ def analyse_checkpoints(checkpoints, data_dir, cfg, cache: StepCache | None = No
     repeated_names = [n for n in hs.names if n in HEAD_SCORES]
     chain_names = [n for n in hs.names if n in CHAIN_SCORES]
     names = repeated_names + chain_names
-    chance = {n: CHANCE[n](torch.from_numpy(tokens)) for n in chain_names}
+    chance = {n: chance_level(CHAIN_SCORES[n], torch.from_numpy(tokens)) for n in chain_names}
 
     def analyse(model, meta, shared):
         at = {"step": meta["step"], "tokens_seen": meta["tokens_seen"]}

@@ -165,7 +165,7 @@ def test_statistical_induction_scores_hand_built_attention():
     """Three heads on real chains: one spreading its attention evenly over the followers of x_t (else on the first
     state) scores the share of positions that have followers; one attending to t - 1 scores the share of t with
     x_{t-2} = x_t; uniform causal attention scores the chance level. Each against a loop over positions."""
-    from pipeline.markov_scores import statistical_induction, statistical_induction_chance
+    from pipeline.markov_scores import chance_level, statistical_induction
 
     tokens, _ = sample(3, OmegaConf.create({"n_states": 3, "seq_len": 30, "alpha": 1.0, "prior": "dirichlet"}),
                        np.random.default_rng(0))
@@ -184,7 +184,7 @@ def test_statistical_induction_scores_hand_built_attention():
     scores = statistical_induction(pattern, torch.from_numpy(tokens)).numpy()
     np.testing.assert_allclose(scores, expected, atol=1e-6)
     assert 0.5 < scores[:, 0].min() and scores[:, 0].max() <= 1
-    assert statistical_induction_chance(torch.from_numpy(tokens)) == pytest.approx(expected[:, 2].mean(), abs=1e-6)
+    assert chance_level(statistical_induction, torch.from_numpy(tokens)) == pytest.approx(expected[:, 2].mean(), abs=1e-6)
 
 
 def test_statistical_induction_is_a_markov_score_only():
