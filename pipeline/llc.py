@@ -150,6 +150,14 @@ def estimate_llcs(checkpoints: list[Path], input_ids: torch.Tensor, loss_fn, llc
     return {name: pd.concat([r[name] for r in results], ignore_index=True) for name in tables_of("estimate_llc")}
 
 
+def sampler_inputs(cfg, data_dir: Path):
+    """What a run's model's chains need: the kind's LLC data and loss, the module to sample (the training twin for
+    models trained here, the HookedTransformer for hub ones) and the globs of the parameters it never trained."""
+    input_ids, loss_fn = subject_module(kind_of(cfg).name).llc_data(cfg, data_dir)
+    load = load_twin if cfg.model.source == "trained" else load_checkpoint
+    return input_ids, loss_fn, load, untrained(specs(cfg.train), kind_of(cfg).frozen)
+
+
 def main():
     args, cfg = cli("Local learning coefficient of every checkpoint of one model (devinterp SGLD).",
                     data="data directory (the kind's eval data)",
@@ -162,9 +170,7 @@ def main():
     torch.set_num_threads(cfg.analysis.threads)
     cache = StepCache(args.cache, section(cfg, *STEP_CONFIG["estimate_llc"])
                       + (args.data / "manifest.json").read_text())
-    input_ids, loss_fn = subject_module(kind_of(cfg).name).llc_data(cfg, args.data)
-    load = load_twin if cfg.model.source == "trained" else load_checkpoint
-    frozen = untrained(specs(cfg.train), kind_of(cfg).frozen)
+    input_ids, loss_fn, load, frozen = sampler_inputs(cfg, args.data)
     tables = estimate_llcs(args.checkpoints, input_ids, loss_fn, cfg.analysis.llc, cfg.seed, cache,
                            schedule=args.schedule, load=load, frozen=frozen)
     write_model_tables("estimate_llc", cfg.model.name, tables, args.out, cache, args.part)

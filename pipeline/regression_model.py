@@ -86,7 +86,8 @@ def tasks_subject(cfg, tasks: torch.Tensor) -> TrainingSubject:
 def llc_data(cfg, data_dir: Path):
     """The LLC's `input_ids` (each row a sequence's index into the pretraining eval sample, repeated K + 1
     times: devinterp batches ids and expects K + 1 "tokens" for K per-token losses) and its loss, the squared
-    error of each prediction per dimension (batch, K), on the training twin (the LLC's module)."""
+    error of each prediction (batch, K), on the training twin (the LLC's module). Not divided by D (unlike the
+    training loss): timaeus `icl` samples this loss, so n_beta means what its published settings mean."""
     sample = load_eval(data_dir)
     tokens = to_tokens(torch.from_numpy(sample["pretrain_x"]), torch.from_numpy(sample["pretrain_y"]))
     targets = torch.from_numpy(sample["pretrain_y"])
@@ -96,6 +97,6 @@ def llc_data(cfg, data_dir: Path):
         index = input_ids[:, 0].cpu()
         device = model.embed.W_E.device
         preds = predictions(model(tokens[index].to(device)))
-        return (preds - targets[index].to(device)) ** 2 / cfg.data.dim
+        return (preds - targets[index].to(device)) ** 2
 
     return ids, loss_fn

@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py                 # everything (two cold default runs and three tiny studies)
     python scripts/benchmark.py --skip-pipeline # only the in-process ratios, on results/default's checkpoints
+    python scripts/benchmark.py --only-pipeline --workdir /tmp/bench  # row 4 alone (the LLC's budget), runs kept
 
 Every ratio compares two things measured in this one run on this machine, so machine speed cancels; a ratio
 that machine noise can flip is the median of 3 repetitions:
@@ -428,6 +429,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-pipeline", action="store_true",
                         help="skip the cold default runs and tiny studies; analyse results/default's checkpoints instead")
+    parser.add_argument("--only-pipeline", action="store_true",
+                        help="only row 4's cold default runs (the LLC's budget), kept under --workdir")
+    parser.add_argument("--workdir", type=Path, help="where the cold runs go and stay (default: a temporary one)")
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--seed-sequences", type=int, default=256, help="eval sequences for the seed-loop ratio")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's jobs use 1)")
@@ -436,30 +440,39 @@ def main():
     torch.set_num_threads(args.threads)
     device = f"CPU ({args.threads} threads)"  # every ratio runs on the CPU; no CUDA path yet
     print(f"device: {device}")
-    cfg = compose(["model=attn_only_2l"])
-    train_tokens, eval_tokens, manifest = corpus(cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        bench_training(cfg, train_tokens, manifest["vocab_size"], Path(tmp), args.train_steps)
-        bench_mlp_training(train_tokens, manifest["vocab_size"], args.train_steps // 3)
-        bench_regression_training(Path(tmp), 4 * args.train_steps)
-        run = REPO / "results" / "default"
-        if not args.skip_pipeline:
-            run = Path(tmp) / "pipeline" / "llc" / "results" / "default"
-            bench_pipeline(Path(tmp) / "pipeline")
-            bench_study(Path(tmp) / "study")
-        paths = sorted((run / "models" / "attn_only_2l" / "checkpoints").glob("*/*.safetensors"))
-        if not paths:
-            raise SystemExit(f"error: no checkpoints under {run}; run `snakemake --cores 2` first or drop "
-                             f"--skip-pipeline")
-        per_checkpoint = bench_analysis(cfg, eval_tokens, manifest["eot_id"], paths)
-        bench_llc(cfg, eval_tokens, paths, per_checkpoint)
-        bench_hub_llc(cfg)
-        bench_seed_loops(cfg, eval_tokens, manifest["eot_id"], paths, args.seed_sequences)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.workdir or Path(scratch)
+        if args.only_pipeline:
+            bench_pipeline(tmp / "pipeline")
+        else:
+            bench_everything(args, tmp)
     table = pd.DataFrame(ROWS).assign(device=device)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "benchmark.csv", index=False)
     plot(table, args.out / "benchmark.png")
     print(f"\n{(table.result == 'PASS').sum()}/{len(table)} PASS; table and plot in {args.out}")
+
+
+def bench_everything(args, tmp: Path):
+    """Every row: the in-process ratios, and (unless --skip-pipeline) the cold runs and tiny studies."""
+    cfg = compose(["model=attn_only_2l"])
+    train_tokens, eval_tokens, manifest = corpus(cfg)
+    bench_training(cfg, train_tokens, manifest["vocab_size"], Path(tmp), args.train_steps)
+    bench_mlp_training(train_tokens, manifest["vocab_size"], args.train_steps // 3)
+    bench_regression_training(Path(tmp), 4 * args.train_steps)
+    run = REPO / "results" / "default"
+    if not args.skip_pipeline:
+        run = Path(tmp) / "pipeline" / "llc" / "results" / "default"
+        bench_pipeline(Path(tmp) / "pipeline")
+        bench_study(Path(tmp) / "study")
+    paths = sorted((run / "models" / "attn_only_2l" / "checkpoints").glob("*/*.safetensors"))
+    if not paths:
+        raise SystemExit(f"error: no checkpoints under {run}; run `snakemake --cores 2` first or drop "
+                         f"--skip-pipeline")
+    per_checkpoint = bench_analysis(cfg, eval_tokens, manifest["eot_id"], paths)
+    bench_llc(cfg, eval_tokens, paths, per_checkpoint)
+    bench_hub_llc(cfg)
+    bench_seed_loops(cfg, eval_tokens, manifest["eot_id"], paths, args.seed_sequences)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ estimate the LLC at a few checkpoints exactly as the pipeline does (the kind's L
 twin, only the trained parameters), and judge each setting by devinterp's criteria:
 
 - flat after burn-in: |drift| < MAX_DRIFT (how far the post-burn-in trace still moves, relative to its rise);
-- above the initial loss: fewer than MAX_DIPS of the post-burn-in draws below the loss at the checkpoint;
+- above the initial loss: fewer than MAX_DIPS of the post-burn-in draws whose moving average (over SMOOTH draws, so
+  that one minibatch's noise is not a dip) lies below the loss at the checkpoint;
 - no divergence: every chain finite;
 - chains agree: their spread over the mean below MAX_CHAIN_CV.
 
@@ -32,15 +33,14 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from pipeline.checkpoints import checkpoint_meta, load_checkpoint, load_twin  # noqa: E402
+from pipeline.checkpoints import checkpoint_meta  # noqa: E402
 from pipeline.config import load_run_config  # noqa: E402
-from pipeline.interventions import specs, untrained  # noqa: E402
 from pipeline.io import UserError  # noqa: E402
-from pipeline.kinds import kind_of, subject_module  # noqa: E402
-from pipeline.llc import sgld_llc, token_dataset, trained_masks  # noqa: E402
+from pipeline.kinds import kind_of  # noqa: E402
+from pipeline.llc import sampler_inputs, sgld_llc, token_dataset, trained_masks  # noqa: E402
 from pipeline.schedule import checkpoint_name  # noqa: E402
 
-MAX_DRIFT, MAX_DIPS, MAX_CHAIN_CV = 0.1, 0.05, 0.1
+MAX_DRIFT, MAX_DIPS, MAX_CHAIN_CV, SMOOTH = 0.1, 0.05, 0.1, 10
 
 
 def drift(trace: np.ndarray, burn_in: int) -> float:
@@ -52,12 +52,23 @@ def drift(trace: np.ndarray, burn_in: int) -> float:
     return float((after[:, -quarter:].mean() - after[:, quarter:2 * quarter].mean()) / abs(rise))
 
 
-def criteria(estimate: dict, burn_in: int) -> dict:
-    """The calibration criteria of one estimate, and whether it passes them all."""
-    after = estimate["trace"][:, burn_in:]
-    row = {"llc_mean": estimate["llc_mean"], "llc_std": estimate["llc_std"],
+def dips(trace: np.ndarray, burn_in: int, init_loss: float) -> float:
+    """The share of post-burn-in draws, over all chains, whose moving average over SMOOTH draws is below
+    `init_loss`: the sampler finding lower loss than the checkpoint's, not one noisy minibatch."""
+    after = trace[:, burn_in:]
+    width = min(SMOOTH, after.shape[1])
+    smoothed = np.apply_along_axis(lambda chain: np.convolve(chain, np.ones(width) / width, "valid"), 1, after)
+    return float((smoothed < init_loss).mean())
+
+
+def criteria(estimate: dict, llc_cfg) -> dict:
+    """The calibration criteria of one estimate, and whether it passes them all; `rise` (the post-burn-in loss
+    above the checkpoint's, llc / n_beta) beside them: where it does not fall as n_beta grows, the localization,
+    not the loss, holds the chains, and only the estimates' ordering means something."""
+    burn_in = llc_cfg.burn_in
+    row = {"rise": estimate["llc_mean"] / llc_cfg.n_beta, "llc_mean": estimate["llc_mean"], "llc_std": estimate["llc_std"],
            "chain_cv": estimate["llc_std"] / max(abs(estimate["llc_mean"]), 1e-12),
-           "drift": drift(estimate["trace"], burn_in), "dips": float((after < estimate["init_loss"]).mean()),
+           "drift": drift(estimate["trace"], burn_in), "dips": dips(estimate["trace"], burn_in, estimate["init_loss"]),
            "init_loss": estimate["init_loss"], "max_loss": float(estimate["trace"].max())}
     row["passes"] = abs(row["drift"]) < MAX_DRIFT and row["dips"] < MAX_DIPS and row["chain_cv"] < MAX_CHAIN_CV
     return row
@@ -80,10 +91,8 @@ def sweep(run: Path, model: str, steps: list[int], grid: dict, chains: int, seed
     """Every setting of `grid` at every step (and seed offset): criteria rows and the loss traces."""
     cfg = load_run_config(run / "config.yaml", model)
     torch.set_num_threads(cfg.analysis.threads)
-    kind = kind_of(cfg)
-    input_ids, loss_fn = subject_module(kind.name).llc_data(cfg, run / "data" / kind.data_key(cfg))
-    dataset, frozen = token_dataset(input_ids), untrained(specs(cfg.train), kind.frozen)
-    load = load_twin if cfg.model.source == "trained" else load_checkpoint
+    input_ids, loss_fn, load, frozen = sampler_inputs(cfg, run / "data" / kind_of(cfg).data_key(cfg))
+    dataset = token_dataset(input_ids)
     rows, traces = [], []
     for step in steps:
         path = checkpoint_at(run, model, step)
@@ -99,7 +108,7 @@ def sweep(run: Path, model: str, steps: list[int], grid: dict, chains: int, seed
             except UserError:  # a diverged chain: the setting is unusable
                 rows.append({**row, "diverged": True, "passes": False, "seconds": time.perf_counter() - start})
                 continue
-            rows.append({**row, "diverged": False, **criteria(estimate, llc_cfg.burn_in),
+            rows.append({**row, "diverged": False, **criteria(estimate, llc_cfg),
                          "seconds": time.perf_counter() - start})
             traces.append({**row, "trace": estimate["trace"], "init_loss": estimate["init_loss"]})
             print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
