@@ -125,12 +125,21 @@ def identity(configs: dict[str, DictConfig]) -> str:
 
 
 def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
-    """Run directory name: config `run_name`; else 'default' for the default configs; else a readable slug
-    of what differs from the defaults (models, then changed keys, those overridden by name first) and the
-    hash of the resolved configs."""
+    """Run directory name: the `run_name` the user gives; an experiment's `run_name` for that experiment's own
+    config, and for a variant of it the name with a slug of what the variant changes and its hash; 'default' for
+    the default configs; else a readable slug of what differs from the defaults and the hash of the resolved
+    configs. So a directory belongs to one config."""
     first_model, cfg = next(iter(configs.items()))
-    if cfg.run_name:
+    if cfg.run_name and named_by_user(overrides):
         return str(cfg.run_name)
+    if cfg.run_name:
+        experiment = [o for o in overrides if o.lstrip("+").startswith("experiment=")]
+        own = model_configs(experiment)
+        if identity(configs) == identity(own):
+            return str(cfg.run_name)
+        groups = [o.lstrip("+") for o in overrides if o.lstrip("+").split("=", 1)[0] in NAMED_GROUPS]
+        reference = compose([*experiment, *groups, f"model={first_model}"])
+        return f"{cfg.run_name}_{slug(configs, overrides, reference, groups, list(own))}-{identity(configs)[:8]}"
     default = model_configs([])
     if identity(configs) == identity(default):
         return "default"
@@ -143,15 +152,39 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
         groups = [o.lstrip("+") for o in overrides if not o.startswith("model=")
                   and (CONF_DIR / o.lstrip("+").split("=", 1)[0]).is_dir()]
         reference = compose([*(o for o in overrides if o.lstrip("+") in groups), f"model={first_model}"])
+    return f"{slug(configs, overrides, reference, groups, list(default))}-{identity(configs)[:8]}"
+
+
+def slug(configs: dict[str, DictConfig], overrides, reference: DictConfig, groups: list[str], models: list[str]):
+    """What the first model's config changes from `reference`, readable: the named groups, the keys the overrides
+    name, the models (unless `models`), then the other changed keys; at most 40 characters."""
     reference = dict(_leaves(OmegaConf.to_container(reference)))
     named = {o.split("=", 1)[0] for o in overrides}
-    changed = [f"{k}={v}" for k, v in _leaves(OmegaConf.to_container(cfg))
+    changed = [f"{k}={v}" for k, v in _leaves(OmegaConf.to_container(next(iter(configs.values()))))
                if k.split(".")[0] not in NOT_IDENTITY + ("models",) and reference.get(k, object()) != v]
     changed = groups + ([kv for kv in changed if kv.split("=", 1)[0] in named]
-               + ([] if list(configs) == list(default) else ["+".join(configs)])
+               + ([] if list(configs) == models else ["+".join(configs)])
                + [kv for kv in changed if kv.split("=", 1)[0] not in named])
-    slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", ",".join(changed))[:40].strip("_") or "run"
-    return f"{slug}-{identity(configs)[:8]}"
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", ",".join(changed))[:40].strip("_") or "run"
+
+
+def named_by_user(overrides) -> bool:
+    """Whether the overrides name the run (run_name=...), rather than an experiment's YAML."""
+    return any(o.lstrip("+").split("=", 1)[0] == "run_name" and o.split("=", 1)[1] not in ("null", "")
+               for o in overrides)
+
+
+def require_own_directory(directory: Path, run: "Run"):
+    """Refuse a run the user named whose directory holds another config's results: never a silent rebuild over
+    them."""
+    written = Path(directory) / "config.yaml"
+    if not named_by_user(run.overrides) or not written.is_file():
+        return
+    models = OmegaConf.load(written).models
+    theirs, ours = identity({m: load_run_config(written, m) for m in models}), identity(run.configs)
+    if theirs != ours:
+        raise UserError(f"{directory} holds another config's results (identity {theirs[:12]}, this run's "
+                        f"{ours[:12]}); give this run another run_name, or remove {directory}")
 
 
 @dataclass
@@ -282,6 +315,8 @@ def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | 
     require_writable(results, "results_dir")
     for name in [*runs, *([study.name] if study else [])]:  # each run's (and the study's) own directory
         require_writable(results / name, "run_name" if configs[0].run_name == name else "results_dir")
+    for name, run in runs.items():
+        require_own_directory(results / name, run)
     if any(c.model.source == "hub" or c.data.source in HUB_DATA_SOURCES for c in configs):
         require_writable(cache_home(configs[0].hub_cache), "hub_cache")
     return study, runs

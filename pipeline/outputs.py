@@ -83,12 +83,14 @@ KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causa
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
 # columns, plus what only the whole study can give (bands over seeds, the joint PCA).
-STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log", "regression_eval", "markov_strategies"]
+STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log", "regression_eval", "markov_strategies",
+                       "llc", "llc_stages"]
 STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca", "transition",
-                "strategy_bands", "phase_onsets"]
+                "strategy_bands", "phase_onsets", "llc_bands", "stage_recurrence"]
 STUDY_FIGURES = {name: ("study_figures", "4. Study") for name in
                  ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative",
-                  "study_transition", "study_strategies"]}
+                  "study_transition", "study_strategies", "study_llc"]}
+STUDY_LLC_ONLY = {"llc", "llc_stages", "llc_bands", "stage_recurrence", "study_llc"}  # when every member has the LLC
 
 
 def for_kind(name: str, kind: str) -> bool:
@@ -117,16 +119,21 @@ def run_figures(cfgs: list) -> list[str]:
     return [name for name, (producer, _) in FIGURES.items() if any(enabled(producer, cfg) for cfg in cfgs)]
 
 
-def study_member_tables(kind: str) -> list[str]:
-    return [name for name in STUDY_MEMBER_TABLES if for_kind(name, kind)]
+def for_study(name: str, kind: str, llc: bool) -> bool:
+    """Whether a study of this kind has this table or figure (the LLC's only when all its members have the LLC)."""
+    return for_kind(name, kind) and (llc or name not in STUDY_LLC_ONLY)
 
 
-def study_tables(kind: str) -> list[str]:
-    return [name for name in STUDY_TABLES if for_kind(name, kind)]
+def study_member_tables(kind: str, llc: bool = False) -> list[str]:
+    return [name for name in STUDY_MEMBER_TABLES if for_study(name, kind, llc)]
 
 
-def study_figure_names(kind: str) -> list[str]:
-    return [name for name in STUDY_FIGURES if for_kind(name, kind)]
+def study_tables(kind: str, llc: bool = False) -> list[str]:
+    return [name for name in STUDY_TABLES if for_study(name, kind, llc)]
+
+
+def study_figure_names(kind: str, llc: bool = False) -> list[str]:
+    return [name for name in STUDY_FIGURES if for_study(name, kind, llc)]
 
 
 def tables_of(step: str, kind: str = "language") -> list[str]:

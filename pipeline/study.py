@@ -117,6 +117,47 @@ def kind_tables(member_tables: dict[str, pd.DataFrame], variant: list[str]) -> d
             if source in member_tables for name, build in tables.items()}
 
 
+def stage_recurrence(stages: pd.DataFrame, llc: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
+    """Per variant, the members' LLC stage boundaries matched across the band: boundaries of one kind (peak,
+    trough) whose intervals share a common stretch, one per member, taken in token order. A boundary shown by a
+    majority of the members is a `stage`; one that a single seed alone shows is not. Each with its tokens seen
+    (median, min, max over the members that show it) and the stretch all their intervals share."""
+    members = llc.groupby(variant).run.nunique()
+    rows = []
+    for key, found in stages.groupby([*variant, "kind"], sort=True):
+        for group in _overlapping(found.sort_values("tokens_seen")):
+            n_members = int(members.loc[key[:-1] if len(variant) > 1 else key[0]])
+            rows.append({**dict(zip([*variant, "kind"], key)), "n_members": n_members, "n_with": len(group),
+                         "stage": 2 * len(group) > n_members, "tokens_median": group.tokens_seen.median(),
+                         "tokens_min": group.tokens_seen.min(), "tokens_max": group.tokens_seen.max(),
+                         "common_lower": group.lower_tokens.max(), "common_upper": group.upper_tokens.min()})
+    columns = [*variant, "kind", "n_members", "n_with", "stage", "tokens_median", "tokens_min", "tokens_max",
+               "common_lower", "common_upper"]
+    return pd.DataFrame(rows, columns=columns).sort_values([*variant, "tokens_median"], ignore_index=True)
+
+
+def _overlapping(found: pd.DataFrame):
+    """Greedy groups of boundaries (in token order) whose intervals all share a stretch, one per member run."""
+    group, lower, upper = [], -np.inf, np.inf
+    for _, row in found.iterrows():
+        fits = row.lower_tokens <= upper and row.upper_tokens >= lower and row.run not in {g.run for g in group}
+        if group and not fits:
+            yield pd.DataFrame(group)
+            group, lower, upper = [], -np.inf, np.inf
+        group.append(row)
+        lower, upper = max(lower, row.lower_tokens), min(upper, row.upper_tokens)
+    if group:
+        yield pd.DataFrame(group)
+
+
+def llc_tables(member_tables: dict[str, pd.DataFrame], variant: list[str]) -> dict[str, pd.DataFrame]:
+    """The LLC's band over the members and the stage boundaries that recur (when every member has the LLC)."""
+    if "llc" not in member_tables:
+        return {}
+    return {"llc_bands": bands(member_tables["llc"], "llc_mean", variant),
+            "stage_recurrence": stage_recurrence(member_tables["llc_stages"], member_tables["llc"], variant)}
+
+
 def joint_pca(losses: dict[tuple[str, str], dict], n_components: int, seed: int) -> pd.DataFrame:
     """Every (member, model) x trained checkpoint as one point in a shared per-token-loss PC space.
 
@@ -152,7 +193,7 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
     values = {m["name"]: m["values"] for m in spec["members"]}
     swept, band = spec["swept"], spec["band"]
     member_tables = {name: stack({run: pd.read_csv(results / run / "tables" / f"{name}.csv") for run in values},
-                                 values) for name in study_member_tables(spec["kind"])}
+                                 values) for name in study_member_tables(spec["kind"], spec.get("llc", False))}
     variant = variant_keys(member_tables["icl"], swept, band)
     best = best_score(member_tables["head_scores"], spec["score"])
     losses = {(run, model): dict(np.load(results / run / "models" / model / "token_losses.npz"))
@@ -164,7 +205,7 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
             "icl_bands": bands(member_tables["icl"], "icl_score", variant),
             "onsets": onsets(member_tables["phase_window"], variant),
             "joint_pca": pca,
-            **kind_tables(member_tables, variant)}
+            **kind_tables(member_tables, variant), **llc_tables(member_tables, variant)}
 
 
 def main():

@@ -163,14 +163,29 @@ def strategy_plot(bands: pd.DataFrame, onsets: pd.DataFrame, variant: list[str],
     return fig
 
 
-KIND_FIGURE_TABLES = {"study_transition": ["transition"], "study_strategies": ["strategy_bands", "phase_onsets"]}
+def llc_stage_bands(bands: pd.DataFrame, recurrence: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
+    """The LLC per variant (median over the band, min-max shaded) with the stage boundaries a majority of the
+    members show: dashed at their median tokens, shaded over the stretch all their intervals share."""
+    fig = band_lines(bands, variant, "LLC estimate", "LLC per variant; dashed: stage boundaries a majority of "
+                     f"the {band}s show", band)
+    ax = fig.axes[0]
+    for _, color, rows in _variants(trained_only(bands), variant):
+        stages = recurrence.merge(rows[variant].drop_duplicates(), on=variant)
+        for _, stage in stages[stages.stage.astype(bool)].iterrows():
+            ax.axvline(stage.tokens_median, color=color, ls="--", lw=1)
+            ax.axvspan(stage.common_lower, stage.common_upper, color=color, alpha=0.08, lw=0)
+    return fig
+
+
+KIND_FIGURE_TABLES = {"study_transition": ["transition"], "study_strategies": ["strategy_bands", "phase_onsets"],
+                      "study_llc": ["llc_bands", "stage_recurrence"]}
 
 
 def main():
     args, cfg = cli("Draw the figures of a study from its tables.", tables="directory of the study's tables (*.csv)",
                     spec="the study's study.yaml", out="figure directory")
     spec = OmegaConf.to_container(OmegaConf.load(args.spec))
-    names = study_figure_names(spec["kind"])
+    names = study_figure_names(spec["kind"], spec.get("llc", False))
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
          for name in ["icl", "phase_window", "best_score_bands", "icl_bands", "onsets", "joint_pca",
                       *[table for figure in names for table in KIND_FIGURE_TABLES.get(figure, [])]]}
@@ -185,6 +200,7 @@ def main():
         "study_loss_derivative": lambda: loss_derivative(t["icl"], variant, band),
         "study_transition": lambda: transition_plot(t["transition"], variant, band),
         "study_strategies": lambda: strategy_plot(t["strategy_bands"], t["phase_onsets"], variant, band),
+        "study_llc": lambda: llc_stage_bands(t["llc_bands"], t["stage_recurrence"], variant, band),
     }
     for name in names:
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)

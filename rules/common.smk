@@ -252,10 +252,15 @@ def study_kind():
     return kind_of(CFG).name
 
 
+def study_llc():
+    """Whether every member model has the LLC: then the study has its bands and the stages that recur."""
+    return all(has_table("llc_stages", c) for run in RUNS for c in configs(run).values())
+
+
 def study_outputs():
     root = RESULTS / STUDY.name
-    return ([f for name in study_figure_names(study_kind()) for f in figure_files(root, name)]
-            + [str(root / "tables" / f"{t}.csv") for t in study_tables(study_kind())])
+    return ([f for name in study_figure_names(study_kind(), study_llc()) for f in figure_files(root, name)]
+            + [str(root / "tables" / f"{t}.csv") for t in study_tables(study_kind(), study_llc())])
 
 
 def final_outputs():

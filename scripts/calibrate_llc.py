@@ -6,12 +6,15 @@ twin, only the trained parameters), and judge each setting by devinterp's criter
 - above the initial loss: fewer than MAX_DIPS of the post-burn-in draws whose moving average (over SMOOTH draws, so
   that one minibatch's noise is not a dip) lies below the loss at the checkpoint;
 - no divergence: every chain finite;
+- local: the post-burn-in loss rise (llc / n_beta) below MAX_ESCAPE of the loss at the checkpoint (chains that
+  wander back to an untrained model's loss sample no neighbourhood of the checkpoint);
 - chains agree: their spread over the mean below MAX_CHAIN_CV.
 
 It writes the criteria table (criteria.csv), the traces figure (traces.png: every chain of every setting at each
 checkpoint, burn-in shaded, the loss at the checkpoint dotted), and picks, among the settings that pass at every
-checkpoint, the one whose chains agree best (picked.yaml, for the kind's YAML). With --repeats it re-runs the
-picked setting with other seeds and sets the seeds' spread beside the chains' reported spread (noise.csv).
+checkpoint, the largest step size, then the one whose chains agree best (picked.yaml, for the kind's YAML). With
+--repeats it re-runs the picked setting at production lengths (--setting) with other seeds and sets the seeds'
+spread beside the spread the estimate reports (noise.csv).
 
     python scripts/calibrate_llc.py --run results/default --model attn_only_2l --steps 236 1117 3000 \
         --grid "lr=1e-4,3e-4,1e-3" "n_beta=10,30,100" --chains 4 --repeats 4 --out docs/calibration/language
@@ -40,7 +43,7 @@ from pipeline.kinds import kind_of  # noqa: E402
 from pipeline.llc import sampler_inputs, sgld_llc, token_dataset, trained_masks  # noqa: E402
 from pipeline.schedule import checkpoint_name  # noqa: E402
 
-MAX_DRIFT, MAX_DIPS, MAX_CHAIN_CV, SMOOTH = 0.1, 0.05, 0.1, 10
+MAX_DRIFT, MAX_DIPS, MAX_ESCAPE, MAX_CHAIN_CV, SMOOTH = 0.1, 0.05, 0.5, 0.1, 10
 
 
 def drift(trace: np.ndarray, burn_in: int) -> float:
@@ -62,16 +65,22 @@ def dips(trace: np.ndarray, burn_in: int, init_loss: float) -> float:
 
 
 def criteria(estimate: dict, llc_cfg) -> dict:
-    """The calibration criteria of one estimate, and whether it passes them all; `rise` (the post-burn-in loss
-    above the checkpoint's, llc / n_beta) beside them: where it does not fall as n_beta grows, the localization,
-    not the loss, holds the chains, and only the estimates' ordering means something."""
-    burn_in = llc_cfg.burn_in
-    row = {"rise": estimate["llc_mean"] / llc_cfg.n_beta, "llc_mean": estimate["llc_mean"], "llc_std": estimate["llc_std"],
-           "chain_cv": estimate["llc_std"] / max(abs(estimate["llc_mean"]), 1e-12),
-           "drift": drift(estimate["trace"], burn_in), "dips": dips(estimate["trace"], burn_in, estimate["init_loss"]),
-           "init_loss": estimate["init_loss"], "max_loss": float(estimate["trace"].max())}
-    row["passes"] = abs(row["drift"]) < MAX_DRIFT and row["dips"] < MAX_DIPS and row["chain_cv"] < MAX_CHAIN_CV
-    return row
+    """The calibration measures of one estimate; `rise` (the post-burn-in loss above the checkpoint's, llc /
+    n_beta) among them: where it does not fall as n_beta grows, the localization, not the loss, holds the chains,
+    and only the estimates' ordering means something."""
+    return {"rise": estimate["llc_mean"] / llc_cfg.n_beta, "llc_mean": estimate["llc_mean"],
+            "llc_std": estimate["llc_std"], "chain_cv": estimate["llc_std"] / max(abs(estimate["llc_mean"]), 1e-12),
+            "drift": drift(estimate["trace"], llc_cfg.burn_in),
+            "dips": dips(estimate["trace"], llc_cfg.burn_in, estimate["init_loss"]),
+            "init_loss": estimate["init_loss"], "max_loss": float(estimate["trace"].max())}
+
+
+def judge(table: pd.DataFrame) -> pd.DataFrame:
+    """`passes`: every criterion met (a diverged setting fails)."""
+    rise = table.llc_mean / table.n_beta if "rise" not in table else table.rise
+    passes = ((table.drift.abs() < MAX_DRIFT) & (table.dips < MAX_DIPS) & (rise < MAX_ESCAPE * table.init_loss)
+              & (table.chain_cv < MAX_CHAIN_CV) & ~table.diverged.astype(bool))
+    return table.assign(passes=passes.fillna(False))
 
 
 def grid_of(pairs: list[str]) -> dict[str, list]:
@@ -106,16 +115,17 @@ def sweep(run: Path, model: str, steps: list[int], grid: dict, chains: int, seed
             try:
                 estimate = sgld_llc(twin, dataset, llc_cfg, cfg.seed + offset, masks, loss_fn)
             except UserError:  # a diverged chain: the setting is unusable
-                rows.append({**row, "diverged": True, "passes": False, "seconds": time.perf_counter() - start})
+                rows.append({**row, "diverged": True, "seconds": time.perf_counter() - start})
                 continue
             rows.append({**row, "diverged": False, **criteria(estimate, llc_cfg),
                          "seconds": time.perf_counter() - start})
-            traces.append({**row, "trace": estimate["trace"], "init_loss": estimate["init_loss"]})
+            traces.append({**row, "trace": estimate["trace"], "init_loss": estimate["init_loss"],
+                           "burn": llc_cfg.burn_in})
             print({k: v for k, v in rows[-1].items() if k != "trace"}, flush=True)
     return cfg, pd.DataFrame(rows), traces
 
 
-def traces_figure(traces: list[dict], grid: dict, burn_in: int) -> plt.Figure:
+def traces_figure(traces: list[dict], grid: dict) -> plt.Figure:
     """Every chain of every setting (rows) at each checkpoint (columns)."""
     settings = sorted({tuple(t[k] for k in grid) for t in traces})
     steps = sorted({t["step"] for t in traces})
@@ -125,7 +135,7 @@ def traces_figure(traces: list[dict], grid: dict, burn_in: int) -> plt.Figure:
         ax = axes[settings.index(tuple(t[k] for k in grid)), steps.index(t["step"])]
         ax.plot(t["trace"].T, lw=0.6)
         ax.axhline(t["init_loss"], color="black", ls=":", lw=0.8)
-        ax.axvspan(0, burn_in, color="0.9", lw=0)
+        ax.axvspan(0, t["burn"], color="0.9", lw=0)
         ax.set_title(f"step {t['step']}: " + ", ".join(f"{k}={t[k]:g}" for k in grid), fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
@@ -133,11 +143,25 @@ def traces_figure(traces: list[dict], grid: dict, burn_in: int) -> plt.Figure:
 
 
 def pick(table: pd.DataFrame, grid: dict) -> pd.Series | None:
-    """The setting that passes at every checkpoint with the smallest mean chain spread (None: none passes)."""
+    """Among the settings that pass at every checkpoint, the largest step size (its chains mix fastest, so a budget
+    buys the most draws after burn-in), then the smallest mean chain spread (None: none passes)."""
     per_setting = table.groupby(list(grid)).agg(passes=("passes", "all"), chain_cv=("chain_cv", "mean"),
                                                 seconds=("seconds", "mean")).reset_index()
     passing = per_setting[per_setting.passes]
-    return None if passing.empty else passing.sort_values("chain_cv").iloc[0]
+    order = (["lr"] if "lr" in grid else []) + ["chain_cv"]
+    return None if passing.empty else passing.sort_values(order, ascending=[k != "lr" for k in order]).iloc[0]
+
+
+def noise_check(run: Path, model: str, steps: list[int], setting: dict, chains: int, repeats: int) -> pd.DataFrame:
+    """`setting` re-run with `repeats` other seeds at each step: the seeds' spread of the estimate beside the spread
+    it reports (the chains' sd, and over sqrt(chains): the standard error the stage GP takes as its noise)."""
+    _, noise, _ = sweep(run, model, steps, {k: [v] for k, v in setting.items()}, chains,
+                        seed_offsets=range(1, repeats + 1))
+    summary = noise.groupby(["step", "tokens_seen"]).agg(
+        llc_mean=("llc_mean", "mean"), seeds_sd=("llc_mean", "std"), reported_std=("llc_std", "mean"),
+        seconds=("seconds", "mean")).reset_index()
+    return summary.assign(reported_se=summary.reported_std / np.sqrt(chains), chains=chains, repeats=repeats,
+                          **{k: str(v) for k, v in setting.items()})
 
 
 def main():
@@ -148,26 +172,30 @@ def main():
     parser.add_argument("--grid", nargs="+", default=[], help="analysis.llc keys with comma-separated values")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=0, help="re-run the picked setting with this many seeds")
+    parser.add_argument("--setting", nargs="+", default=[],
+                        help="analysis.llc keys for the repeats: the production lengths (burn_in, draws, batch) "
+                             "over the picked setting, or a whole setting without --grid")
     parser.add_argument("--out", type=Path, required=True, help="directory for criteria.csv, traces.png, ...")
     args = parser.parse_args()
-    grid = grid_of(args.grid)
-    cfg, table, traces = sweep(args.run, args.model, args.steps, grid, args.chains)
     args.out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out / "criteria.csv", index=False)
-    traces_figure(traces, grid, cfg.analysis.llc.burn_in).savefig(args.out / "traces.png", dpi=110)
-    chosen = pick(table, grid)
-    if chosen is None:
-        print("no setting passes every criterion at every checkpoint: widen the grid", flush=True)
-        return
-    picked = {key: chosen[key].item() if hasattr(chosen[key], "item") else chosen[key] for key in grid}
-    (args.out / "picked.yaml").write_text(OmegaConf.to_yaml({"chains": args.chains, **picked}))
+    setting = {}
+    if args.grid:
+        grid = grid_of(args.grid)
+        _, table, traces = sweep(args.run, args.model, args.steps, grid, args.chains)
+        table = judge(table)
+        table.to_csv(args.out / "criteria.csv", index=False)
+        traces_figure(traces, grid).savefig(args.out / "traces.png", dpi=110)
+        chosen = pick(table, grid)
+        if chosen is None:
+            print("no setting passes every criterion at every checkpoint: widen the grid", flush=True)
+            return
+        setting = {key: chosen[key].item() if hasattr(chosen[key], "item") else chosen[key] for key in grid}
+        (args.out / "picked.yaml").write_text(OmegaConf.to_yaml({"chains": args.chains, **setting}))
+    setting.update({k: v[0] for k, v in grid_of(args.setting).items()})
     if args.repeats:
-        _, noise, _ = sweep(args.run, args.model, args.steps, {k: [v] for k, v in picked.items()}, args.chains,
-                            seed_offsets=range(1, args.repeats + 1))
-        summary = noise.groupby("step").agg(seeds_sd=("llc_mean", "std"), reported_std=("llc_std", "mean"),
-                                            llc_mean=("llc_mean", "mean")).reset_index()
-        summary.to_csv(args.out / "noise.csv", index=False)
-
+        noise = noise_check(args.run, args.model, args.steps, setting, args.chains, args.repeats)
+        noise.to_csv(args.out / "noise.csv", index=False)
+        print(noise.to_string(), flush=True)
 
 if __name__ == "__main__":
     main()

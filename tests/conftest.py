@@ -75,6 +75,12 @@ def tiny_run(tmp_path_factory):
     return workdir, workdir / "results" / "tiny", result
 
 
+def only_run(workdir: Path) -> Path:
+    """The one run directory under workdir/results (a variant of a named experiment has a directory of its own)."""
+    (run,) = [p for p in (Path(workdir) / "results").iterdir() if (p / "config.yaml").is_file()]
+    return run
+
+
 def result_files(run: Path, suffixes=(".csv",)) -> list[Path]:
     """A run's result files (relative paths) with the given suffixes, sorted."""
     return sorted(p.relative_to(run) for p in run.rglob("*") if p.suffix in suffixes)

@@ -64,6 +64,31 @@ def test_run_name_is_the_identity_of_the_resolved_config():
     assert resolve_run(["+experiment=tiny"]).name == "tiny"
 
 
+def test_a_named_experiments_variant_gets_a_directory_of_its_own():
+    """`+experiment=tiny,seed=1` must not plan into the seed-0 run's results/tiny: the experiment's name, what the
+    variant changes and its hash; jobs.* (how, not what) keeps the name; a name the user gives is kept."""
+    variant = resolve_run(["+experiment=tiny", "seed=1"]).name
+    assert variant.startswith("tiny_seed=1-") and variant != resolve_run(["+experiment=tiny", "seed=2"]).name
+    assert resolve_run(["+experiment=tiny", "data=files"]).name.startswith("tiny_data")
+    assert resolve_run(["+experiment=tiny", "jobs.train_split_at=[0.5]"]).name == "tiny"
+    assert resolve_run(["+experiment=tiny", "seed=1", "run_name=mine"]).name == "mine"
+
+
+def test_a_run_the_user_names_over_another_configs_results_is_refused_in_one_line(tmp_path):
+    """The directory results/mine holds the seed-0 tiny config: naming a seed-1 run `mine` is refused, naming
+    the same config again is not (a rerun)."""
+    from pipeline.config import plan
+
+    results = f"results_dir={tmp_path}"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "config.yaml").write_text(resolve_run(["+experiment=tiny", results, "run_name=mine"]).to_yaml())
+    plan(overrides=["+experiment=tiny", results, "run_name=mine"])
+    with pytest.raises(UserError, match=r"mine holds another config's results \(identity [0-9a-f]{12}, this run's "
+                                        r"[0-9a-f]{12}\); give this run another run_name") as refused:
+        plan(overrides=["+experiment=tiny", results, "seed=1", "run_name=mine"])
+    assert "\n" not in str(refused.value)
+
+
 def test_sweeps_expand_with_hydras_parser_in_order():
     assert expand_sweep(["seed=range(0,2)", "model=a,b", "train.lr=0.1"]) == [
         ["seed=0", "model=a", "train.lr=0.1"], ["seed=0", "model=b", "train.lr=0.1"],

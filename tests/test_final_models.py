@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, only_run
 from fakehub import (
     OFFLINE,
     PYTHIA_REVISIONS,
@@ -46,7 +46,7 @@ def run_pipeline(workdir, overrides: list[str]):
     result = subprocess.run([PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
                              "2", "--config", config], capture_output=True, text=True, timeout=1800, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
-    return workdir / "results" / "tiny"
+    return only_run(workdir)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, only_run
 from fakehub import DUPLICATED, LABELS, MODEL_REPO, OFFLINE, build_cache, build_pythia, overrides
 from safetensors.torch import load_file
 from test_pipeline_e2e import FIGURES, TABLES
@@ -39,7 +39,7 @@ def hub_run(cache, tmp_path_factory):
     result = subprocess.run([PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
                              "2", "--config", config], capture_output=True, text=True, timeout=1200, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
-    return workdir / "results" / "tiny"
+    return only_run(workdir)
 
 
 def test_hub_run_writes_the_same_tables_and_figures_as_the_default(hub_run):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import snakemake
+from conftest import only_run, snakemake
 from test_model import assert_same_after_training
 
 from pipeline.checkpoints import load_checkpoint, load_references, load_twin, save_checkpoint
@@ -229,7 +229,7 @@ def clamped_run(tmp_path_factory):
     for args in ((), ("--report", "report.html")):  # the run, then its report
         result = snakemake(workdir, *args, config=config)
         assert result.returncode == 0, result.stderr[-3000:]
-    return workdir, workdir / "results" / "tiny"
+    return workdir, only_run(workdir)
 
 
 def test_a_clamped_run_is_analysed_clamped_and_says_so(clamped_run):

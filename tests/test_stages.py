@@ -67,3 +67,25 @@ def test_posterior_and_slope_band_match_sklearns_posterior():
     n = len(at)
     fd_var = (cov.diagonal()[:n] + cov.diagonal()[n:] - 2 * cov.diagonal(n)) / (2 * h) ** 2
     np.testing.assert_allclose(np.sqrt(fd_var), posterior(gp, at)["slope_sd"], rtol=1e-2)
+
+
+def test_a_boundary_is_a_stage_when_a_majority_of_seeds_show_it():
+    """Three seeds' boundaries of one model, matched by hand: the peak all three show at ~0.3M (overlapping
+    intervals), a trough two show at ~1M, a trough one seed alone shows at 2.4M (not a stage), and a peak whose
+    intervals do not overlap the others' (two groups, neither a majority)."""
+    from pipeline.study import stage_recurrence
+
+    rows = [("s0", "peak", 0.31, 0.29, 0.33), ("s1", "peak", 0.32, 0.30, 0.34), ("s2", "peak", 0.30, 0.28, 0.33),
+            ("s0", "trough", 0.90, 0.82, 1.00), ("s2", "trough", 0.95, 0.85, 1.10),
+            ("s1", "trough", 2.40, 2.20, 4.90),
+            ("s0", "peak", 5.0, 4.8, 5.2), ("s1", "peak", 6.0, 5.5, 6.5)]
+    stages = pd.DataFrame(rows, columns=["run", "kind", "tokens_seen", "lower_tokens", "upper_tokens"])
+    stages[["tokens_seen", "lower_tokens", "upper_tokens"]] *= 1e6
+    stages["model"] = "m"
+    llc = pd.DataFrame({"run": ["s0", "s1", "s2"], "model": "m"})
+    table = stage_recurrence(stages, llc, ["model"])
+    assert table.kind.tolist() == ["peak", "trough", "trough", "peak", "peak"]
+    assert table.n_with.tolist() == [3, 2, 1, 1, 1] and (table.n_members == 3).all()
+    assert table.stage.tolist() == [True, True, False, False, False]
+    np.testing.assert_allclose(table.loc[0, ["tokens_median", "common_lower", "common_upper"]].to_numpy(float),
+                               [0.31e6, 0.30e6, 0.33e6])

@@ -13,7 +13,7 @@ from pipeline.study import joint_pca, onsets
 
 pytestmark = pytest.mark.cost(110)  # worker-seconds in a full run: scheduled by weight
 
-STUDY_TABLES, STUDY_FIGURES = study_tables("language"), study_figure_names("language")
+STUDY_TABLES, STUDY_FIGURES = study_tables("language", llc=True), study_figure_names("language", llc=True)
 SWEEP = "sweep=[seed=0,1]"
 OVERRIDES = "overrides=[+experiment=tiny,model=[attn_only_1l,attn_only_2l_smeared]]"
 
@@ -43,6 +43,18 @@ def test_every_member_is_an_ordinary_run_with_its_rows_in_the_study_tables(tiny_
         assert (workdir / "results" / run / "config.yaml").is_file()
         pd.testing.assert_frame_equal(rows.drop(columns=["run", "seed"]).reset_index(drop=True), member)
     assert tables["phase_window"].groupby("seed").size().to_dict() == {0: 2, 1: 2}
+
+
+def test_the_llc_band_is_over_the_member_estimates(tiny_study):
+    """Every member has the LLC (the tiny recipe's): its band is the median, min and max of the members'
+    llc.csv per checkpoint, and the stages table counts the members of each model."""
+    workdir, _, tables = tiny_study
+    llc = pd.concat([pd.read_csv(workdir / "results" / run / "tables" / "llc.csv").assign(run=run)
+                     for run in tables["icl"].run.unique()]).pivot_table("llc_mean", ["model", "step"], "run")
+    bands = tables["llc_bands"].set_index(["model", "step"]).loc[llc.index]
+    np.testing.assert_allclose(bands["median"], llc.median(axis=1))
+    np.testing.assert_allclose(bands[["min", "max"]].to_numpy(), np.c_[llc.min(axis=1), llc.max(axis=1)])
+    assert (tables["stage_recurrence"].n_members == 2).all()
 
 
 def test_bands_are_median_min_max_of_the_member_tables(tiny_study):
