@@ -41,16 +41,30 @@ def remedy(meta: dict) -> str:
     return "delete it (and its training job's checkpoint directory) and rerun snakemake: training resumes"
 
 
+def stamp(path: Path) -> tuple[int, int]:
+    """A file's size and modification time: whether it changed since it was last read."""
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+_VERIFIED: dict[tuple, dict] = {}  # (path, size, mtime) -> sidecar: a checkpoint is hashed once per process
+
+
 def verify_checkpoint(path: Path) -> dict:
     """Refuse a checkpoint that is missing, or whose weights do not match the sha256 in its sidecar (truncated,
-    corrupted or altered), in one line naming the file and the fix for its source; returns the sidecar."""
+    corrupted or altered), in one line naming the file and the fix for its source; returns the sidecar. The
+    weights are hashed once per process (again only if the file changes): a 300-MB hub checkpoint takes seconds."""
     if not Path(path).is_file():
         raise UserError(f"checkpoint {path} does not exist; rerun the training rule (snakemake --cores 2)")
-    meta = checkpoint_meta(path)
-    if meta.get("sha256") and sha256_file(path) != meta["sha256"]:
-        raise UserError(f"checkpoint {path} does not match the sha256 in its sidecar (truncated, corrupted or "
-                        f"altered); {remedy(meta)}")
-    return meta
+    sidecar = Path(path).with_suffix(".json")
+    key = (str(Path(path).resolve()), *stamp(path), *(stamp(sidecar) if sidecar.is_file() else ()))
+    if key not in _VERIFIED:
+        meta = checkpoint_meta(path)
+        if meta.get("sha256") and sha256_file(path) != meta["sha256"]:
+            raise UserError(f"checkpoint {path} does not match the sha256 in its sidecar (truncated, corrupted or "
+                            f"altered); {remedy(meta)}")
+        _VERIFIED[key] = meta
+    return dict(_VERIFIED[key])
 
 
 def load_weights(model, path: Path):

@@ -64,6 +64,14 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(checkpoint: Path) -> str:
+    """A checkpoint's sha256: its sidecar's (which the analysis loop verifies before any cache lookup, so the
+    weights are not hashed again), else the file's own."""
+    sidecar = Path(checkpoint).with_suffix(".json")
+    recorded = json.loads(sidecar.read_text()).get("sha256") if sidecar.is_file() else None
+    return recorded or sha256_file(checkpoint)
+
+
 class StepCache:
     """Per-checkpoint results of a job, kept outside its declared outputs so that a killed job, rerun,
     resumes instead of analysing a finished checkpoint again. Entries are keyed by the checkpoint's bytes
@@ -80,7 +88,7 @@ class StepCache:
             if not Path(checkpoint).is_file():
                 raise UserError(f"checkpoint {checkpoint} does not exist; rerun the training rule "
                                 f"(snakemake --cores 2)")
-            key = hashlib.sha256(f"{self.fingerprint}\0{sha256_file(checkpoint)}".encode()).hexdigest()[:20]
+            key = hashlib.sha256(f"{self.fingerprint}\0{weights_sha256(checkpoint)}".encode()).hexdigest()[:20]
             self._entries[checkpoint] = self.directory / f"{Path(checkpoint).stem}-{key}"
         return self._entries[checkpoint]
 
