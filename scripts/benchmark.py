@@ -364,7 +364,7 @@ def bench_llc(cfg, eval_tokens, paths: list[Path], score_seconds_per_checkpoint:
             llc(twin, dataset, {}, lr=llc_cfg.lr, n_beta=llc_cfg.n_beta, localization=llc_cfg.localization,
                 num_chains=llc_cfg.chains, num_draws=llc_cfg.draws, num_burnin_steps=llc_cfg.burn_in,
                 batch_size=llc_cfg.batch, init_seed=cfg.seed, output_path=Path(scratch) / "s.zarr", device="cpu",
-                **init_loss)
+                match_sampling_input_ids_across_chains=False, **init_loss)
 
     whole = {"num_init_loss_batches": max(1, len(dataset) // llc_cfg.batch)}  # the loss at the checkpoint, whole sample
     ours, reference, ratios = median_of(repeats, lambda: (timed_once(lambda: sgld_llc(twin, dataset, llc_cfg, cfg.seed)),
