@@ -1,10 +1,12 @@
 """The structure of pipeline/, read with `ast`: no import cycles (every import, at module level or inside a
-function), no private names across modules, and every function short enough to read at a glance."""
+function), no private names across modules, and every function short enough to read at a glance; and conda's
+environment pinned as pyproject.toml pins it."""
 
 import ast
 from pathlib import Path
 
-PIPELINE = Path(__file__).resolve().parent.parent / "pipeline"
+REPO = Path(__file__).resolve().parent.parent
+PIPELINE = REPO / "pipeline"
 
 
 def imports(path: Path) -> set[str]:
@@ -53,3 +55,20 @@ def test_every_function_is_under_50_lines():
             for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.FunctionDef)
             and node.end_lineno - node.lineno + 1 >= 50]
     assert long == []
+
+
+def test_environment_yml_pins_exactly_what_pyproject_pins():
+    """conda's environment.yml copies pyproject.toml's pins (dependencies and the slurm and test extras) by hand:
+    one drifting from the other fails here."""
+    import pytest
+    import yaml
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = {*project["dependencies"], *(p for extra in project["optional-dependencies"].values() for p in extra)}
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert set(pip) - {"-e ."} == pinned
+    python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert tuple(map(int, python.split("=")[1].split("."))) >= (3, 10)  # pyproject's requires-python
