@@ -6,6 +6,7 @@ scoring 235, causal 205; ~350 less without the 1L model's), measured on a machin
 alone; 21.5 minutes beside the other pytest worker (2L at 28.7k tokens/s), so it is scheduled first.
 """
 
+import numpy as np
 import pytest
 from conftest import build_tables, table_paths
 
@@ -14,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cost(1310)]  # deselect locally with
 
 BOTH, TWO_LAYER = ["attn_only_1l", "attn_only_2l"], ["attn_only_2l"]
 READS = {"head_scores": BOTH, "icl": BOTH, "phase_window": BOTH,  # the 1L model is the contrast
-         "ablation": TWO_LAYER, "llc": TWO_LAYER, "llc_heads": TWO_LAYER, "llc_stages": TWO_LAYER}
+         "ablation": TWO_LAYER, "llc": TWO_LAYER, "llc_stages": TWO_LAYER}
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,12 @@ def test_ablating_the_induction_heads_removes_the_icl_gain(default_run):
         assert 1 - gain[("control", method)] / gain[("none", "none")] < 0.2
 
 
-def test_the_llc_has_a_stage_boundary_before_the_window_and_marks_the_induction_head(default_run):
+def test_the_llc_has_a_stage_boundary_before_the_window_and_rises_across_it(default_run):
     """Hoogland et al.'s developmental stages on the default run, LLC on every checkpoint by default. Measured
-    (seed 0): the 2L LLC falls to a minimum of 8.9 at ~1.0M tokens, then d LLC / d log t turns positive and
-    stays so on average through the window (3.0M-7.0M tokens), where the LLC climbs from 11.9 to 18.5; the
-    induction head's refined LLC is the largest of its layer at the final checkpoint."""
+    (seed 0, the calibrated settings): the 2L LLC falls from a peak of 45.4 at 0.31M tokens to a minimum of 27.5 at
+    0.97M, then climbs through the window (3.0M-7.0M tokens) from 37.8 to 52.2, 14.4 where one estimate's standard
+    error (chain sd / sqrt(4)) is at most 2.0. (The refined LLC of single heads is not asserted: at this budget its
+    chains spread by ~3, more than the heads differ, docs/calibration/README.md.)"""
     llc = default_run["llc"]
     assert llc.groupby("model").size().to_dict() == {"attn_only_2l": 31}  # every checkpoint
     two = llc[llc.model == "attn_only_2l"].set_index("step").sort_index()
@@ -78,20 +80,16 @@ def test_the_llc_has_a_stage_boundary_before_the_window_and_marks_the_induction_
     early = two.loc[50:window.start_step]
     bottom = early.llc_mean.idxmin()
     assert 50 < bottom < window.start_step  # the boundary (falling -> rising) comes before the window
-    assert two.llc_mean.loc[window.end_step] - two.llc_mean.loc[window.start_step] > 3 * two.llc_std.max()
-    heads = default_run["llc_heads"]
-    final = heads[(heads.model == "attn_only_2l") & (heads.step == heads.step.max())].set_index("head").llc_mean
-    scores = default_run["head_scores"]
-    induction = scores[(scores.model == "attn_only_2l") & (scores.score == "prefix_matching") & (scores.layer == 1)
-                       & (scores.step == scores.step.max())].set_index("head").value.idxmax()
-    assert final.idxmax() == induction
+    chains = two.filter(like="llc_chain").shape[1]
+    standard_error = (two.llc_std / np.sqrt(chains)).max()
+    assert two.llc_mean.loc[window.end_step] - two.llc_mean.loc[window.start_step] > 3 * standard_error
 
 
 def test_the_llc_has_few_credible_stage_boundaries_and_its_trough_is_the_llcs_minimum(default_run):
-    """Stage boundaries from the GP-smoothed LLC (pipeline.stages). Measured (seed 0): a peak at 0.31M tokens
-    [0.29M-0.33M] and a trough at 0.90M [0.82M-1.00M], both before the window (3.0M); the raw slope's sign
-    changes marked 8 boundaries on the same run. The trough lies within a checkpoint of the raw estimates'
-    minimum before the window."""
+    """Stage boundaries from the GP-smoothed LLC (pipeline.stages). Measured (seed 0, the calibrated settings): a
+    peak at 0.31M tokens [0.29M-0.32M] and a trough at 0.92M [0.81M-1.29M], both before the window (3.0M); the
+    raw slope's sign changes marked 8 boundaries on the same run. The trough lies within a checkpoint of the raw
+    estimates' minimum before the window."""
     stages = default_run["llc_stages"]
     two = stages[stages.model == "attn_only_2l"].sort_values("tokens_seen")
     window = default_run["phase_window"].set_index("model").loc["attn_only_2l"]
