@@ -18,7 +18,10 @@ checkpoint, the largest step size, then the one whose chains agree best (picked.
 spread beside the spread the estimate reports (noise.csv).
 
     python scripts/calibrate_llc.py --run results/default --model attn_only_2l --steps 236 1117 3000 \
-        --grid "lr=1e-4,3e-4,1e-3" "n_beta=10,30,100" --chains 4 --repeats 4 --out docs/calibration/language
+        --grid "lr=1e-4,3e-4,1e-3" "n_beta=10,30,100" "burn_in=100" "draws=100" --chains 4 \
+        --repeats 4 --setting burn_in=15 draws=20 --out docs/calibration/language
+
+(docs/calibration/README.md: each kind's commands and what they found.)
 """
 
 from __future__ import annotations
