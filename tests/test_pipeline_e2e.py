@@ -146,14 +146,19 @@ def test_rerun_does_nothing(tiny_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-def test_analysis_change_reruns_only_downstream_rules(tiny_run):
+def test_a_changed_config_plans_a_directory_of_its_own_and_never_rebuilds_the_run(tiny_run):
+    """A directory belongs to one config: the tiny run with another analysis setting plans every job into a new
+    directory (the experiment's name, the change and its hash) and none into results/tiny; naming that variant
+    `tiny` is refused in one line naming both identities, before any job."""
     workdir, _, _ = tiny_run
-    result = snakemake(workdir, "-n", config=overrides_config([*TINY_RUN_OVERRIDES, "analysis.icl.window=2"]))
+    variant = [*TINY_RUN_OVERRIDES, "analysis.icl.window=2"]
+    result = snakemake(workdir, "-n", config=overrides_config(variant))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-2000:]
-    assert "score_icl" in out and "plot_figures" in out
-    for untouched in ["prepare_corpus", "train_model", "score_part", "score_checkpoints", "loss_pca"]:
-        assert f"rule {untouched}:" not in out and f"\n{untouched} " not in out
+    assert "results/tiny_analysis.icl.window=2-" in out and "results/tiny/" not in out
+    refused = snakemake(workdir, "-n", config=overrides_config([*variant, "run_name=tiny"]))
+    errors = [line for line in (refused.stdout + refused.stderr).splitlines() if line.startswith("error: ")]
+    assert refused.returncode != 0 and len(errors) == 1 and "holds another config's results" in errors[0]
 
 
 def test_per_step_wall_times_are_printed(tiny_run):
