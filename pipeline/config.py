@@ -138,7 +138,7 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
         if identity(configs) == identity(own):
             return str(cfg.run_name)
         groups = [o.lstrip("+") for o in overrides if o.lstrip("+").split("=", 1)[0] in NAMED_GROUPS]
-        reference = compose([*experiment, *groups, f"model={first_model}"])
+        reference = experiment_reference([*experiment, *groups], first_model, overrides)
         return f"{cfg.run_name}_{slug(configs, overrides, reference, groups, list(own))}-{identity(configs)[:8]}"
     default = model_configs([])
     if identity(configs) == identity(default):
@@ -153,6 +153,16 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
                   and (CONF_DIR / o.lstrip("+").split("=", 1)[0]).is_dir()]
         reference = compose([*(o for o in overrides if o.lstrip("+") in groups), f"model={first_model}"])
     return f"{slug(configs, overrides, reference, groups, list(default))}-{identity(configs)[:8]}"
+
+
+def experiment_reference(named: list[str], model: str, overrides) -> DictConfig:
+    """What a variant of a named experiment is compared with: the experiment with this model (and the overrides'
+    key deletions, which another kind's model may need: ~model.d_model), else the model's defaults."""
+    deletions = [o for o in overrides if o.startswith("~")]
+    try:
+        return compose([*named, f"model={model}", *deletions])
+    except UserError:
+        return compose([f"model={model}"])
 
 
 def slug(configs: dict[str, DictConfig], overrides, reference: DictConfig, groups: list[str], models: list[str]):
