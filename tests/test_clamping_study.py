@@ -41,7 +41,7 @@ def test_each_arm_is_a_member_and_a_variant_of_the_study_tables(clamping_study):
 def test_the_study_report_names_each_arms_interventions(clamping_study):
     workdir, study = clamping_study
     report = (workdir / "report.html").read_text()
-    figures = study_figure_names("language")
+    figures = study_figure_names("language", llc=True)  # its members have the LLC: study_llc too
     assert all((study / "figures" / f"{name}.png").stat().st_size > 5000 for name in figures)
     caption = ("Trained with interventions, which every analysis of the model keeps: "
                "arm=previous_token_l0: attn_only_2l: L0H0 attention clamped to previous_token.")
