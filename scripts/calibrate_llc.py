@@ -27,6 +27,7 @@ spread beside the spread the estimate reports (noise.csv).
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import time
 from pathlib import Path
@@ -111,14 +112,15 @@ def sweep(run: Path, model: str, steps: list[int], grid: dict, chains: int, seed
     cfg = load_run_config(run / "config.yaml", model)
     torch.set_num_threads(cfg.analysis.threads)
     data_dir = run / "data" / kind_of(cfg).data_key(cfg)
+    inputs = functools.cache(lambda n: sampler_inputs(OmegaConf.merge(cfg, {"analysis": {"llc": {"n_sequences": n}}}),
+                                                      data_dir))  # n_sequences may be swept: read once per value
     rows, traces = [], []
     for step in steps:
         path = checkpoint_at(run, model, step)
+        twin = inputs(cfg.analysis.llc.n_sequences)[2](path)  # loaded once per checkpoint (chains run on copies)
         for values, offset in itertools.product(itertools.product(*grid.values()), seed_offsets):
-            setting_cfg = OmegaConf.merge(cfg, {"analysis": {"llc": {**dict(zip(grid, values)), "chains": chains}}})
-            llc_cfg = setting_cfg.analysis.llc
-            input_ids, loss_fn, load, frozen = sampler_inputs(setting_cfg, data_dir)  # n_sequences may be swept
-            twin = load(path)
+            llc_cfg = OmegaConf.merge(cfg.analysis.llc, dict(zip(grid, values)), {"chains": chains})
+            input_ids, loss_fn, _, frozen = inputs(llc_cfg.n_sequences)
             row = {"model": model, "step": step, "tokens_seen": checkpoint_meta(path)["tokens_seen"],
                    **dict(zip(grid, values)), "seed": cfg.seed + offset}
             start = time.perf_counter()
