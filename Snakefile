@@ -34,4 +34,4 @@ localrules:
 
 rule all:
     input:
-        final_outputs(),
+        GRAPH.final_outputs(FORMATS),

@@ -14,7 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.io import UserError, cache_home, require_writable
-from pipeline.schema import HUB_DATA_SOURCES, validate
+from pipeline.kinds import kind_folders, kind_of
+from pipeline.schema import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MODEL_SOURCES = ["trained", "hub"]  # where a model's checkpoints come from; each has its rule in rules/
@@ -57,8 +58,10 @@ def _compose(overrides: tuple[str, ...]) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        searchpath = [f"file://{path}" for path in kind_folders("conf")]  # config groups a kind ships itself
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = hydra_compose("config", overrides=list(overrides))
+            cfg = hydra_compose("config", overrides=[*overrides, *([f"hydra.searchpath=[{','.join(searchpath)}]"]
+                                                                   if searchpath else [])])
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as err:
         lines = []
@@ -81,6 +84,12 @@ def _leaves(node, prefix=""):
             yield f"{prefix}{key}", value
 
 
+def group_options(group: str) -> list[str]:
+    """A config group's options: conf/<group>/*.yaml, and those of the kinds that ship their own conf/."""
+    return sorted({p.stem for folder in [CONF_DIR, *kind_folders("conf")] for p in (folder / group).glob("*.yaml")
+                   if not p.stem.startswith("_")})
+
+
 def split_model_override(overrides: list[str]) -> tuple[list[str] | None, list[str]]:
     """Pull a `model=NAME` override out: it selects the run's models instead of a single group option."""
     models, rest = None, []
@@ -96,7 +105,7 @@ def model_configs(overrides) -> dict[str, DictConfig]:
     """One fully composed config per model of the run, keyed by model name."""
     models, rest = split_model_override(parse_overrides(overrides))
     models = models or list(compose(rest).models)
-    known = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if not p.stem.startswith("_"))
+    known = group_options("model")
     for m in models:
         if m not in known:
             raise UserError(f"unknown model '{m}' in models; choose one of {known} (conf/model/<name>.yaml)")
@@ -150,7 +159,7 @@ def run_name(configs: dict[str, DictConfig], overrides=()) -> str:
         reference = compose([*groups, f"model={first_model}"])
     except UserError:
         groups = [o.lstrip("+") for o in overrides if not o.startswith("model=")
-                  and (CONF_DIR / o.lstrip("+").split("=", 1)[0]).is_dir()]
+                  and group_options(o.lstrip("+").split("=", 1)[0])]
         reference = compose([*(o for o in overrides if o.lstrip("+") in groups), f"model={first_model}"])
     return f"{slug(configs, overrides, reference, groups, list(default))}-{identity(configs)[:8]}"
 
@@ -327,7 +336,7 @@ def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | 
         require_writable(results / name, "run_name" if configs[0].run_name == name else "results_dir")
     for name, run in runs.items():
         require_own_directory(results / name, run)
-    if any(c.model.source == "hub" or c.data.source in HUB_DATA_SOURCES for c in configs):
+    if any(c.model.source == "hub" or c.data.source in kind_of(c).hub_data_sources for c in configs):
         require_writable(cache_home(configs[0].hub_cache), "hub_cache")
     return study, runs
 

@@ -7,10 +7,10 @@ from typing import Callable
 
 from transformer_lens.utilities import get_act_name
 
-HEAD_SCORES = ("pattern",)  # pipeline.scores, pipeline.regression_scores: attention patterns of every head
-MEAN_ABLATION = ("z",)  # pipeline.causal: each head's output before W_O, for its mean
-TASKS = ("z", "resid_pre", "resid_post")  # pipeline.tasks: patching, direct logit attribution, logit lens
-FINAL_SCALE = get_act_name("scale")  # pipeline.tasks: the final LayerNorm's scale, to attribute through it
+HEAD_SCORES = ("pattern",)  # head scores (pipeline.measures): attention patterns of every head
+MEAN_ABLATION = ("z",)  # mean ablation: each head's output before W_O, for its mean
+TASKS = ("z", "resid_pre", "resid_post")  # tasks: patching, direct logit attribution, logit lens
+FINAL_SCALE = get_act_name("scale")  # tasks: the final LayerNorm's scale, to attribute through it
 
 
 def names_filter(n_layers: int, activations: tuple[str, ...], *extra: str) -> Callable[[str], bool]:

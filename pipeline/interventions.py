@@ -124,7 +124,7 @@ def _clamp_twin(twin, spec: dict, source):
 def _clamp_hooked(model, spec: dict, source):
     """A permanent hook on the layer's `hook_pattern` replacing the heads' patterns (out of place: softmax's
     backward reads its own output); the input tokens reach the source through a forward pre-hook on the embed."""
-    from transformer_lens.utilities import get_act_name
+    from pipeline.hooks import get_act_name
 
     heads = list(spec["heads"])
     if not hasattr(model, "clamp_inputs"):  # the latest input, for sources that read it (clamp_from)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipeline.figures import band_lines, circuit_heads
+from pipeline.figure_step import figure_step
 from pipeline.io import run_cli
-from pipeline.plotting import log_tokens_axis, models_of, shade_windows, trained_only
-from pipeline.snapshots import figure_step
+from pipeline.plotting import band_lines, circuit_heads, log_tokens_axis, models_of, shade_windows, trained_only
+from pipeline.snapshots import bars, head_grids, note, per_model
 from pipeline.stages import Z95
 
 
@@ -116,8 +116,16 @@ def draws(t: dict, cfg) -> dict:
     }
 
 
+SNAPSHOTS = {  # a run of released weights, one checkpoint per model: per-model and per-head views
+    "llc": lambda t, cfg: bars(t["llc"], "llc_mean", "LLC", err="llc_std", title="local learning coefficient"),
+    "llc_slope": lambda t, cfg: note("d LLC / d log t needs two or more checkpoints"),
+    "llc_heads": lambda t, cfg: head_grids([(f"{model}: refined LLC", rows) for model, rows in per_model(t["llc_heads"])],
+                                           "llc_mean", "refined LLC"),
+}
+
+
 def main():
-    figure_step("llc_figures", "Draw the LLC figures of a run from its tables.", draws)
+    figure_step("llc_figures", "Draw the LLC figures of a run from its tables.", draws, SNAPSHOTS)
 
 
 if __name__ == "__main__":

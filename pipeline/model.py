@@ -1,7 +1,9 @@
-"""Small transformers: the HookedTransformer config and a fast training twin (checkpoint files: pipeline.checkpoints).
+"""The one seam to the model library (TransformerLens): every model is built or loaded here — the HookedTransformer
+of a config, a fast training twin, released models and their checkpoints from the hub (checkpoint files:
+pipeline.checkpoints). Analyses use hook names and caches only; docs/transformer_lens_4.md is the plan to move.
 
 The twin is a plain-PyTorch model with exactly the parameter names and shapes of
-`HookedTransformer(normalization_type="LN")` with shortformer (language) or standard (regression) positions,
+`HookedTransformer(normalization_type="LN")` with shortformer or standard positions (as the kind's config asks),
 attention-only or with MLPs (`model.d_mlp`), so its state dict loads into a HookedTransformer unchanged. With
 `model.smeared_keys` (Olsson et al.'s Argument 2) every head also has a trainable `smear_alpha`, saved in
 the checkpoint; the HookedTransformer applies it with a permanent hook on `hook_k`. It exists because training dominates the
@@ -174,7 +176,7 @@ class TrainingTwin(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, V) for token ids (B, T), or outputs for vector tokens (B, T, d_vocab) embedded
-        linearly (the regression kind)."""
+        linearly (a kind whose tokens are vectors)."""
         x, pos = self._embed(tokens)
         for layer in range(len(self.blocks)):
             x = self._block(layer, x, pos, tokens)
@@ -198,3 +200,34 @@ class TrainingTwin(nn.Module):
 def trainable_state_dict(state_dict: dict) -> dict:
     """Drop the buffers HookedTransformer rebuilds itself (causal mask, IGNORE)."""
     return {k: v for k, v in state_dict.items() if not k.endswith(HOOKED_BUFFERS)}
+
+
+def official_name(name: str) -> str:
+    """The hub repo of a model TransformerLens knows by name."""
+    from transformer_lens.loading_from_pretrained import get_official_model_name
+
+    return get_official_model_name(name)
+
+
+def pretrained_config(name: str):
+    """TransformerLens's config of a model it knows (HookedTransformerConfig)."""
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
+
+    return get_pretrained_model_config(name, device="cpu")
+
+
+def checkpoint_labels(name: str):
+    """TransformerLens's checkpoint labels of a model released with training checkpoints, and their type."""
+    from transformer_lens.loading_from_pretrained import get_checkpoint_labels
+
+    return get_checkpoint_labels(name)
+
+
+def pretrained(name: str, checkpoint: int | None = None):
+    """(config, state dict) of a released model, or of one of its training checkpoints, converted by
+    TransformerLens from the transformers checkpoint without weight processing."""
+    from transformer_lens import HookedTransformer
+
+    kwargs = {} if checkpoint is None else {"checkpoint_value": checkpoint}
+    model = HookedTransformer.from_pretrained_no_processing(name, device="cpu", **kwargs)
+    return model.cfg, model.state_dict()

@@ -9,60 +9,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.kinds import KINDS
+from pipeline.kinds import KINDS, FigureModule, kind_folders, resolved
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 
-# table -> the rule writing its per-model parquet (models/<model>/<table>.parquet)
+# table -> the step writing its per-model parquet (models/<model>/<table>.parquet): the shared steps', then
+# each kind's own steps' and the extra tables of its score step
 TABLES = {
     "integrity": "check_checkpoints", "head_scores": "score_checkpoints", "composition": "score_checkpoints",
     "icl": "score_icl", "loss_by_position": "score_icl", "pca": "loss_pca",
     "phase_window": "detect_phase_window", "train_log": "train_model",
-    "ablation": "causal_checkpoints", "patching": "causal_checkpoints", "logit_attribution": "causal_checkpoints",
-    "copying": "causal_checkpoints", "token_losses": "causal_checkpoints", "task_metrics": "causal_checkpoints",
-    "task_attention": "causal_checkpoints",
+    **{name: step_name for kind in KINDS.values() for step_name, step in kind.steps.items() for name in step.tables},
     "llc": "estimate_llc", "llc_trace": "estimate_llc", "llc_heads": "estimate_llc",
     "llc_smoothed": "detect_llc_stages", "llc_stages": "detect_llc_stages",
     **{name: "score_checkpoints" for kind in KINDS.values() for name in kind.extra_tables},
 }
-# figure -> the module drawing it (pipeline/<module>.py, rule plot_<module>) and its report category
-FIGURES = {
-    **{name: ("figures", "1. Phase change") for name in
-       ["prefix_matching", "head_scores", "head_heatmaps", "icl_score", "loss", "pca", "loss_by_position",
-        "k_composition"]},
-    **{name: ("causal_figures", "2. Causal evidence") for name in
-       ["ablation", "patching_heads", "patching_resid", "patching_over_training", "logit_attribution", "task_metrics",
-        "task_attention", "copying", "token_loss_change", "token_loss_over_training"]},
-    **{name: ("llc_figures", "3. Developmental measures") for name in
-       ["llc", "llc_slope", "llc_heads", "llc_traces"]},
-    **{name: ("regression_figures", "5. In-context regression") for name in
-       ["regression_mse", "regression_deltas", "regression_probe", "regression_attention"]},
-    "markov_strategies": ("markov_figures", "6. In-context Markov chains"),
+# producer -> the module drawing its figures (rule plot_<producer>): the shared LLC figures, then each kind's
+FIGURE_MODULES = {
+    "llc_figures": FigureModule("pipeline.llc_figures", "3. Developmental measures",
+                                ("llc", "llc_slope", "llc_heads", "llc_traces"),
+                                ("llc", "llc_trace", "llc_heads", "llc_smoothed", "llc_stages", "head_scores",
+                                 "phase_window", "integrity"),
+                                ("figures", "analysis.window.score", "analysis.llc.burn_in")),
+    **{producer: module for kind in KINDS.values() for producer, module in kind.figure_modules.items()},
 }
-# figure module -> the run tables it reads (its rule's inputs) and the config sections it depends on
-FIGURE_INPUTS = {
-    "figures": (["head_scores", "icl", "loss_by_position", "pca", "phase_window", "train_log", "integrity",
-                 "composition"], ["figures", "analysis.window.score", "analysis.head_scores.names"]),
-    "causal_figures": (["ablation", "patching", "logit_attribution", "copying", "token_losses", "task_metrics",
-                        "task_attention", "head_scores", "phase_window", "integrity"],
-                       ["figures", "analysis.ablation.score", "analysis.token_loss.track"]),
-    "llc_figures": (["llc", "llc_trace", "llc_heads", "llc_smoothed", "llc_stages", "head_scores", "phase_window",
-                     "integrity"],
-                    ["figures", "analysis.window.score", "analysis.llc.burn_in"]),
-    "regression_figures": (["regression_eval", "probe_attention", "chance_levels", "head_scores", "phase_window",
-                            "integrity"],
-                           ["figures", "analysis.window.score", "analysis.probe"]),
-    "markov_figures": (["markov_strategies", "chance_levels", "head_scores", "phase_window", "integrity"],
-                       ["figures", "analysis.window.score"]),
-}
-HTML_FIGURES = {"token_loss_change": "causal_figures", "task_attention": "causal_figures"}  # also as interactive .html
+# figure -> the producer drawing it and its report category
+FIGURES = {name: (producer, module.category) for producer, module in sorted(FIGURE_MODULES.items(),
+                                                                            key=lambda item: item[1].category)
+           for name in module.figures}
+# producer -> the run tables it reads (its rule's inputs) and the config sections it depends on
+FIGURE_INPUTS = {producer: (list(module.tables), list(module.config)) for producer, module in FIGURE_MODULES.items()}
+HTML_FIGURES = {name: producer for producer, module in FIGURE_MODULES.items() for name in module.html}  # also .html
 # step -> the config sections it reads, declared once: its rule's params (a change reruns it) and its cache key
-# (the score step's are each kind's score_config, pipeline/kinds.py)
-STEP_CONFIG = {
-    "estimate_llc": ("analysis.llc", "analysis.eval", "seed"),
-    "causal_checkpoints": ("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text",
-                           "analysis.icl", "analysis.eval", "analysis.compile", "seed"),
-}
+# (the score step's are each kind's score_config)
+STEP_CONFIG = {"estimate_llc": ("analysis.llc", "analysis.eval", "seed"),
+               **{name: step.config for kind in KINDS.values() for name, step in kind.steps.items()}}
 
 
 def llc_on(cfg) -> bool:
@@ -73,23 +54,31 @@ def llc_on(cfg) -> bool:
 
 # producer (rule or figure module) -> whether a model's config switches it, its tables and figures on
 OPT_IN = {"estimate_llc": llc_on, "detect_llc_stages": llc_on, "llc_figures": llc_on}
-# producers (rules, figure modules) and tables that only some subject kinds have; the rest every kind has
-KIND_ONLY = {"causal_checkpoints": {"language"}, "figures": {"language"}, "causal_figures": {"language"},
-             "regression_figures": {"regression"}, "transition": {"regression"}, "study_transition": {"regression"},
-             "markov_figures": {"markov"}, "strategy_bands": {"markov"}, "phase_onsets": {"markov"},
-             "study_strategies": {"markov"},
-             **{name: {kind.name for kind in KINDS.values() if name in kind.extra_tables}
-                for name in {name for kind in KINDS.values() for name in kind.extra_tables}}}
+
+
+def kind_owners() -> dict[str, set[str]]:
+    """Producers (steps, figure modules) and tables that only some subject kinds have -> those kinds; whatever is
+    not here every kind has."""
+    owners: dict[str, set[str]] = {}
+    for kind in KINDS.values():
+        steps = [name for step in kind.steps.values() for name in step.tables]
+        for name in [*kind.steps, *steps, *kind.figure_modules, *kind.extra_tables, *kind.study_tables,
+                     *kind.study_figures]:
+            owners.setdefault(name, set()).add(kind.name)
+    return owners
+
+
+KIND_ONLY = kind_owners()
 
 # A study's tables (results/<study>/tables/<name>.csv): member tables stacked with the swept keys as
-# columns, plus what only the whole study can give (bands over seeds, the joint PCA).
-STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log", "regression_eval", "markov_strategies",
-                       "llc", "llc_stages"]
-STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca", "transition",
-                "strategy_bands", "phase_onsets", "llc_bands", "stage_recurrence"]
+# columns, plus what only the whole study can give (bands over seeds, the joint PCA), then each kind's.
+STUDY_MEMBER_TABLES = ["icl", "phase_window", "head_scores", "train_log",
+                       *dict.fromkeys(t for kind in KINDS.values() for t in kind.study_member_tables), "llc", "llc_stages"]
+STUDY_TABLES = [*STUDY_MEMBER_TABLES, "best_score_bands", "icl_bands", "onsets", "joint_pca",
+                *(t for kind in KINDS.values() for t in kind.study_tables), "llc_bands", "stage_recurrence"]
 STUDY_FIGURES = {name: ("study_figures", "4. Study") for name in
                  ["study_best_score", "study_icl", "study_windows", "study_pca", "study_loss_derivative",
-                  "study_transition", "study_strategies", "study_llc"]}
+                  *(f for kind in KINDS.values() for f in kind.study_figures), "study_llc"]}
 STUDY_LLC_ONLY = {"llc", "llc_stages", "llc_bands", "stage_recurrence", "study_llc"}  # when every member has the LLC
 
 
@@ -136,9 +125,9 @@ def study_figure_names(kind: str, llc: bool = False) -> list[str]:
     return [name for name in STUDY_FIGURES if for_study(name, kind, llc)]
 
 
-def tables_of(step: str, kind: str = "language") -> list[str]:
-    """The tables whose per-model parquet `step` writes for models of `kind`."""
-    return [name for name, producer in TABLES.items() if producer == step and for_kind(name, kind)]
+def tables_of(step: str, kind: str | None = None) -> list[str]:
+    """The tables whose per-model parquet `step` writes (for models of `kind`, when its tables depend on it)."""
+    return [name for name, producer in TABLES.items() if producer == step and (kind is None or for_kind(name, kind))]
 
 
 def figures_of(module: str, registry: dict = FIGURES) -> list[str]:
@@ -147,4 +136,17 @@ def figures_of(module: str, registry: dict = FIGURES) -> list[str]:
 
 
 def caption(name: str) -> Path:
-    return REPORT_DIR / f"{name}.rst"
+    """A figure's report caption: report/<name>.rst, or the one a kind outside this package ships."""
+    shipped = [folder / f"{name}.rst" for folder in kind_folders("report")]
+    return next((path for path in shipped if path.is_file()), REPORT_DIR / f"{name}.rst")
+
+
+def kind_study_tables(member_tables: dict, variant: list[str]) -> dict:
+    """The study tables of the kinds whose member tables are here, each `build(member table, variant)`."""
+    return {name: resolved(build)(member_tables[source], variant) for kind in KINDS.values()
+            for name, (source, build) in kind.study_tables.items() if source in member_tables}
+
+
+def kind_study_figures(names: list[str]) -> dict:
+    """name -> StudyFigure, for the kinds' study figures among `names`."""
+    return {name: figure for kind in KINDS.values() for name, figure in kind.study_figures.items() if name in names}

@@ -46,16 +46,6 @@ def window_table(heads: pd.DataFrame, icl: pd.DataFrame, window_cfg) -> pd.DataF
     return pd.DataFrame([row])
 
 
-def strategy_phases(strategies: pd.DataFrame) -> pd.DataFrame:
-    """One model's phases (in-context Markov chains): stretches of consecutive checkpoints with the same nearest
-    strategy (smallest KL), each with its strategy and first and last step and tokens seen, in order."""
-    nearest = strategies[strategies.nearest.astype(bool)].drop_duplicates("step").sort_values("step")
-    stretch = (nearest.strategy != nearest.strategy.shift()).cumsum()
-    return nearest.groupby(stretch).agg(
-        strategy=("strategy", "first"), start_step=("step", "first"), end_step=("step", "last"),
-        start_tokens=("tokens_seen", "first"), end_tokens=("tokens_seen", "last")).reset_index(drop=True)
-
-
 def steps_around_window(steps: list[int], windows: pd.DataFrame, n: int) -> list[int]:
     """`n` checkpoints to show or probe: the first trained one, the window's start and end, the last
     (log-spread when there is no window)."""

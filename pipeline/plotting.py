@@ -18,7 +18,6 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": F
 WINDOW_STYLE = dict(color="gold", alpha=0.3, lw=0)
 TOKENS = "tokens seen (training)"
 MODEL_COLORS = plt.get_cmap("tab10").colors
-STRATEGY_COLORS = {"uniform": "tab:gray", "unigram": "tab:blue", "bigram": "tab:red", "bayes": "tab:purple"}  # in-context Markov chains
 
 
 def models_of(table: pd.DataFrame) -> list[str]:
@@ -56,3 +55,27 @@ def save(fig: plt.Figure, stem: Path, formats, dpi: int, note: str | None = None
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
+
+
+def band_lines(table: pd.DataFrame, windows: pd.DataFrame, value: str, spread: str):
+    """A figure with one line of `value` +- `spread` per model vs tokens seen (log), the windows shaded."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    shade_windows(ax, windows)
+    for i, (model, line) in enumerate(trained_only(table).groupby("model")):
+        ax.plot(line.tokens_seen, line[value], "o-", ms=3, color=MODEL_COLORS[i], label=model)
+        ax.fill_between(line.tokens_seen, line[value] - line[spread], line[value] + line[spread],
+                        color=MODEL_COLORS[i], alpha=0.2, lw=0)
+    return fig, ax
+
+
+def circuit_heads(heads: pd.DataFrame, model: str, score: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """(previous-token head, induction head) of a model at its final checkpoint: the best `score` head in a
+    layer >= 1, and the best previous-token head in an earlier layer; None for 1-layer models."""
+    final = heads[(heads.model == model) & (heads.step == heads[heads.model == model].step.max())]
+    later = final[(final.score == score) & (final.layer >= 1)]
+    if later.empty:
+        return None
+    induction = later.loc[later.value.idxmax()]
+    earlier = final[(final.score == "previous_token") & (final.layer < induction.layer)]
+    previous = earlier.loc[earlier.value.idxmax()]
+    return (int(previous.layer), int(previous["head"])), (int(induction.layer), int(induction["head"]))

@@ -2,166 +2,33 @@
 
 One pydantic model per config group (strict types, no unknown keys, ranges as field constraints), plus
 the few checks that relate keys to each other (ICL positions inside the context, however they are set).
-`validate(cfg)` turns the first violation into one line naming the key, the value and the fix.
+The model and data sections are each kind's own (pipeline/kinds/<kind>/schema.py): the root schema is built
+from the registry. `validate(cfg)` turns the first violation into one line naming the key, the value and the fix.
 """
 
 from __future__ import annotations
 
 import math
+from functools import reduce
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.interventions import INTERVENTIONS, PATTERNS
 from pipeline.io import UserError
 from pipeline.kinds import KINDS
+from pipeline.sections import Count, Fraction, Name, NonNegative, Positive, Section, Size, Text, Threads, Threshold
 
-HEAD_SCORE_NAMES = KINDS["language"].head_scores  # pipeline.scores.HEAD_SCORES (a test keeps them equal)
 ANY_SCORE_NAMES = tuple(dict.fromkeys(s for kind in KINDS.values() for s in kind.head_scores))
-DATA_SOURCE_NAMES = ("stdlib", "files", "pile")  # pipeline.data.DATA_SOURCES
-HUB_DATA_SOURCES = ("pile",)  # data sources read through the HF cache
-HUB_FAMILY_NAMES = ("neel", "revisions", "final")  # pipeline.hub.HUB_FAMILIES
-TASK_NAMES = ("induction", "ioi")  # pipeline.tasks.TASKS
-MAX_TOKEN_ID = 2 ** 16  # token streams are stored as uint16
-
-Count = Annotated[int, Field(ge=1)]
-Size = Annotated[int, Field(ge=1, le=1_000_000)]
-NonNegative = Annotated[int, Field(ge=0)]
-Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
-Threshold = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.=+/@-]+$")]
-Text = Annotated[str, Field(min_length=1, max_length=1000)]
-Threads = Annotated[int, Field(ge=1, le=256)]
-ScoreName = Literal[HEAD_SCORE_NAMES]  # type: ignore[valid-type]
+TASK_NAMES = ("induction", "ioi")  # the tasks' registry (TASKS of the causal step)
 AnyScoreName = Literal[ANY_SCORE_NAMES]  # type: ignore[valid-type]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class HubSpec(Section):
-    name: Name
-    family: Literal[HUB_FAMILY_NAMES]  # type: ignore[valid-type]
-    checkpoints: Annotated[list[int], Field(min_length=1, max_length=1000)]
-    tokens_per_step: Optional[Count] = None
-
-    @model_validator(mode="after")
-    def labels_become_tokens(self):
-        if self.family == "revisions" and self.tokens_per_step is None:
-            raise ValueError("tokens_per_step: a revisions-family model labels checkpoints by step, so tokens seen "
-                             "need model.hub.tokens_per_step (sequences x context per optimizer step)")
-        if self.family == "neel" and self.tokens_per_step is not None:
-            raise ValueError("tokens_per_step: NeelNanda checkpoints are labelled by tokens seen already; "
-                             "set model.hub.tokens_per_step=null")
-        if self.family == "final" and (self.tokens_per_step is not None or self.checkpoints not in ([0], [-1])):
-            raise ValueError("checkpoints: a final-family model is one checkpoint, its released weights; set "
-                             "model.hub.checkpoints=[0] and model.hub.tokens_per_step=null")
-        return self
-
-
-class ModelBase(Section):
-    kind: Literal["language"]
-    name: Name
-    tokenizer: Name
-    n_ctx: Annotated[int, Field(ge=8, le=8192)]
-    icl_late: Annotated[int, Field(ge=1, le=8192)]
-
-
-class Architecture(Section):
-    """A locally trained transformer's shape (every kind)."""
-    d_model: Annotated[int, Field(ge=1, le=4096)]
-    n_heads: Annotated[int, Field(ge=1, le=128)]
-    n_layers: Annotated[int, Field(ge=1, le=48)]
-    d_mlp: Optional[Annotated[int, Field(ge=1, le=16384)]] = None
-
-    @model_validator(mode="after")
-    def heads_divide_width(self):
-        if self.d_model % self.n_heads:
-            raise ValueError(f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
-                             f"choose n_heads that divides d_model")
-        return self
-
-
-class TrainedModel(ModelBase, Architecture):
-    source: Literal["trained"]
-    embed_init_std: Optional[Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]] = None
-    smeared_keys: bool = False
-
-
-class HubModel(ModelBase):
-    source: Literal["hub"]
-    hub: HubSpec
-
-
-class RegressionModel(Architecture):
-    """The in-context linear-regression transformer (pipeline/regression_model.py): its context is 2 x data.n_pairs."""
-    kind: Literal["regression"]
-    source: Literal["trained"]
-    name: Name
-
-
-class MarkovModel(Architecture):
-    """The in-context Markov-chain transformer (pipeline/markov.py): its context is data.seq_len states."""
-    kind: Literal["markov"]
-    source: Literal["trained"]
-    name: Name
-
-
-SAMPLER_KINDS = ("regression", "markov")  # kinds whose models have their own schema
-
-
-def _model_tag(value) -> str:
-    """Which model schema a config is: a sampler's kind, else its source (trained or hub)."""
-    get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
-    return get("kind") if get("kind") in SAMPLER_KINDS else str(get("source"))
-
-
-class DataBase(Section):
-    max_documents: Optional[Count] = None
-    vocab_size: Annotated[int, Field(ge=257, le=MAX_TOKEN_ID)]  # 256 bytes + end-of-text
-    eval_fraction: Fraction
-
-
-class StdlibData(DataBase):
-    source: Literal["stdlib"]
-    exclude_dirs: list[Name]
-
-
-class FileData(DataBase):
-    source: Literal["files"]
-    paths: list[Text]
-    text_column: Text
-
-
-class PileData(DataBase):
-    source: Literal["pile"]
-    dataset: Name
-    split: Name
-    text_column: Text
-    min_document_tokens: Count
-
-
-class RegressionData(Section):
-    """In-context linear regression: x ~ N(0, I_dim), y = w.x + N(0, noise_variance), n_pairs (x, y) pairs per
-    sequence, w from n_tasks tasks drawn once from N(0, I) with the run's seed, or fresh (n_tasks null: M = inf)."""
-    source: Literal["regression"]
-    dim: Annotated[int, Field(ge=1, le=1024)]
-    n_pairs: Annotated[int, Field(ge=1, le=4096)]
-    noise_variance: Positive
-    n_tasks: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None
-
-
-class MarkovData(Section):
-    """In-context Markov chains: seq_len states per sequence from its own chain on n_states states, the rows of
-    its transition matrix ~ Dirichlet(alpha) (doubly_stochastic: then balanced so every state is as frequent)."""
-    source: Literal["markov"]
-    n_states: Annotated[int, Field(ge=2, le=1000)]
-    seq_len: Annotated[int, Field(ge=2, le=8192)]
-    alpha: Positive
-    prior: Literal["dirichlet", "doubly_stochastic"]
-    bayes_draws: Annotated[int, Field(ge=100, le=1_000_000)]  # doubly_stochastic's importance-sampled Bayes strategy
 
 
 class Jobs(Section):
@@ -237,7 +104,7 @@ class Window(Section):
 
 
 class Ablation(Section):
-    score: ScoreName
+    score: AnyScoreName  # a score of the model's kind (keys_agree)
     threshold: Threshold
     top_k: Optional[Count] = None
     methods: Annotated[list[Literal["zero", "mean"]], Field(min_length=1)]
@@ -307,7 +174,7 @@ class Llc(Section):
 
 
 class Probe(Section):
-    """Seed 002's probe of a regression model: the x of pair `later` repeats the x of pair `earlier`."""
+    """Seed 002's probe of an (x, y)-pair model: the x of pair `later` repeats the x of pair `earlier`."""
     earlier: NonNegative
     later: NonNegative
     batch: Size
@@ -336,21 +203,14 @@ class Figures(Section):
     heatmap_checkpoints: Annotated[int, Field(ge=1, le=100)]
 
 
-class Root(Section):
-    models: Annotated[list[Name], Field(min_length=1)]
-    run_name: Optional[Annotated[str, Field(pattern=r"^[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]{0,99}$")]] = None
-    results_dir: Text
-    seed: Annotated[int, Field(ge=0, lt=2 ** 32)]
-    hub_cache: Optional[Text] = None
-    resources: dict[Name, dict[Name, Union[Annotated[int, Field(ge=0)], Name]]]
-    jobs: Jobs
-    data: Annotated[Union[StdlibData, FileData, PileData, RegressionData, MarkovData], Field(discriminator="source")]
-    model: Annotated[Union[Annotated[TrainedModel, Tag("trained")], Annotated[HubModel, Tag("hub")],
-                           Annotated[RegressionModel, Tag("regression")], Annotated[MarkovModel, Tag("markov")]],
-                     Discriminator(_model_tag)]
-    train: Train
-    analysis: Analysis
-    figures: Figures
+def _model_tag(value) -> str:
+    """Which model schema a config is: its kind's, for its source (trained here or fetched from the hub)."""
+    get = value.get if isinstance(value, dict) else lambda key: getattr(value, key, None)
+    return f"{get('kind')}.{get('source')}"
+
+
+class RootChecks(Section):
+    """The checks between keys of the root schema (its fields are the registry's: `Root` below)."""
 
     @model_validator(mode="after")
     def keys_agree(self):
@@ -362,26 +222,21 @@ class Root(Section):
         a = self.analysis
         named = [("window.score", a.window.score),
                  *(("head_scores.names", n) for n in a.head_scores.names if "analysis.head_scores" in kind.score_config),
-                 *((("ablation.score", a.ablation.score),) if kind.name == "language" else ())]
+                 *((key, reduce(getattr, key.split("."), a)) for key in kind.score_keys)]
         for key, name in named:
             if name not in kind.head_scores:
                 raise ValueError(f"analysis.{key}: '{name}' is not a score of {kind.name} models "
                                  f"({self.model.name}); choose one of {list(kind.head_scores)}")
-        self._icl_inside(a.icl, *self._loss_positions(kind.name))
+        self._icl_inside(a.icl, *kind.loss_positions(self))
         if a.llc.n_sequences > a.eval.n_sequences or a.llc.batch > a.llc.n_sequences:
             raise ValueError(f"analysis.llc.n_sequences: {a.llc.n_sequences} must lie between analysis.llc.batch="
                              f"{a.llc.batch} and the eval sample (analysis.eval.n_sequences={a.eval.n_sequences})")
         self._interventions_fit()
         if a.window.low >= a.window.high:
             raise ValueError(f"analysis.window.low: {a.window.low} must be below analysis.window.high={a.window.high}")
-        if kind.name == "regression":
-            if not a.probe.earlier < a.probe.later < self.data.n_pairs:
-                raise ValueError(f"analysis.probe: pairs earlier={a.probe.earlier}, later={a.probe.later} must "
-                                 f"satisfy 0 <= earlier < later < data.n_pairs={self.data.n_pairs}; fix them")
-            return self
-        if kind.name == "markov":
-            return self._markov_keys_agree()
-        return self._language_keys_agree(self.model.n_ctx)
+        if kind.check:
+            kind.check(self)
+        return self
 
     def _interventions_fit(self):
         """Each intervention names layers, heads and parameters the model has (pipeline.interventions)."""
@@ -391,36 +246,12 @@ class Root(Section):
             raise ValueError(f"train.interventions: {self.model.name} comes from the hub and is not trained here; "
                              f"remove them (train.interventions=[]) or train a model of that shape")
         shape = dict(n_layers=self.model.n_layers, n_heads=self.model.n_heads, attn_only=self.model.d_mlp is None,
-                     n_ctx=self._context_length(),
+                     n_ctx=KINDS[self.model.kind].context_length(self),
                      smeared_keys=getattr(self.model, "smeared_keys", False))
         for i, spec in enumerate(self.train.interventions):
             error = INTERVENTIONS[spec.kind].check(spec.model_dump(), shape)
             if error:
                 raise ValueError(f"train.interventions[{i}]: {spec.kind} {error}")
-
-    def _context_length(self) -> int:
-        """The trained model's n_ctx: model.n_ctx, or what its kind's data makes it."""
-        return {"regression": lambda: 2 * self.data.n_pairs, "markov": lambda: self.data.seq_len}.get(
-            self.model.kind, lambda: self.model.n_ctx)()
-
-    def _loss_positions(self, kind: str) -> tuple[int, str, str]:
-        """How many positions have a loss, what they are, and the key that makes more."""
-        if kind == "regression":  # a loss per pair
-            return self.data.n_pairs, f"{self.data.n_pairs} predictions per sequence", "raise data.n_pairs"
-        if kind == "markov":  # a loss per next state
-            return self.data.seq_len - 1, f"a {self.data.seq_len}-state sequence", "raise data.seq_len"
-        return self.model.n_ctx - 1, f"a {self.model.n_ctx}-token context", "raise model.n_ctx"
-
-    def _markov_keys_agree(self):
-        a, seq_len = self.analysis, self.data.seq_len
-        if 2 * a.head_scores.seq_len + 1 > seq_len:
-            raise ValueError(f"analysis.head_scores.seq_len: {a.head_scores.seq_len} repeated twice after a first "
-                             f"state needs data.seq_len >= {2 * a.head_scores.seq_len + 1}; lower it to <= "
-                             f"{(seq_len - 1) // 2}")
-        if a.window.score not in a.head_scores.names:
-            raise ValueError(f"analysis.window.score: '{a.window.score}' is not computed; add it to "
-                             f"analysis.head_scores.names {a.head_scores.names}")
-        return self
 
     @staticmethod
     def _icl_inside(icl, positions: int, where: str, fix: str):
@@ -432,24 +263,27 @@ class Root(Section):
                              f"must satisfy window/2 <= early < late <= {positions - icl.window + icl.window // 2} "
                              f"in {where}; lower analysis.icl.late (model.icl_late) or {fix}")
 
-    def _language_keys_agree(self, n_ctx: int):
-        a = self.analysis
-        for key, seq_len in (("head_scores", a.head_scores.seq_len), ("tasks.induction", a.tasks.induction.seq_len)):
-            if 2 * seq_len + 1 > n_ctx:
-                raise ValueError(f"analysis.{key}.seq_len: {seq_len} repeated twice after BOS needs n_ctx >= "
-                                 f"{2 * seq_len + 1} (model.n_ctx={n_ctx}); lower it to <= {(n_ctx - 1) // 2}")
-        for section, name in (("window", a.window.score), ("ablation", a.ablation.score)):
-            if name not in a.head_scores.names:
-                raise ValueError(f"analysis.{section}.score: '{name}' is not computed; add it to "
-                                 f"analysis.head_scores.names {a.head_scores.names}")
-        for key in ("n_sequences", "mean_sequences"):
-            if getattr(a.ablation, key) > a.eval.n_sequences:
-                raise ValueError(f"analysis.ablation.{key}: {getattr(a.ablation, key)} exceeds the eval sample "
-                                 f"(analysis.eval.n_sequences={a.eval.n_sequences}); lower it")
-        if isinstance(self.data, PileData) and self.data.min_document_tokens <= a.icl.late:
-            raise ValueError(f"data.min_document_tokens: {self.data.min_document_tokens} leaves documents without "
-                             f"token {a.icl.late} (analysis.icl.late); raise it above {a.icl.late}")
-        return self
+
+DataSection = Annotated[Union[tuple(c for kind in KINDS.values() for c in kind.data_schemas)],  # type: ignore
+                        Field(discriminator="source")]
+ModelSection = Annotated[Union[tuple(Annotated[c, Tag(f"{kind.name}.{source}")]  # type: ignore
+                                     for kind in KINDS.values() for source, c in kind.model_schemas.items())],
+                         Discriminator(_model_tag)]
+
+
+class Root(RootChecks):
+    models: Annotated[list[Name], Field(min_length=1)]
+    run_name: Optional[Annotated[str, Field(pattern=r"^[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]{0,99}$")]] = None
+    results_dir: Text
+    seed: Annotated[int, Field(ge=0, lt=2 ** 32)]
+    hub_cache: Optional[Text] = None
+    resources: dict[Name, dict[Name, Union[Annotated[int, Field(ge=0)], Name]]]
+    jobs: Jobs
+    data: DataSection
+    model: ModelSection
+    train: Train
+    analysis: Analysis
+    figures: Figures
 
 
 def _located(cfg: dict, loc: tuple) -> tuple[str, object]:
@@ -473,6 +307,10 @@ def _short(value) -> str:
 
 def validate(cfg: dict):
     """Refuse a composed config (a plain dict) that breaks the schema, in one line: key, value, fix."""
+    kind = (cfg.get("model") or {}).get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise UserError(f"model.kind={_short(kind)}: not a subject kind; choose one of {list(KINDS)} (a new kind is a "
+                        f"package under pipeline/kinds/, or a module named in PIPELINE_KINDS)")
     try:
         Root.model_validate(cfg)
     except ValidationError as err:

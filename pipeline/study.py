@@ -17,8 +17,7 @@ from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 
 from pipeline.io import UserError, run_cli, write_table
-from pipeline.outputs import study_member_tables
-from pipeline.phase import strategy_phases
+from pipeline.outputs import kind_study_tables, study_member_tables
 
 
 def stack(tables: dict[str, pd.DataFrame], values: dict[str, dict]) -> pd.DataFrame:
@@ -68,53 +67,6 @@ def onsets(windows: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
         row["onset_spread_tokens"] = row["start_tokens_max"] - row["start_tokens_min"]
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def transition(evals: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
-    """The task-diversity transition (Raventos et al. 2023): at each member's last checkpoint, the MSE and the
-    distance to each baseline on pretraining and on true tasks, averaged over the positions (`positions` mean:
-    Raventos et al.'s scalar) and at the last position (`positions` last), as median, min and max over the band
-    (e.g. seeds) per variant (e.g. number of tasks)."""
-    last = evals[evals.step == evals.groupby("run").step.transform("max")]
-    measures = ["mse", "delta_ridge", "delta_dmmse"]
-    keys = [*variant, "run", "distribution"]
-    summaries = pd.concat([last.groupby(keys)[measures].mean().reset_index().assign(positions="mean"),
-                           last[last.position == last.position.max()][[*keys, *measures]].assign(positions="last")])
-    long = summaries.melt(id_vars=[*keys, "positions"], value_vars=measures, var_name="measure")
-    out = long.groupby([*variant, "distribution", "measure", "positions"]).value.agg(["median", "min", "max", "count"])
-    return out.reset_index().rename(columns={"count": "n_members"})
-
-
-def strategy_bands(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
-    """KL divergence from each strategy: median, min and max over the band per variant and checkpoint."""
-    return pd.concat([bands(rows, "kl", variant).assign(strategy=name)
-                      for name, rows in strategies.groupby("strategy", sort=False)], ignore_index=True)
-
-
-def phase_onsets(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
-    """Per variant and strategy: in how many members it is ever the nearest, and the tokens seen at its first
-    checkpoint as the nearest (median, min, max over those members)."""
-    firsts = pd.concat([strategy_phases(rows).drop_duplicates("strategy").assign(**dict(zip(["run", *variant], key)))
-                        for key, rows in strategies.groupby(["run", *variant])], ignore_index=True)
-    out = firsts.groupby([*variant, "strategy"]).start_tokens.agg(["median", "min", "max", "count"]).reset_index()
-    return out.rename(columns={"count": "n_members"}).merge(signal(strategies, variant), on=[*variant, "strategy"])
-
-
-def signal(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
-    """How much each strategy beats the uniform one on the members' eval chains (nats per state, median over the
-    variant's members): the signal a prior leaves for that strategy to learn, beside its onset."""
-    losses = strategies.drop_duplicates(["run", "strategy"]).pivot_table("strategy_loss", ["run", *variant], "strategy")
-    gaps = (losses.rsub(losses["uniform"], axis=0)).reset_index().melt(["run", *variant], var_name="strategy",
-                                                                       value_name="gain_over_uniform")
-    return gaps.groupby([*variant, "strategy"]).gain_over_uniform.median().reset_index()
-
-
-def kind_tables(member_tables: dict[str, pd.DataFrame], variant: list[str]) -> dict[str, pd.DataFrame]:
-    """The study tables of one subject kind, each from the member table only that kind has."""
-    builders = {"regression_eval": {"transition": transition},
-                "markov_strategies": {"strategy_bands": strategy_bands, "phase_onsets": phase_onsets}}
-    return {name: build(member_tables[source], variant) for source, tables in builders.items()
-            if source in member_tables for name, build in tables.items()}
 
 
 def stage_recurrence(stages: pd.DataFrame, llc: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
@@ -205,7 +157,7 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
             "icl_bands": bands(member_tables["icl"], "icl_score", variant),
             "onsets": onsets(member_tables["phase_window"], variant),
             "joint_pca": pca,
-            **kind_tables(member_tables, variant), **llc_tables(member_tables, variant)}
+            **kind_study_tables(member_tables, variant), **llc_tables(member_tables, variant)}
 
 
 def main():

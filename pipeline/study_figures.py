@@ -2,7 +2,8 @@
 with a band over seeds, the phase-change windows of every member, the joint per-token-loss PCA, and the
 derivative of the loss curve in log tokens (the bump of the phase change).
 
-Like pipeline.figures, each function takes the study's tidy tables and returns a matplotlib Figure.
+Like the run figure modules, each function takes the study's tidy tables and returns a matplotlib Figure; the
+study figures a kind adds (its `study_figures`) are drawn here too.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from omegaconf import OmegaConf
 
 from pipeline.cli import cli
 from pipeline.io import run_cli
-from pipeline.outputs import study_figure_names
-from pipeline.plotting import MODEL_COLORS, STRATEGY_COLORS, log_tokens_axis, save, trained_only
+from pipeline.kinds import resolved
+from pipeline.outputs import kind_study_figures, study_figure_names
+from pipeline.plotting import MODEL_COLORS, log_tokens_axis, save, trained_only
 from pipeline.study import variant_keys
 
 
-def _variants(table: pd.DataFrame, variant: list[str]):
+def variants(table: pd.DataFrame, variant: list[str]):
     """(label, colour, rows) per variant, in a stable order."""
     for i, (key, rows) in enumerate(table.groupby(variant, sort=True)):
         key = key if isinstance(key, tuple) else (key,)
@@ -30,7 +32,7 @@ def _variants(table: pd.DataFrame, variant: list[str]):
 def band_lines(bands: pd.DataFrame, variant: list[str], ylabel: str, title: str, band: str) -> plt.Figure:
     """Median over the band (line) and its min-max (shaded) vs tokens seen, one colour per variant."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, color, rows in _variants(trained_only(bands), variant):
+    for label, color, rows in variants(trained_only(bands), variant):
         rows = rows.sort_values("tokens_seen")
         ax.plot(rows.tokens_seen, rows["median"], "o-", ms=2.5, lw=1.4, color=color,
                 label=f"{label} (n={rows.n_members.max()})")
@@ -46,7 +48,7 @@ def band_lines(bands: pd.DataFrame, variant: list[str], ylabel: str, title: str,
 def windows_dotplot(windows: pd.DataFrame, onsets: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
     """Each member's phase-change window (start to end, in tokens) per variant; the onset spread over the
     band is written beside it. Variants without a window say so."""
-    labels = list(_variants(windows, variant))
+    labels = list(variants(windows, variant))
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(labels) + 1.5))
     for y, (label, color, rows) in enumerate(labels):
         found = rows[rows.has_window.astype(bool)].sort_values(band if band in rows.columns else "run")
@@ -76,7 +78,7 @@ def joint_pca(pca: pd.DataFrame, windows: pd.DataFrame, variant: list[str]) -> p
     """Every member's trajectory through the study's shared per-token-loss PC space, coloured by variant;
     the checkpoints inside a member's window are drawn thick, its first checkpoint as a square."""
     fig, ax = plt.subplots(figsize=(7, 5.5))
-    for label, color, rows in _variants(pca, variant):
+    for label, color, rows in variants(pca, variant):
         for i, (run, line) in enumerate(rows.groupby("run")):
             line = line.sort_values("step")
             ax.plot(line.pc1, line.pc2, "-", color=color, lw=0.9, alpha=0.7, label=label if i == 0 else None)
@@ -109,67 +111,13 @@ def loss_derivative(icl: pd.DataFrame, variant: list[str], band: str) -> plt.Fig
     return fig
 
 
-TRANSITION_LINES = [("pretrain", "delta_dmmse", "Δ dMMSE, pretraining tasks"),
-                    ("pretrain", "delta_ridge", "Δ ridge, pretraining tasks"), ("true", "mse", "MSE, true tasks")]
-
-
-def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
-    """The task-diversity transition: distance to each baseline on pretraining tasks and MSE on true tasks at
-    the last checkpoint, averaged over positions (Raventos et al.'s scalar), vs the number of tasks M (inf drawn
-    at the right), median and min-max over the band."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    key = next(k for k in variant if k != "model")
-    finite = transition[key][np.isfinite(transition[key])]
-    right = (finite.max() if len(finite) else 1) * 8  # where M = inf is drawn
-    for (distribution, measure, label), color in zip(TRANSITION_LINES, ["tab:red", "tab:blue", "black"]):
-        rows = transition[(transition.distribution == distribution) & (transition.measure == measure)
-                          & (transition.positions == "mean")]
-        rows = rows.assign(x=rows[key].replace(np.inf, right)).sort_values("x")
-        ax.plot(rows.x, rows["median"], "o-", color=color, label=label)
-        ax.fill_between(rows.x, rows["min"], rows["max"], color=color, alpha=0.2, lw=0)
-    ax.set_xscale("log", base=2)
-    ticks = sorted(transition[key].replace(np.inf, right).unique())
-    ax.set_xticks(ticks, [("∞" if t == right else f"{t:g}") for t in ticks])
-    ax.set_yscale("log")
-    ax.set_xlabel(f"number of pretraining tasks M ({key})")
-    ax.set_ylabel("per-dimension squared error, mean over positions")
-    ax.set_title(f"Task-diversity transition (Raventós et al. 2023)\nline: median over {band}; band: min-max")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def strategy_plot(bands: pd.DataFrame, onsets: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
-    """In-context Markov chains, one panel per variant: the KL divergence from each strategy (median over the
-    band, min-max shaded) and, dotted, the median tokens seen at which each first becomes the nearest."""
-    labels = list(_variants(trained_only(bands), variant))
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.8), sharey=True, squeeze=False)
-    for ax, (label, _, rows) in zip(axes[0], labels):
-        firsts = onsets.merge(rows[variant].drop_duplicates(), on=variant)
-        for strategy, line in rows.groupby("strategy", sort=False):
-            line, color = line.sort_values("tokens_seen"), STRATEGY_COLORS[strategy]
-            ax.plot(line.tokens_seen, line["median"], "o-", ms=2.5, color=color, label=strategy)
-            ax.fill_between(line.tokens_seen, line["min"], line["max"], color=color, alpha=0.2, lw=0)
-            for tokens in firsts[firsts.strategy == strategy]["median"]:
-                ax.axvline(tokens, color=color, ls=":", lw=1.2)
-        ax.set_yscale("log")
-        ax.set_title(label, fontsize=9)
-        log_tokens_axis(ax)
-    axes[0, 0].set_ylabel("KL(strategy || model), nats per state")
-    axes[0, -1].legend(fontsize=8)
-    fig.suptitle(f"Distance to each exact strategy (line: median over {band}; band: min-max; dotted: first "
-                 f"nearest)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def llc_stage_bands(bands: pd.DataFrame, recurrence: pd.DataFrame, variant: list[str], band: str) -> plt.Figure:
     """The LLC per variant (median over the band, min-max shaded) with the stage boundaries a majority of the
     members show: dashed at their median tokens, shaded over the stretch all their intervals share."""
     fig = band_lines(bands, variant, "LLC estimate", "LLC per variant; dashed: stage boundaries a majority of "
                      f"the {band}s show", band)
     ax = fig.axes[0]
-    for _, color, rows in _variants(trained_only(bands), variant):
+    for _, color, rows in variants(trained_only(bands), variant):
         stages = recurrence.merge(rows[variant].drop_duplicates(), on=variant)
         for _, stage in stages[stages.stage.astype(bool)].iterrows():
             ax.axvline(stage.tokens_median, color=color, ls="--", lw=1)
@@ -177,8 +125,6 @@ def llc_stage_bands(bands: pd.DataFrame, recurrence: pd.DataFrame, variant: list
     return fig
 
 
-KIND_FIGURE_TABLES = {"study_transition": ["transition"], "study_strategies": ["strategy_bands", "phase_onsets"],
-                      "study_llc": ["llc_bands", "stage_recurrence"]}
 
 
 def main():
@@ -186,9 +132,11 @@ def main():
                     spec="the study's study.yaml", out="figure directory")
     spec = OmegaConf.to_container(OmegaConf.load(args.spec))
     names = study_figure_names(spec["kind"], spec.get("llc", False))
+    kind_figures = kind_study_figures(names)
+    llc = ["llc_bands", "stage_recurrence"] if "study_llc" in names else []
     t = {name: pd.read_csv(args.tables / f"{name}.csv")
-         for name in ["icl", "phase_window", "best_score_bands", "icl_bands", "onsets", "joint_pca",
-                      *[table for figure in names for table in KIND_FIGURE_TABLES.get(figure, [])]]}
+         for name in ["icl", "phase_window", "best_score_bands", "icl_bands", "onsets", "joint_pca", *llc,
+                      *[table for figure in kind_figures.values() for table in figure.tables]]}
     variant, band = variant_keys(t["icl"], spec["swept"], spec["band"]), spec["band"]
     score = spec["score"].replace("_", "-")
     draw = {
@@ -198,9 +146,9 @@ def main():
         "study_windows": lambda: windows_dotplot(t["phase_window"], t["onsets"], variant, band),
         "study_pca": lambda: joint_pca(t["joint_pca"], t["phase_window"], variant),
         "study_loss_derivative": lambda: loss_derivative(t["icl"], variant, band),
-        "study_transition": lambda: transition_plot(t["transition"], variant, band),
-        "study_strategies": lambda: strategy_plot(t["strategy_bands"], t["phase_onsets"], variant, band),
         "study_llc": lambda: llc_stage_bands(t["llc_bands"], t["stage_recurrence"], variant, band),
+        **{name: (lambda f=figure: resolved(f.draw)(*(t[n] for n in f.tables), variant, band))
+           for name, figure in kind_figures.items()},
     }
     for name in names:
         save(draw[name](), args.out / name, cfg.figures.formats, cfg.figures.dpi)

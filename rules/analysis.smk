@@ -8,7 +8,7 @@ rule check_checkpoints:
         RUN / "logs" / "check_checkpoints_{model}.log",
     params:
         cfg=params_of("analysis.duplicate_checkpoints"),
-        checkpoints=lambda wc: checkpoint_files(wc.run, wc.model),
+        checkpoints=lambda wc: GRAPH.checkpoint_files(wc.run, wc.model),
     priority: critical_first
     resources:
         **resources_of("check_checkpoints"),
@@ -21,27 +21,13 @@ wildcard_constraints:
     part=r"[A-Za-z0-9_]+",
 
 
-def parts_root(wc, step):
-    return model_dir(wc) / "parts" / step
+MODEL_LOSSES = MODEL / "token_losses.npz"  # per-position losses: every kind's score step
+MODEL_HEADS = MODEL / "head_scores.parquet"
 
 
 def part_dir(wc, step):
-    return parts_root(wc, step) / wc.part
-
-
-def part_outputs(step, kind="language"):
-    """Where one job of a step split into parts writes its tables; the step's rule merges them."""
-    return [MODEL / "parts" / step / "{part}" / f"{t}.parquet" for t in tables_of(step, kind)]
-
-
-def merged_parts(step, parts_of, kind="language"):
-    """Input function: every part of a model's step, to merge."""
-    return lambda wc: [str(model_dir(wc) / "parts" / step / part / f"{t}.parquet")
-                       for part in parts_of(wc.run, wc.model) for t in tables_of(step, kind)]
-
-
-MODEL_LOSSES = MODEL / "token_losses.npz"  # per-position losses: every kind's score step
-MODEL_HEADS = MODEL / "head_scores.parquet"
+    """Where one job of a step split into parts writes its tables."""
+    return model_dir(wc) / "parts" / step / wc.part
 
 
 def integrity_first(wc):
@@ -49,67 +35,6 @@ def integrity_first(wc):
     a trained model's are scored as its training jobs end, and checked before the merge."""
     source = configs(wc.run)[wc.model].model.source
     return [str(model_dir(wc) / "integrity.parquet")] if source == "hub" else []
-
-
-# The score step, one pair of rules per subject kind (its own module and tables): a job per training job's
-# checkpoints (score_part), then their merge (score_checkpoints), which the rest of the DAG reads.
-for score_kind in KINDS.values():
-
-    rule:
-        name:
-            f"score_part{score_kind.rule_suffix}"
-        input:
-            run_config=run_config,
-            checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][0],
-            integrity=integrity_first,
-            data=data_files,
-        output:
-            tables=part_outputs("score_checkpoints", score_kind.name),
-            losses=MODEL / "parts" / "score_checkpoints" / "{part}" / "token_losses.npz",
-        log:
-            RUN / "logs" / "score_checkpoints_{model}_{part}.log",
-        benchmark:
-            RUN / "benchmarks" / "score_checkpoints_{model}_{part}.tsv"
-        wildcard_constraints:
-            model=one_of(models_of_kind(score_kind.name)),
-        params:
-            cfg=params_of(*score_kind.score_config),
-            module=score_kind.score_module,
-            checkpoints=lambda wc: score_parts(wc.run, wc.model)[wc.part][1],
-            data=lambda wc: data_dir(wc.run, wc.model),
-            out=lambda wc: part_dir(wc, "score_checkpoints"),
-            cache=lambda wc: model_dir(wc) / "cache" / f"score_checkpoints_{wc.part}",
-        threads: CFG.analysis.threads
-        priority: critical_first
-        resources:
-            **resources_of("score_checkpoints"),
-        shell:
-            "{PY} -m pipeline.{params.module} --data {params.data} --checkpoints {params.checkpoints} "
-            "--out {params.out} --losses-out {output.losses} --cache {params.cache} --run-config {input.run_config} "
-            "--model {wildcards.model} --part {wildcards.part} " + TEE
-
-    rule:
-        name:
-            f"score_checkpoints{score_kind.rule_suffix}"
-        input:
-            tables=merged_parts("score_checkpoints", score_parts, score_kind.name),
-            integrity=MODEL / "integrity.parquet",  # refuses duplicated checkpoints when set to error
-        output:
-            [MODEL / f"{t}.parquet" for t in tables_of("score_checkpoints", score_kind.name)],
-            losses=MODEL_LOSSES,
-        log:
-            RUN / "logs" / "score_checkpoints_{model}.log",
-        wildcard_constraints:
-            model=one_of(models_of_kind(score_kind.name)),
-        params:
-            parts=lambda wc: [parts_root(wc, "score_checkpoints") / p for p in score_parts(wc.run, wc.model)],
-            out=model_dir,
-        priority: critical_first
-        resources:
-            **resources_of("default"),
-        shell:
-            "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} "
-            "--losses-out {output.losses} " + TEE
 
 
 rule score_icl:
@@ -168,10 +93,7 @@ rule detect_phase_window:
 
 rule collect_table:
     input:
-        lambda wc: [RESULTS / wc.run / "models" / m / "train_log" / f"{s}.parquet" for m, c in configs(wc.run).items()
-                    if c.model.source == "trained" for s in model_segments(wc.run, m)] if wc.table == "train_log"
-                   else [RESULTS / wc.run / "models" / m / f"{wc.table}.parquet" for m, c in configs(wc.run).items()
-                         if has_table(wc.table, c)],
+        lambda wc: GRAPH.collected(wc.run, wc.table),
     output:
         RUN / "tables" / "{table}.csv",
     log:
@@ -182,34 +104,6 @@ rule collect_table:
         **resources_of("collect_table"),
     shell:
         "{PY} -m pipeline.tables --out {output} {input} " + TEE
-
-
-rule llc_part:
-    input:
-        run_config=run_config,
-        checkpoints=lambda wc: llc_parts(wc.run, wc.model)[wc.part][0],
-        data=data_files,
-    output:
-        part_outputs("estimate_llc"),
-    log:
-        RUN / "logs" / "estimate_llc_{model}_{part}.log",
-    benchmark:
-        RUN / "benchmarks" / "estimate_llc_{model}_{part}.tsv"
-    params:
-        cfg=params_of(*STEP_CONFIG["estimate_llc"]),
-        checkpoints=lambda wc: llc_parts(wc.run, wc.model)[wc.part][1],
-        schedule=lambda wc: checkpoint_files(wc.run, wc.model),
-        data=lambda wc: data_dir(wc.run, wc.model),
-        out=lambda wc: part_dir(wc, "estimate_llc"),
-        cache=lambda wc: model_dir(wc) / "cache" / f"estimate_llc_{wc.part}",  # resumes a killed job
-    threads: CFG.analysis.threads
-    priority: critical_first
-    resources:
-        **resources_of("estimate_llc"),
-    shell:
-        "TQDM_DISABLE=1 {PY} -m pipeline.llc --data {params.data} --checkpoints {params.checkpoints} "
-        "--schedule {params.schedule} --out {params.out} --cache {params.cache} --run-config {input.run_config} "
-        "--model {wildcards.model} --part {wildcards.part} " + TEE
 
 
 rule detect_llc_stages:
@@ -231,57 +125,73 @@ rule detect_llc_stages:
         "--run-config {input.run_config} --model {wildcards.model} " + TEE
 
 
-rule causal_part:
-    input:
-        run_config=run_config,
-        checkpoints=checkpoint_inputs,
-        losses=MODEL_LOSSES,
-        heads=MODEL_HEADS,
-        window=rules.detect_phase_window.output,
-        eval=data_file("eval.npy"),
-        tokenizer=data_file("tokenizer.json"),
-    output:
-        part_outputs("causal_checkpoints"),
-    log:
-        RUN / "logs" / "causal_checkpoints_{model}_{part}.log",
-    benchmark:
-        RUN / "benchmarks" / "causal_checkpoints_{model}_{part}.tsv"
-    params:
-        cfg=params_of(*STEP_CONFIG["causal_checkpoints"]),
-        checkpoints=lambda wc: causal_parts(wc.run, wc.model)[wc.part],
-        data=lambda wc: data_dir(wc.run, wc.model),
-        out=lambda wc: part_dir(wc, "causal_checkpoints"),
-        cache=lambda wc: model_dir(wc) / "cache" / f"causal_checkpoints_{wc.part}",
-    threads: CFG.analysis.threads
-    priority: critical_first
-    resources:
-        **resources_of("causal_checkpoints"),
-    shell:
-        "TQDM_DISABLE=1 {PY} -m pipeline.causal --data {params.data} --checkpoints {params.checkpoints} "
-        "--losses {input.losses} --heads {input.heads} --window {input.window} --out {params.out} "
-        "--cache {params.cache} --run-config {input.run_config} --model {wildcards.model} --part {wildcards.part} "
-        + TEE
+# The steps split into parts (pipeline.dag.part_steps: each kind's score step, the LLC, each kind's own steps),
+# each by two generated rules: one job per share of a model's checkpoints (`part_rule`: score_part, llc_part,
+# causal_part, ...), then their merge into the model's tables (`merge_rule`, the step's name), which the rest of
+# the GRAPH reads. A training job's share is scored as soon as that job ends.
+PART_READS = {"integrity": integrity_first, "losses": MODEL_LOSSES, "heads": MODEL_HEADS,
+              "window": MODEL / "phase_window.parquet"}
 
-
-# A step run as several jobs over shares of a model's checkpoints is merged into the model's tables by one
-# rule named after the step (the score step's merge, which also stacks the losses, is per kind above).
-for merged_step, parts_of in {"causal_checkpoints": causal_parts, "estimate_llc": llc_parts}.items():
+for step in part_steps():
+    step_tables = tables_of(step.name, step.kinds[0])
 
     rule:
         name:
-            merged_step
+            step.part_rule
         input:
-            merged_parts(merged_step, parts_of),
+            run_config=run_config,
+            checkpoints=lambda wc, step=step: GRAPH.parts(step, wc.run, wc.model)[wc.part][0],
+            data=data_files,
+            **{read: PART_READS[read] for read in step.reads},
         output:
-            [MODEL / f"{t}.parquet" for t in tables_of(merged_step)],
+            tables=[MODEL / "parts" / step.name / "{part}" / f"{t}.parquet" for t in step_tables],
+            **({"losses": MODEL / "parts" / step.name / "{part}" / "token_losses.npz"} if step.writes_losses else {}),
         log:
-            RUN / "logs" / f"{merged_step}_{{model}}.log",
+            RUN / "logs" / f"{step.name}_{{model}}_{{part}}.log",
+        benchmark:
+            RUN / "benchmarks" / f"{step.name}_{{model}}_{{part}}.tsv"
+        wildcard_constraints:
+            model=one_of(GRAPH.models_of(step.kinds)),
         params:
-            parts=lambda wc, step=merged_step, parts_of=parts_of: [parts_root(wc, step) / p
-                                                                  for p in parts_of(wc.run, wc.model)],
+            cfg=params_of(*step.config),
+            checkpoints=lambda wc, step=step: GRAPH.parts(step, wc.run, wc.model)[wc.part][1],
+            data=data_dir,
+            out=lambda wc, step=step: part_dir(wc, step.name),
+            cache=lambda wc, step=step: model_dir(wc) / "cache" / f"{step.name}_{wc.part}",  # resumes a killed job
+            module=step.module,
+            env=step.env,
+            options=lambda wc, input, output, step=step: step.options(input, output,
+                                                                    GRAPH.checkpoint_files(wc.run, wc.model)),
+        threads: CFG.analysis.threads
+        priority: critical_first
+        resources:
+            **resources_of(step.name),
+        shell:
+            "{params.env} {PY} -m {params.module} --data {params.data} --checkpoints {params.checkpoints} "
+            "--out {params.out} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} "
+            "--part {wildcards.part} {params.options} " + TEE
+
+    rule:
+        name:
+            step.merge_rule
+        input:
+            tables=lambda wc, step=step: [str(model_dir(wc) / "parts" / step.name / part / f"{t}.parquet")
+                                          for part in GRAPH.parts(step, wc.run, wc.model)
+                                          for t in tables_of(step.name, step.kinds[0])],
+            **({"integrity": MODEL / "integrity.parquet"} if "integrity" in step.reads else {}),
+        output:
+            tables=[MODEL / f"{t}.parquet" for t in step_tables],
+            **({"losses": MODEL_LOSSES} if step.writes_losses else {}),
+        log:
+            RUN / "logs" / f"{step.name}_{{model}}.log",
+        wildcard_constraints:
+            model=one_of(GRAPH.models_of(step.kinds)),
+        params:
+            parts=lambda wc, step=step: [model_dir(wc) / "parts" / step.name / p for p in GRAPH.parts(step, wc.run, wc.model)],
             out=model_dir,
+            losses=lambda wc, output, step=step: f"--losses-out {output.losses}" if step.writes_losses else "",
         priority: critical_first
         resources:
             **resources_of("default"),
         shell:
-            "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} " + TEE
+            "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} {params.losses} " + TEE

@@ -1,4 +1,4 @@
-# One data step per subject kind (pipeline/kinds.py): a corpus tokenized once per tokenizer for language
+# One data step per subject kind (pipeline/kinds/): a corpus tokenized once per tokenizer for language
 # models, tasks and fixed eval samples for a sampler; its files are the kind's data_files.
 for data_kind in KINDS.values():
 
@@ -14,10 +14,10 @@ for data_kind in KINDS.values():
         benchmark:
             RUN / "benchmarks" / f"{data_kind.data_rule}_{{data_key}}.tsv"
         wildcard_constraints:
-            data_key=one_of([key for run in RUNS for key in data_keys(run, data_kind.name)]),
+            data_key=one_of([key for run in RUNS for key in GRAPH.data_keys(run, data_kind.name)]),
         params:
             cfg=params_of(*data_kind.data_config),
-            model=lambda wc, kind=data_kind.name: data_keys(wc.run, kind)[wc.data_key],
+            model=lambda wc, kind=data_kind.name: GRAPH.data_keys(wc.run, kind)[wc.data_key],
             module=data_kind.data_module,
             out=lambda wc: RESULTS / wc.run / "data" / wc.data_key,
         threads: 2
@@ -25,5 +25,5 @@ for data_kind in KINDS.values():
         resources:
             **resources_of(data_kind.data_rule),
         shell:
-            "{PY} -m pipeline.{params.module} --out {params.out} --run-config {input.run_config} "
+            "{PY} -m {params.module} --out {params.out} --run-config {input.run_config} "
             "--model {params.model} " + TEE

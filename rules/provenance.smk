@@ -2,15 +2,15 @@ rule provenance:
     input:
         run_config=run_config,
         integrity=RUN / "tables" / "integrity.csv",
-        outputs=lambda wc: [f for f in run_outputs(wc.run) if not f.endswith("provenance.json")],
-        checkpoints=lambda wc: [f for m in configs(wc.run) for f in checkpoint_sources(wc.run, m)],
-        manifests=lambda wc: sorted({str(data_dir(wc.run, m) / "manifest.json") for m in configs(wc.run)}),
+        outputs=lambda wc: [f for f in GRAPH.run_outputs(wc.run, FORMATS) if not f.endswith("provenance.json")],
+        checkpoints=lambda wc: [f for m in configs(wc.run) for f in GRAPH.checkpoint_sources(wc.run, m)],
+        manifests=lambda wc: sorted({str(GRAPH.data_dir(wc.run, m) / "manifest.json") for m in configs(wc.run)}),
     output:
         RUN / "provenance.json",
     log:
         RUN / "logs" / "provenance.log",
     params:
-        checkpoints=lambda wc: [f for m in configs(wc.run) for f in checkpoint_files(wc.run, m)],
+        checkpoints=lambda wc: [f for m in configs(wc.run) for f in GRAPH.checkpoint_files(wc.run, m)],
     resources:
         **resources_of("provenance"),
     shell:

@@ -6,7 +6,7 @@ if STUDY:
 
     STUDY_SPEC = STUDY_DIR / "study.yaml"  # what the aggregation reads: members, swept values, band
     SPEC_TEXT = yaml.safe_dump({**STUDY.spec(CFG.analysis.window.score, CFG.analysis.pca.n_components),
-                                "llc": study_llc()}, sort_keys=False)
+                                "llc": GRAPH.study_llc()}, sort_keys=False)
     write_if_changed(STUDY_SPEC, SPEC_TEXT)
 
     localrules:
@@ -15,12 +15,12 @@ if STUDY:
     rule aggregate_study:
         input:
             spec=ancient(STUDY_SPEC),
-            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in study_member_tables(study_kind(), study_llc())],
+            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in study_member_tables(GRAPH.study_kind(), GRAPH.study_llc())],
             losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in RUNS for m in configs(run)],
         params:
             spec=SPEC_TEXT,
         output:
-            [STUDY_DIR / "tables" / f"{t}.csv" for t in study_tables(study_kind(), study_llc())],
+            [STUDY_DIR / "tables" / f"{t}.csv" for t in study_tables(GRAPH.study_kind(), GRAPH.study_llc())],
         log:
             STUDY_DIR / "logs" / "aggregate_study.log",
         resources:
@@ -33,13 +33,13 @@ if STUDY:
             spec=ancient(STUDY_SPEC),
             tables=rules.aggregate_study.output,
         output:
-            report_figures(STUDY_DIR, {n: STUDY_FIGURES[n] for n in study_figure_names(study_kind(), study_llc())}, "study_figures"),
+            report_figures(STUDY_DIR, {n: STUDY_FIGURES[n] for n in study_figure_names(GRAPH.study_kind(), GRAPH.study_llc())}, "study_figures"),
         log:
             STUDY_DIR / "logs" / "plot_study_figures.log",
         params:
             cfg=section(CFG, "figures"),
             step_config=shared_config_args(next(iter(RUNS))),
-            interventions=study_interventions(STUDY),
+            interventions=GRAPH.study_interventions(),
         resources:
             **resources_of("plot_study_figures"),
         shell:

@@ -1,8 +1,8 @@
 def previous_segment(wc):
     """The training job this one continues from (its state, left in train_state/), none for the first."""
-    names = list(model_segments(wc.run, wc.model))
+    names = list(GRAPH.model_segments(wc.run, wc.model))
     at = names.index(wc.segment)
-    return [str(checkpoint_dir(wc.run, wc.model) / names[at - 1])] if at else []
+    return [str(GRAPH.checkpoint_dir(wc.run, wc.model) / names[at - 1])] if at else []
 
 
 rule train_model:
@@ -18,13 +18,13 @@ rule train_model:
     log:
         RUN / "logs" / "train_{model}_{segment}.log",
     wildcard_constraints:
-        model=one_of(sources("trained")),
+        model=one_of(GRAPH.sources("trained")),
         segment=r"to_\d{6}",
     benchmark:
         RUN / "benchmarks" / "train_{model}_{segment}.tsv"
     params:
         cfg=training_params,
-        data=lambda wc: data_dir(wc.run, wc.model),
+        data=data_dir,
         state=lambda wc: model_dir(wc) / "train_state",  # resume state; not an output
         after=lambda wc: int(Path(previous_segment(wc)[0]).name[3:]) if previous_segment(wc) else 0,
         until=lambda wc: int(wc.segment[3:]),

@@ -45,11 +45,12 @@ import torch.nn.functional as F
 
 from pipeline.checkpoints import load_checkpoint, load_twin, load_weights
 from pipeline.config import compose
-from pipeline.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.icl import icl_per_sequence
-from pipeline.language import corpus_subject, initial_model
+from pipeline.kinds.language.data import build_corpus, eval_windows, load_documents, sample_windows
+from pipeline.kinds.language.scores import analyse_checkpoints, head_score_tokens
+from pipeline.kinds.language.subject import corpus_subject, initial_model
+from pipeline.measures import HEAD_SCORES, compiled, per_token_losses
 from pipeline.model import hooked_config_kwargs, hooked_transformer
-from pipeline.scores import HEAD_SCORES, analyse_checkpoints, compiled, head_score_tokens, per_token_losses
 from pipeline.train import train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,8 +160,8 @@ def bench_mlp_training(train_tokens, d_vocab, steps: int):
 def regression_rates(workdir: Path, steps: int) -> tuple[float, float]:
     """Tokens/s of the regression kind through the shared trainer and of a bare Adam loop of the same twin
     (same init, pre-sampled batches)."""
-    from pipeline.regression_model import initial_model as regression_model
-    from pipeline.regression_model import mse_loss, tasks_subject
+    from pipeline.kinds.regression.subject import initial_model as regression_model
+    from pipeline.kinds.regression.subject import mse_loss, tasks_subject
 
     cfg = compose(["+experiment=regression"])
     subject = tasks_subject(cfg, torch.zeros(0, cfg.data.dim))

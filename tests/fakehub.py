@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from pipeline.data import train_tokenizer
+from pipeline.kinds.language.data import train_tokenizer
 from pipeline.model import hooked_transformer
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
     """A tiny corpus and a few tiny checkpoints, built once by the real CLIs, and a local hub cache."""
     root = tmp_path_factory.mktemp("trained")
     build_cache(root / "hf")
-    for cmd in ([PY, "-m", "pipeline.data", "--out", "data", "+experiment=tiny"],
+    for cmd in ([PY, "-m", "pipeline.kinds.language.data", "--out", "data", "+experiment=tiny"],
                 [PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt", "--state", "state", "--log", "log.csv",
                  "+experiment=tiny", "model=attn_only_1l", "train.steps=30"]):
         result = run(cmd, root)
@@ -40,11 +40,11 @@ def snakemake(override):
 
 
 def corpus_step(paths, *extra):
-    return [PY, "-m", "pipeline.data", "--out", "data_out", "data=files", f"data.paths=[{paths}]", *extra]
+    return [PY, "-m", "pipeline.kinds.language.data", "--out", "data_out", "data=files", f"data.paths=[{paths}]", *extra]
 
 
 def scores_step(checkpoint):
-    return [PY, "-m", "pipeline.scores", "--data", "data", "--checkpoints", checkpoint, "--out", "tables_out",
+    return [PY, "-m", "pipeline.kinds.language.scores", "--data", "data", "--checkpoints", checkpoint, "--out", "tables_out",
             "--losses-out", "losses.npz", "--cache", "cache", "+experiment=tiny", "model=attn_only_1l", "train.steps=30"]
 
 
@@ -109,13 +109,13 @@ CASES = {
     "truncated hub checkpoint, integrity step": (integrity_step("hubhalf.safetensors"),
                                                  ["hubhalf.safetensors does not match", "fetch it again"]),
     "missing checkpoint": (scores_step("gone.safetensors"), ["does not exist", "rerun the training rule"]),
-    "out-of-range hub checkpoint index": ([PY, "-m", "pipeline.hub", "--out", "hub.safetensors", "--position", "1",
+    "out-of-range hub checkpoint index": ([PY, "-m", "pipeline.kinds.language.hub", "--out", "hub.safetensors", "--position", "1",
                                            *overrides(Path("hf"), "model.hub.checkpoints=[0,7]")],
                                           ["model.hub.checkpoints [7] out of range", "fix model.hub.checkpoints"]),
     "IOI name not one token": ([PY, "-m", "pipeline.train", "--data", "data", "--out", "ckpt2", "--state", "state2",
                                 "--log", "log2.csv", "+experiment=tiny", "analysis.tasks.names=[induction,ioi]"],
                                ["analysis.tasks.ioi.names: 'Mary' is", "not one", "single tokens"]),
-    "IOI name not one token (hub)": ([PY, "-m", "pipeline.hub", "--out", "hub.safetensors", "--position", "0",
+    "IOI name not one token (hub)": ([PY, "-m", "pipeline.kinds.language.hub", "--out", "hub.safetensors", "--position", "0",
                                       *overrides(Path("hf"), "analysis.tasks.names=[induction,ioi]")],
                                      ["analysis.tasks.ioi.names: 'Mary' is", "not one"]),
     "regression: no dimensions": (snakemake("+experiment=regression_tiny,data.dim=0"),

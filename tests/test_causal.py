@@ -8,7 +8,9 @@ import torch
 from handbuilt import N_CTX, VOCAB, handbuilt_model, repeated_distinct_tokens
 from omegaconf import OmegaConf
 
-from pipeline.causal import (
+from pipeline.config import compose
+from pipeline.io import UserError
+from pipeline.kinds.language.causal import (
     ablated,
     control_heads,
     copying_scores,
@@ -16,10 +18,8 @@ from pipeline.causal import (
     mean_head_outputs,
     most_repetitive,
 )
-from pipeline.config import compose
-from pipeline.io import UserError
+from pipeline.kinds.language.tasks import TaskContext, induction, task_tables
 from pipeline.model import hooked_transformer
-from pipeline.tasks import TaskContext, induction, task_tables
 
 INDUCTION, PREVIOUS, UNRELATED = (1, 0), (0, 0), (0, 2)
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline.data import DATA_SOURCES, EOT, build_corpus, eval_windows, load_documents
 from pipeline.io import UserError
+from pipeline.kinds.language.data import DATA_SOURCES, EOT, build_corpus, eval_windows, load_documents
 
 
 def test_stdlib_source_is_sorted_and_skips_test_folders():

@@ -26,7 +26,7 @@ from test_pipeline_e2e import FIGURES, HTML_FIGURES, TABLES
 from pipeline.checkpoints import load_checkpoint
 from pipeline.config import compose
 from pipeline.io import UserError
-from pipeline.tasks import TaskContext, ioi, logit_difference
+from pipeline.kinds.language.tasks import TaskContext, ioi, logit_difference
 
 pytestmark = pytest.mark.cost(175)  # worker-seconds in a full run: scheduled by weight
 
@@ -59,7 +59,7 @@ def test_gpt2_is_fetched_offline_with_the_logits_of_transformers(cache, tmp_path
 
     home, folder = cache
     out = tmp_path / "hub_000.safetensors"
-    result = subprocess.run([PY, "-m", "pipeline.hub", "--out", str(out), "--position", "0",
+    result = subprocess.run([PY, "-m", "pipeline.kinds.language.hub", "--out", str(out), "--position", "0",
                              *task_overrides(home, "gpt2_small")], capture_output=True, text=True, timeout=300, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads(out.with_suffix(".json").read_text())
@@ -128,7 +128,7 @@ def test_the_pythia_circuits_experiment_resolves_the_documented_steps():
     (steps 512 and 1000) with both tasks; TransformerLens's static label list resolves them offline."""
     from transformer_lens.loading_from_pretrained import get_checkpoint_labels
 
-    from pipeline.hub import resolve
+    from pipeline.kinds.language.hub import resolve
 
     cfg = compose(["+experiment=pythia_circuits", "model=pythia_160m"])
     labels, label_type = get_checkpoint_labels(cfg.model.hub.name)

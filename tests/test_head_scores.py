@@ -4,7 +4,7 @@ import pytest
 import torch
 from handbuilt import EXPECTED_HEAD, handbuilt_model, repeated_distinct_tokens
 
-from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens
+from pipeline.measures import HEAD_SCORES, head_scores, repeated_random_tokens
 
 SEQ_LEN = 20
 

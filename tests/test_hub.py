@@ -73,7 +73,7 @@ def test_fetched_weights_equal_the_cached_checkpoints_and_hashes_match(cache, hu
 
 
 def fetch(home, out, *extra, env=OFFLINE, model="attn_only_2l_hub"):
-    cmd = [PY, "-m", "pipeline.hub", "--out", str(out), "--position", "1",
+    cmd = [PY, "-m", "pipeline.kinds.language.hub", "--out", str(out), "--position", "1",
            *[o for o in overrides(home) if not o.startswith("model=")], f"model={model}", *extra]
     start = time.time()
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
@@ -117,7 +117,7 @@ def test_pythia_revision_is_fetched_and_converted_offline(tmp_path):
     home = tmp_path / "hf"
     folder = build_pythia(home)
     out = tmp_path / "hub_000.safetensors"
-    result = subprocess.run([PY, "-m", "pipeline.hub", "--out", str(out), "--position", "0", "model=pythia_70m",
+    result = subprocess.run([PY, "-m", "pipeline.kinds.language.hub", "--out", str(out), "--position", "0", "model=pythia_70m",
                              f"hub_cache={home}", "model.hub.checkpoints=[10]"],  # label 10 of 154 = step 512
                             capture_output=True, text=True, timeout=300, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -138,7 +138,7 @@ def test_shipped_pythia_and_stanford_checkpoint_indices_resolve(model):
     from transformer_lens.loading_from_pretrained import get_checkpoint_labels
 
     from pipeline.config import compose
-    from pipeline.hub import resolve
+    from pipeline.kinds.language.hub import resolve
 
     cfg = compose([f"model={model}"]).model
     labels, label_type = get_checkpoint_labels(cfg.hub.name)

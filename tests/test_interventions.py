@@ -17,7 +17,7 @@ from pipeline.checkpoints import load_checkpoint, load_references, load_twin, sa
 from pipeline.config import compose, resolve_run
 from pipeline.interventions import parameter_names
 from pipeline.io import UserError
-from pipeline.language import corpus_subject, next_token_loss
+from pipeline.kinds.language.subject import corpus_subject, next_token_loss
 from pipeline.model import TrainingTwin, hooked_config_kwargs, hooked_transformer
 from pipeline.schedule import checkpoint_name
 from pipeline.train import train

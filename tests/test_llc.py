@@ -135,8 +135,8 @@ def test_the_regression_llc_samples_exactly_the_52741_trained_parameters(tmp_pat
     from pipeline.config import compose
     from pipeline.interventions import untrained
     from pipeline.kinds import KINDS
+    from pipeline.kinds.regression.subject import config_kwargs, initial_model
     from pipeline.llc import head_masks, sampled_count, trained_masks
-    from pipeline.regression_model import config_kwargs, initial_model
 
     cfg = compose(["+experiment=regression"])
     kwargs = config_kwargs(cfg.model, cfg.data)

@@ -9,7 +9,7 @@ from scipy.stats import entropy
 
 from pipeline.config import compose
 from pipeline.io import UserError
-from pipeline.markov import (
+from pipeline.kinds.markov.data import (
     cross_entropy,
     generator_rng,
     importance_bayes,
@@ -18,9 +18,9 @@ from pipeline.markov import (
     sample_chains,
     sinkhorn,
     strategies,
-    training_subject,
     transition_matrices,
 )
+from pipeline.kinds.markov.subject import training_subject
 
 
 def data_cfg(**changes):
@@ -165,7 +165,7 @@ def test_statistical_induction_scores_hand_built_attention():
     """Three heads on real chains: one spreading its attention evenly over the followers of x_t (else on the first
     state) scores the share of positions that have followers; one attending to t - 1 scores the share of t with
     x_{t-2} = x_t; uniform causal attention scores the chance level. Each against a loop over positions."""
-    from pipeline.markov_scores import chance_level, statistical_induction
+    from pipeline.kinds.markov.scores import chance_level, statistical_induction
 
     tokens, _ = sample(3, OmegaConf.create({"n_states": 3, "seq_len": 30, "alpha": 1.0, "prior": "dirichlet"}),
                        np.random.default_rng(0))

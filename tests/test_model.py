@@ -58,7 +58,7 @@ def test_smeared_keys_mix_each_key_with_the_previous_one():
 
 
 def test_smeared_checkpoint_round_trip_keeps_alpha_and_compiles(tmp_path):
-    from pipeline.scores import compiled, per_token_losses
+    from pipeline.kinds.language.scores import compiled, per_token_losses
 
     kwargs = hooked_config_kwargs(VARIANTS["smeared_mlp"], d_vocab=100)
     twin = TrainingTwin.from_hooked(hooked_transformer(kwargs, seed=1))

@@ -9,22 +9,22 @@ from scipy.stats import norm
 from sklearn.linear_model import Ridge
 
 from pipeline.config import compose
-from pipeline.model import TrainingTwin, hooked_transformer
-from pipeline.regression import (
+from pipeline.kinds.regression.data import (
     dmmse_predictions,
     draw_tasks,
     ridge_predictions,
     sample_sequences,
     to_tokens,
 )
-from pipeline.regression_model import (
+from pipeline.kinds.regression.scores import chance_levels, previous_token, xy_probe
+from pipeline.kinds.regression.subject import (
     config_kwargs,
     hooked_outputs,
     initial_model,
     mse_loss,
     predictions,
 )
-from pipeline.regression_scores import chance_levels, previous_token, xy_probe
+from pipeline.model import TrainingTwin, hooked_transformer
 
 DATA = OmegaConf.create({"dim": 3, "n_pairs": 10, "noise_variance": 0.25, "n_tasks": 5})
 
@@ -154,7 +154,7 @@ def test_the_task_pool_is_not_the_training_streams_first_draws():
 def test_training_resumes_exactly_across_a_chain_of_jobs(tmp_path):
     """Two jobs (0-20, then 20-40) end with the bytes of one job 0-40: the sampler's state travels with the
     resume state, so every step sees the batch it would have seen."""
-    from pipeline.regression_model import tasks_subject
+    from pipeline.kinds.regression.subject import tasks_subject
     from pipeline.train import train
 
     cfg = compose(["+experiment=regression_tiny", "train.steps=40", "train.n_checkpoints=3"])

@@ -41,7 +41,7 @@ def train_cmd(out):
 
 
 def test_killed_training_resumes_to_identical_weights(tmp_path):
-    prepared = subprocess.run([PY, "-m", "pipeline.data", "--out", "data", "+experiment=tiny"], cwd=tmp_path,
+    prepared = subprocess.run([PY, "-m", "pipeline.kinds.language.data", "--out", "data", "+experiment=tiny"], cwd=tmp_path,
                               capture_output=True, text=True)
     assert prepared.returncode == 0, prepared.stderr
     whole = subprocess.run(train_cmd("whole"), cwd=tmp_path, capture_output=True, text=True)

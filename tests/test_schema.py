@@ -16,20 +16,14 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from pipeline.config import _leaves, compose, plan
-from pipeline.data import DATA_SOURCES
-from pipeline.hub import HUB_FAMILIES
 from pipeline.io import UserError
 from pipeline.kinds import KINDS
-from pipeline.regression_scores import REGRESSION_SCORES
-from pipeline.schema import (
-    DATA_SOURCE_NAMES,
-    HEAD_SCORE_NAMES,
-    HUB_FAMILY_NAMES,
-    TASK_NAMES,
-    validate,
-)
-from pipeline.scores import HEAD_SCORES
-from pipeline.tasks import TASKS
+from pipeline.kinds.language.data import DATA_SOURCES
+from pipeline.kinds.language.hub import HUB_FAMILIES
+from pipeline.kinds.language.schema import DATA_SOURCE_NAMES, HUB_FAMILY_NAMES
+from pipeline.kinds.language.tasks import TASKS
+from pipeline.kinds.regression.scores import REGRESSION_SCORES
+from pipeline.schema import TASK_NAMES, validate
 
 REPO = Path(__file__).resolve().parent.parent
 # One base per kind of config section: trained model + stdlib corpus, hub model + hub dataset, user files,
@@ -46,7 +40,6 @@ CATEGORIES = {"wrong type": "many", "bool": "true", "negative": "-7", "zero": "0
 
 def test_schema_names_match_the_registries():
     """The schema knows registry names without importing torch (the Snakefile parses it); they must agree."""
-    assert HEAD_SCORE_NAMES == tuple(HEAD_SCORES)
     assert KINDS["regression"].head_scores == tuple(REGRESSION_SCORES)
     assert DATA_SOURCE_NAMES == tuple(DATA_SOURCES)
     assert HUB_FAMILY_NAMES == tuple(HUB_FAMILIES)

@@ -12,7 +12,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from pipeline.config import compose
 from pipeline.io import UserError
-from pipeline.tasks import TaskContext, ioi, task_tables
+from pipeline.kinds.language.tasks import TaskContext, ioi, task_tables
 
 WORDS = ["<bos>", "When", "and", "met", ",", "waved", "to", "Mary", "John", "Tom", "Amy"]
 TEMPLATE = "When {IO} and {S} met , {S} waved to"  # [BOS] + 9 words: IO at 2, S at 4 and 7, query at 9

@@ -6,7 +6,7 @@ induction heads, and the patching heatmaps are taken around the detected window.
 weights are loaded once into one HookedTransformer. The intact per-token losses are read from
 score_checkpoints's cache, never recomputed; the forward passes here are only the interventions.
 
-Patching and attribution run per task (pipeline.tasks: induction, ioi), normalised so the clean run
+Patching and attribution run per task (pipeline.kinds.language.tasks: induction, ioi), normalised so the clean run
 scores 1 and the corrupted run 0.
 """
 
@@ -24,14 +24,14 @@ from pipeline import hooks
 from pipeline.checkpoints import checkpoint_meta
 from pipeline.cli import cli
 from pipeline.config import section
-from pipeline.data import eval_windows, load_split
 from pipeline.icl import bootstrap_se, icl_per_sequence
 from pipeline.io import StepCache, UserError, run_cli, sha256_file
+from pipeline.kinds.language.data import eval_windows, load_split
+from pipeline.kinds.language.scores import compiled, per_token_losses, seen_tokens
+from pipeline.kinds.language.tasks import TaskContext, build_tasks, task_tables
 from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.outputs import STEP_CONFIG, tables_of
 from pipeline.phase import steps_around_window
-from pipeline.scores import compiled, per_token_losses, seen_tokens
-from pipeline.tasks import TaskContext, build_tasks, task_tables
 
 Head = tuple[int, int]
 

@@ -18,16 +18,17 @@ import torch.nn.functional as F
 
 from pipeline.checkpoints import initial_twin
 from pipeline.interventions import attach, freeze
-from pipeline.kinds import KINDS, TrainingSubject
+from pipeline.kinds import TrainingSubject
+from pipeline.kinds.regression import KIND
+from pipeline.kinds.regression.data import load_eval, load_tasks, sample_sequences, to_tokens
 from pipeline.model import TrainingTwin
-from pipeline.regression import load_eval, load_tasks, sample_sequences, to_tokens
 
 
 def initial_model(kwargs: dict, seed: int) -> TrainingTwin:
     """The twin at TransformerLens's init, its attention biases held at 0 (not trained): the timaeus layout's
     52,741 trainable parameters at D=4, K=16 (the HookedTransformer still carries the zero biases)."""
     twin = initial_twin(kwargs, seed)
-    freeze(twin, KINDS["regression"].frozen)
+    freeze(twin, KIND.frozen)
     return twin
 
 

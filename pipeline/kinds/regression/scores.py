@@ -21,15 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformer_lens.utilities import get_act_name
 
 from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
+from pipeline.hooks import get_act_name
 from pipeline.io import StepCache, run_cli
+from pipeline.kinds.regression.data import DISTRIBUTIONS, load_eval, load_tasks, sample_sequences, to_tokens
+from pipeline.kinds.regression.subject import hooked_outputs, predictions
 from pipeline.loop import each_checkpoint, score_step, stack_results
-from pipeline.regression import DISTRIBUTIONS, load_eval, load_tasks, sample_sequences, to_tokens
-from pipeline.regression_model import hooked_outputs, predictions
-from pipeline.scores import uniform_attention
+from pipeline.measures import uniform_attention
 
 
 def xy_probe(pattern: torch.Tensor, probe) -> torch.Tensor:

@@ -2,7 +2,7 @@
 distance to each baseline over training, seed 002's probe ranking of every head, and where the top heads
 attend from the probe's repeated x.
 
-Like pipeline.figures, each function takes the run's tidy tables and returns a matplotlib Figure.
+Like pipeline.kinds.language.figures, each function takes the run's tidy tables and returns a matplotlib Figure.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from pipeline.figure_step import figure_step
 from pipeline.io import run_cli
 from pipeline.phase import steps_around_window
 from pipeline.plotting import MODEL_COLORS, TOKENS, WINDOW_STYLE
-from pipeline.snapshots import figure_step
 
 DISTRIBUTION_TITLES = {"pretrain": "pretraining tasks", "true": "true tasks (fresh Gaussian w)"}
 

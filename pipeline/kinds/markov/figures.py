@@ -2,7 +2,7 @@
 from each exact strategy over training, each stretch shaded by the strategy nearest the model — above the
 best head scores (the statistical induction head) with the phase-change window.
 
-Like pipeline.figures, each function takes the run's tidy tables and returns a matplotlib Figure.
+Like pipeline.kinds.language.figures, each function takes the run's tidy tables and returns a matplotlib Figure.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from pipeline.figure_step import figure_step
 from pipeline.io import run_cli
 from pipeline.phase import strategy_phases
 from pipeline.plotting import STRATEGY_COLORS, log_tokens_axis, shade_windows, trained_only
-from pipeline.snapshots import figure_step
 
 
 def strategy_kl(strategies: pd.DataFrame, chance: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame,

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cli import cli
-from pipeline.hub import hub_tokenizer, not_cached, retried, use_cache
 from pipeline.io import UserError, atomic_path, run_cli, write_json
-from pipeline.schema import HUB_DATA_SOURCES
+from pipeline.kinds.language.hub import hub_tokenizer, not_cached, retried, use_cache
+from pipeline.kinds.language.schema import HUB_DATA_SOURCES
 
 EOT = "<|endoftext|>"  # separates documents; also the BOS token of the head-score batches
 

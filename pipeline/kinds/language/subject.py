@@ -2,7 +2,7 @@
 
 Supplies the shared trainer's subject (the training twin at TransformerLens's init with std-`embed_init_std`
 embeddings, random windows of the train split, next-token cross-entropy) and the LLC's eval data. Its data
-step is pipeline.data, its score step pipeline.scores.
+step is pipeline.kinds.language.data, its score step pipeline.kinds.language.scores.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from pipeline.checkpoints import initial_twin
-from pipeline.data import eval_windows, load_split, require_tokens, sample_windows
 from pipeline.interventions import attach
 from pipeline.kinds import TrainingSubject
+from pipeline.kinds.language.data import eval_windows, load_split, require_tokens, sample_windows
+from pipeline.measures import next_token_loss
 from pipeline.model import TrainingTwin, hooked_config_kwargs
 
 
@@ -31,18 +31,12 @@ def initial_model(model_cfg, config_kwargs: dict, seed: int) -> TrainingTwin:
     return model
 
 
-def next_token_loss(model, batch) -> torch.Tensor:
-    (tokens,) = batch
-    logits = model(tokens)
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
-
-
 def training_subject(cfg, data_dir: Path) -> TrainingSubject:
     """Train on random `n_ctx` windows of the corpus's train split; refuses splits too short for one window
     and causal-task prompts the tokenizer cannot build, before any training."""
     from tokenizers import Tokenizer
 
-    from pipeline.tasks import check_tasks
+    from pipeline.kinds.language.tasks import check_tasks
 
     tokens = load_split(data_dir, "train")
     require_tokens(tokens, cfg.model.n_ctx, "train")

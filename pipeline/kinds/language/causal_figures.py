@@ -1,7 +1,7 @@
 """Figures of the causal tables (PNG + PDF; the token-loss change also as HTML): ablation, patching,
 direct logit attribution, copying vs prefix-matching, and per-token losses before/after the window.
 
-Like pipeline.figures, each function takes tidy tables and returns a matplotlib Figure.
+Like pipeline.kinds.language.figures, each function takes tidy tables and returns a matplotlib Figure.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from pipeline.figure_step import figure_step
 from pipeline.io import UserError, atomic_path, run_cli
+from pipeline.kinds.language.snapshots import CAUSAL_SNAPSHOTS
 from pipeline.outputs import HTML_FIGURES
 from pipeline.plotting import MODEL_COLORS, log_tokens_axis, models_of, shade_windows, trained_only
-from pipeline.snapshots import figure_step
 
 ABLATION_STYLE = {("none", "none"): dict(color="black", ls="-", label="intact"),
                   ("induction", "zero"): dict(color="tab:red", ls="-", label="induction heads zero-ablated"),
@@ -368,7 +369,7 @@ def draws(t: dict, cfg) -> dict:
 
 
 def main():
-    t, cfg, out = figure_step("causal_figures", "Draw the causal figures of a run from its tables.", draws)
+    t, cfg, out = figure_step("causal_figures", "Draw the causal figures of a run from its tables.", draws, CAUSAL_SNAPSHOTS)
     windows, models = t["phase_window"], models_of(t["head_scores"])
     html_views = {"token_loss_change": lambda: token_loss_html(t["token_losses"], windows, models),
                   "task_attention": lambda: task_attention_html(t["task_attention"])}

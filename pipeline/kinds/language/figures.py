@@ -13,10 +13,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from pipeline.figure_step import figure_step  # noqa: E402
 from pipeline.io import run_cli  # noqa: E402
+from pipeline.kinds.language.snapshots import PHASE_SNAPSHOTS  # noqa: E402
 from pipeline.phase import steps_around_window  # noqa: E402
-from pipeline.plotting import MODEL_COLORS, log_tokens_axis, models_of, shade_windows, trained_only  # noqa: E402
-from pipeline.snapshots import figure_step  # noqa: E402
+from pipeline.plotting import (  # noqa: E402
+    MODEL_COLORS,
+    band_lines,
+    circuit_heads,
+    log_tokens_axis,
+    models_of,
+    shade_windows,
+    trained_only,
+)
 
 
 def head_score_lines(heads: pd.DataFrame, windows: pd.DataFrame, scores: list[str]) -> plt.Figure:
@@ -72,17 +81,6 @@ def head_heatmaps(heads: pd.DataFrame, windows: pd.DataFrame, score: str, n_chec
     return fig
 
 
-def band_lines(table: pd.DataFrame, windows: pd.DataFrame, value: str, spread: str):
-    """A figure with one line of `value` +- `spread` per model vs tokens seen (log), the windows shaded."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    shade_windows(ax, windows)
-    for i, (model, line) in enumerate(trained_only(table).groupby("model")):
-        ax.plot(line.tokens_seen, line[value], "o-", ms=3, color=MODEL_COLORS[i], label=model)
-        ax.fill_between(line.tokens_seen, line[value] - line[spread], line[value] + line[spread],
-                        color=MODEL_COLORS[i], alpha=0.2, lw=0)
-    return fig, ax
-
-
 def icl_score(icl: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     """ICL score (late - early token loss) vs tokens seen, one line per model with +-1 SE bands."""
     icl = trained_only(icl)
@@ -95,19 +93,6 @@ def icl_score(icl: pd.DataFrame, windows: pd.DataFrame) -> plt.Figure:
     ax.set_title("In-context learning score over training")
     fig.tight_layout()
     return fig
-
-
-def circuit_heads(heads: pd.DataFrame, model: str, score: str) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """(previous-token head, induction head) of a model at its final checkpoint: the best `score` head in a
-    layer >= 1, and the best previous-token head in an earlier layer; None for 1-layer models."""
-    final = heads[(heads.model == model) & (heads.step == heads[heads.model == model].step.max())]
-    later = final[(final.score == score) & (final.layer >= 1)]
-    if later.empty:
-        return None
-    induction = later.loc[later.value.idxmax()]
-    earlier = final[(final.score == "previous_token") & (final.layer < induction.layer)]
-    previous = earlier.loc[earlier.value.idxmax()]
-    return (int(previous.layer), int(previous["head"])), (int(induction.layer), int(induction["head"]))
 
 
 def k_composition(composition: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame, score: str) -> plt.Figure:
@@ -228,7 +213,7 @@ def draws(t: dict, cfg) -> dict:
 
 
 def main():
-    figure_step("figures", "Draw the phase-change figures of a run from its tables.", draws)
+    figure_step("figures", "Draw the phase-change figures of a run from its tables.", draws, PHASE_SNAPSHOTS)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""In-context Markov chains (Edelman et al. 2024): the world, its exact strategies, the data step, and what the
-shared trainer and the LLC need of the subject.
+"""In-context Markov chains (Edelman et al. 2024): the world, its exact strategies and the data step (the
+model and its training are pipeline.kinds.markov.subject's).
 
 Each sequence is `seq_len` states of its own chain on `n_states` states: the rows of its transition matrix are
 drawn from Dirichlet(alpha), and with `prior: doubly_stochastic` the matrix is then Sinkhorn-balanced so its
@@ -19,9 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.cli import cli
-from pipeline.interventions import attach
 from pipeline.io import UserError, atomic_path, run_cli, write_json
-from pipeline.kinds import TrainingSubject
 
 SINKHORN_OK = 1e-9  # a balanced matrix's columns sum to 1 within this
 MAX_REDRAWS = 100
@@ -179,45 +177,9 @@ def cross_entropy(log_probs: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return -np.take_along_axis(log_probs, tokens[:, 1:, None], -1)[..., 0]
 
 
-def config_kwargs(model_cfg, data_cfg) -> dict:
-    """HookedTransformerConfig kwargs: attention-only (or with GELU MLPs), pre-LN, learned positions (JSON-safe)."""
-    d_mlp = model_cfg.d_mlp
-    kwargs = dict(n_layers=int(model_cfg.n_layers), d_model=int(model_cfg.d_model), n_heads=int(model_cfg.n_heads),
-                  d_head=int(model_cfg.d_model) // int(model_cfg.n_heads), n_ctx=int(data_cfg.seq_len),
-                  d_vocab=int(data_cfg.n_states), act_fn="gelu" if d_mlp else None, attn_only=not d_mlp,
-                  normalization_type="LN", positional_embedding_type="standard", model_name=str(model_cfg.name))
-    if d_mlp:
-        kwargs["d_mlp"] = int(d_mlp)
-    return kwargs
-
-
-def training_subject(cfg, data_dir: Path) -> TrainingSubject:
-    """Fresh chains every step from the seeded generator; next-state cross-entropy (the language models' loss)."""
-    from pipeline.checkpoints import initial_twin
-    from pipeline.language import next_token_loss
-
-    kwargs = attach(config_kwargs(cfg.model, cfg.data), cfg.train)
-    batch_size = cfg.train.batch_size
-
-    def batch(generator):
-        tokens, _ = sample(batch_size, cfg.data, generator_rng(generator))
-        return (torch.from_numpy(tokens),)
-
-    return TrainingSubject(
-        name=str(cfg.model.name), config_kwargs=kwargs, tokens_per_step=batch_size * cfg.data.seq_len,
-        fingerprint=[cfg.data.n_states, cfg.data.seq_len, float(cfg.data.alpha), str(cfg.data.prior)],
-        init=lambda seed: initial_twin(kwargs, seed), batch=batch,
-        loss=next_token_loss)
-
-
 def load_eval(data_dir: Path) -> dict[str, np.ndarray]:
     with np.load(Path(data_dir) / "eval.npz") as cached:
         return dict(cached)
-
-
-def llc_data(cfg, data_dir: Path):
-    """The LLC's `input_ids` (the first `llc.n_sequences` eval chains) and loss (None: next-token cross-entropy)."""
-    return torch.from_numpy(load_eval(data_dir)["tokens"][: cfg.analysis.llc.n_sequences]), None
 
 
 def main():

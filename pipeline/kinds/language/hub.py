@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pipeline.cli import cli
 from pipeline.io import UserError, cache_home, run_cli, sha256_file, write_json
+from pipeline.model import checkpoint_labels, official_name, pretrained, pretrained_config
 
 HUB_HOST = ("huggingface.co", 443)
 
@@ -79,9 +80,7 @@ def hub_tokenizer(name: str):
 
 
 def _neel_repo(model_cfg) -> str:
-    from transformer_lens.loading_from_pretrained import get_official_model_name
-
-    return get_official_model_name(model_cfg.hub.name)
+    return official_name(model_cfg.hub.name)
 
 
 def _neel_files(repo: str) -> list[str]:
@@ -115,37 +114,31 @@ def neel_fetch(model_cfg, label: int):
     """Config and one checkpoint of a NeelNanda model: (HookedTransformerConfig, state dict, files)."""
     import torch
     from huggingface_hub import hf_hub_download
-    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
     repo = _neel_repo(model_cfg)
     matches = [name for name in _neel_files(repo) if _checkpoint_label(name) == label]
     if not matches:
         raise not_cached(f"checkpoint {label} of {model_cfg.hub.name}")
     files = [Path(retried(lambda name=name: hf_hub_download(repo, name))) for name in ["config.json", matches[0]]]
-    config = get_pretrained_model_config(model_cfg.hub.name, device="cpu")
+    config = pretrained_config(model_cfg.hub.name)
     return config, torch.load(files[1], map_location="cpu", weights_only=True), files
 
 
 def revision_labels(model_cfg):
     """Pythia and stanford-crfm: TransformerLens's static step lists."""
-    from transformer_lens.loading_from_pretrained import get_checkpoint_labels
-
-    return get_checkpoint_labels(model_cfg.hub.name)
+    return checkpoint_labels(model_cfg.hub.name)
 
 
 def revision_fetch(model_cfg, label: int):
     """One revision of a Pythia / stanford-crfm model, converted by TransformerLens (the weights are read
     by transformers, which loads safetensors or unpickles with weights_only)."""
     from huggingface_hub import snapshot_download
-    from transformer_lens import HookedTransformer
-    from transformer_lens.loading_from_pretrained import get_official_model_name
 
-    model = retried(lambda: HookedTransformer.from_pretrained_no_processing(model_cfg.hub.name, checkpoint_value=label,
-                                                                            device="cpu"))
-    repo = get_official_model_name(model_cfg.hub.name)
+    config, state = retried(lambda: pretrained(model_cfg.hub.name, label))
+    repo = official_name(model_cfg.hub.name)
     revision = f"step{label}" if repo.startswith("EleutherAI/") else f"checkpoint-{label}"
     snapshot = Path(snapshot_download(repo, revision=revision, local_files_only=True))
-    return model.cfg, model.state_dict(), sorted(p for p in snapshot.rglob("*") if p.is_file())
+    return config, state, sorted(p for p in snapshot.rglob("*") if p.is_file())
 
 
 def final_labels(model_cfg):
@@ -157,12 +150,10 @@ def final_fetch(model_cfg, label: int):
     """The released weights of any TransformerLens model (gpt2-small, pythia-160m, a Llama), converted by
     TransformerLens from the transformers checkpoint (safetensors, or torch.load with weights_only)."""
     from huggingface_hub import snapshot_download
-    from transformer_lens import HookedTransformer
-    from transformer_lens.loading_from_pretrained import get_official_model_name
 
-    model = retried(lambda: HookedTransformer.from_pretrained_no_processing(model_cfg.hub.name, device="cpu"))
-    snapshot = Path(snapshot_download(get_official_model_name(model_cfg.hub.name), local_files_only=True))
-    return model.cfg, model.state_dict(), sorted(p for p in snapshot.rglob("*") if p.is_file())
+    config, state = retried(lambda: pretrained(model_cfg.hub.name))
+    snapshot = Path(snapshot_download(official_name(model_cfg.hub.name), local_files_only=True))
+    return config, state, sorted(p for p in snapshot.rglob("*") if p.is_file())
 
 
 HUB_FAMILIES = {"neel": (neel_labels, neel_fetch), "revisions": (revision_labels, revision_fetch),
@@ -232,8 +223,8 @@ def fetch_checkpoint(model_cfg, position: int, out: Path, hub_cache) -> dict:
 def main():
     args, cfg = cli("Fetch one hub checkpoint into the cache and convert it.", out="checkpoint to write (.safetensors)",
                     position={"type": int, "help": "position in model.hub.checkpoints"})
-    use_cache(cfg.hub_cache)  # before anything imports huggingface_hub (pipeline.tasks imports transformer_lens)
-    from pipeline.tasks import check_tasks
+    use_cache(cfg.hub_cache)  # before anything imports huggingface_hub (pipeline.kinds.language.tasks imports transformer_lens)
+    from pipeline.kinds.language.tasks import check_tasks
 
     check_tasks(cfg, hub_tokenizer(cfg.model.tokenizer))  # the causal step's prompts, before any download
     fetched = fetch_checkpoint(cfg.model, args.position, args.out, cfg.hub_cache)

@@ -1,7 +1,7 @@
 """Per-checkpoint measures of an in-context Markov-chain model: its distance to each exact strategy, its head
 scores, composition.
 
-Head scores come from two registries: the language models' (pipeline.scores.HEAD_SCORES) on repeated random
+Head scores come from two registries: the shared one (pipeline.measures.HEAD_SCORES) on repeated random
 states, and the kind's own, CHAIN_SCORES, on its eval chains: Edelman et al.'s statistical induction head
 attends from state t to the states that followed earlier occurrences of x_t, whose counts are the bigram
 (Bayes) predictor's. Each checkpoint runs two forward passes on the HookedTransformer: the fixed eval chains
@@ -19,9 +19,9 @@ import torch
 from pipeline import hooks
 from pipeline.composition import composition_table, random_baseline
 from pipeline.io import StepCache, run_cli
+from pipeline.kinds.markov.data import cross_entropy, kl_from, load_eval, prior_strategies
 from pipeline.loop import each_checkpoint, score_step, stack_results
-from pipeline.markov import cross_entropy, kl_from, load_eval, prior_strategies
-from pipeline.scores import HEAD_SCORES, head_scores, repeated_random_tokens, uniform_attention
+from pipeline.measures import HEAD_SCORES, head_scores, repeated_random_tokens, uniform_attention
 
 
 def statistical_induction(pattern: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
