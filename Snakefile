@@ -6,9 +6,12 @@
     snakemake --cores 2 --config sweep='[seed=0,1,2]'            # an ad hoc study
 """
 
+import sys
+
 from snakemake.utils import min_version
 
 min_version("8.0")
+sys.path.insert(0, workflow.basedir)  # the pipeline package, installed or not
 
 
 report: "report/workflow.rst"

@@ -63,8 +63,8 @@ def part_steps() -> list[PartStep]:
     return steps
 
 
-class Dag:
-    """The planned runs' paths, parts and checkpoint lists, under `results`."""
+class Paths:
+    """The planned runs' paths, parts, checkpoint lists and data keys, under `results`."""
 
     def __init__(self, runs: dict[str, Run], results: Path, study: Study | None = None):
         self.runs, self.results, self.study = runs, Path(results), study
@@ -95,6 +95,12 @@ class Dag:
 
     def checkpoint_dir(self, run: str, model: str) -> Path:
         return self.model_dir(run, model) / "checkpoints"
+
+    def previous_segment(self, run: str, model: str, segment: str) -> list[str]:
+        """The training job `segment` continues from (its state, left in train_state/): none for the first."""
+        names = list(self.model_segments(run, model))
+        at = names.index(segment)
+        return [str(self.checkpoint_dir(run, model) / names[at - 1])] if at else []
 
     def checkpoint_files(self, run: str, model: str) -> list[str]:
         """A model's checkpoints in order: the training schedule's, or one per configured hub checkpoint index."""
@@ -158,6 +164,12 @@ class Dag:
     def data_files(self, run: str, model: str) -> list[str]:
         """Every file the model's data step writes."""
         return [str(self.data_dir(run, model) / f) for f in kind_of(self.configs(run)[model]).data_files]
+
+
+
+class Dag(Paths):
+    """The planned runs' paths (above), and what the rules and the targets need beyond them: the files of
+    interventions, the captions' notes, the tables collected, every output of a run or a study."""
 
     def intervention_reads(self, run: str, model: str) -> list[str]:
         """The files a model's interventions read (clamp_from's reference checkpoints): inputs of its training."""

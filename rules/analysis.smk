@@ -12,9 +12,11 @@ rule check_checkpoints:
     priority: critical_first
     resources:
         **resources_of("check_checkpoints"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.integrity --checkpoints {params.checkpoints} --out {output} "
-        "--run-config {input.run_config} --model {wildcards.model} " + TEE
+        "python -m pipeline.integrity --checkpoints {params.checkpoints} --out {output} "
+        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 wildcard_constraints:
@@ -23,18 +25,6 @@ wildcard_constraints:
 
 MODEL_LOSSES = MODEL / "token_losses.npz"  # per-position losses: every kind's score step
 MODEL_HEADS = MODEL / "head_scores.parquet"
-
-
-def part_dir(wc, step):
-    """Where one job of a step split into parts writes its tables."""
-    return model_dir(wc) / "parts" / step / wc.part
-
-
-def integrity_first(wc):
-    """Hub checkpoints are checked for duplicates before they are scored (refused there when set to error);
-    a trained model's are scored as its training jobs end, and checked before the merge."""
-    source = configs(wc.run)[wc.model].model.source
-    return [str(model_dir(wc) / "integrity.parquet")] if source == "hub" else []
 
 
 rule score_icl:
@@ -51,9 +41,11 @@ rule score_icl:
     priority: critical_first
     resources:
         **resources_of("score_icl"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
-        "--positions-out {output.positions} --run-config {input.run_config} --model {wildcards.model} " + TEE
+        "python -m pipeline.icl --losses {input.losses} --icl-out {output.icl} "
+        "--positions-out {output.positions} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule loss_pca:
@@ -69,8 +61,10 @@ rule loss_pca:
     priority: critical_first
     resources:
         **resources_of("loss_pca"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.pca --losses {input.losses} --out {output} --run-config {input.run_config} --model {wildcards.model} " + TEE
+        "python -m pipeline.pca --losses {input.losses} --out {output} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule detect_phase_window:
@@ -87,8 +81,10 @@ rule detect_phase_window:
     priority: critical_first
     resources:
         **resources_of("detect_phase_window"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} --run-config {input.run_config} --model {wildcards.model} " + TEE
+        "python -m pipeline.phase --heads {input.heads} --icl {input.icl} --out {output} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 rule collect_table:
@@ -102,8 +98,10 @@ rule collect_table:
         table=one_of(TABLES),
     resources:
         **resources_of("collect_table"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.tables --out {output} {input} " + TEE
+        "python -m pipeline.tables --out {output} {input} 2>&1 | tee {log}"
 
 
 rule detect_llc_stages:
@@ -120,15 +118,17 @@ rule detect_llc_stages:
     priority: critical_first
     resources:
         **resources_of("default"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.stages --llc {input.llc} --curve-out {output.curve} --out {output.stages} "
-        "--run-config {input.run_config} --model {wildcards.model} " + TEE
+        "python -m pipeline.stages --llc {input.llc} --curve-out {output.curve} --out {output.stages} "
+        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"
 
 
 # The steps split into parts (pipeline.dag.part_steps: each kind's score step, the LLC, each kind's own steps),
 # each by two generated rules: one job per share of a model's checkpoints (`part_rule`: score_part, llc_part,
 # causal_part, ...), then their merge into the model's tables (`merge_rule`, the step's name), which the rest of
-# the GRAPH reads. A training job's share is scored as soon as that job ends.
+# the DAG reads. A training job's share is scored as soon as that job ends.
 PART_READS = {"integrity": integrity_first, "losses": MODEL_LOSSES, "heads": MODEL_HEADS,
               "window": MODEL / "phase_window.parquet"}
 
@@ -166,10 +166,12 @@ for step in part_steps():
         priority: critical_first
         resources:
             **resources_of(step.name),
+        conda:
+            ENVIRONMENT
         shell:
-            "{params.env} {PY} -m {params.module} --data {params.data} --checkpoints {params.checkpoints} "
+            "{params.env} python -m {params.module} --data {params.data} --checkpoints {params.checkpoints} "
             "--out {params.out} --cache {params.cache} --run-config {input.run_config} --model {wildcards.model} "
-            "--part {wildcards.part} {params.options} " + TEE
+            "--part {wildcards.part} {params.options} 2>&1 | tee {log}"
 
     rule:
         name:
@@ -193,5 +195,7 @@ for step in part_steps():
         priority: critical_first
         resources:
             **resources_of("default"),
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m pipeline.parts --parts {params.parts} --out {params.out} {params.losses} " + TEE
+            "python -m pipeline.parts --parts {params.parts} --out {params.out} {params.losses} 2>&1 | tee {log}"

@@ -1,12 +1,12 @@
-"""Resolve the run (or every member of a study) once and derive every path of the GRAPH from it.
+"""Resolve the run (or every member of a study) once and derive every path of the DAG from it.
 
-Every run-level path holds the {run} wildcard: a study's members are ordinary runs side by side in one GRAPH.
+Every run-level path holds the {run} wildcard: a study's members are ordinary runs side by side in one DAG.
 Each run's resolved config is written once to results/<run>/config.yaml and every step reads it. The logic
 (paths, parts, checkpoint lists, data keys) is pipeline/dag.py's, unit-tested; these are its wildcard adapters.
 """
 
+import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -29,15 +29,14 @@ CFG = next(iter(next(iter(RUNS.values())).configs.values()))  # results_dir, res
 config["report"] = {"study": STUDY.name if STUDY else None,
                     "runs": {name: identity(run.configs)[:16] for name, run in RUNS.items()}}
 RESULTS = Path(CFG.results_dir)
-GRAPH = Dag(RUNS, RESULTS, STUDY)
+GRAPH = Dag(RUNS, RESULTS, STUDY)  # the DAG's logic (pipeline/dag.py); "DAG" is a name Snakemake itself uses
 FORMATS = CFG.figures.formats
 RUN = RESULTS / "{run}"
 MODEL = RUN / "models" / "{model}"  # a model's directory, in a rule's paths
-TEE = "2>&1 | tee {log}"  # the end of every step's shell command: its output to the terminal and its log
 
 
 def write_if_changed(path: Path, text: str):
-    """Write a file (atomically) only when its content changes. Done while the GRAPH is built, before any
+    """Write a file (atomically) only when its content changes. Done while the DAG is built, before any
     job: a job writing it would hide the params-triggered reruns of every rule that reads it."""
     if not path.is_file() or path.read_text() != text:
         with atomic_path(path) as tmp:
@@ -49,7 +48,16 @@ try:
         write_if_changed(RESULTS / name / "config.yaml", run.to_yaml())
 except OSError as err:  # plan() checked the directories; this is what changed since, or a full disk
     sys.exit(f"error: cannot write {err.filename} ({err.strerror}); check results_dir={RESULTS} and its space")
-PY = shlex.quote(sys.executable)
+# Every step runs `python -m pipeline.<step>` with the repository on the path: the driver's interpreter, or with
+# --software-deployment-method conda, the rules' environment (environment.yml) that Snakemake activates first.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+ENVIRONMENT = "../environment.yml"  # each rule's conda environment (relative to rules/)
+
+
+envvars:
+    "PATH",
+    "PYTHONPATH",
 
 
 def one_of(names):
@@ -96,7 +104,7 @@ def training_params(wc):
 
 
 def shared_config_args(run):
-    """CLI config arguments of a rule without a {model} wildcard: the run's first model's config, which
+    """CLI config arguments of the steps without a {model} wildcard — the run's first model's config, which
     carries the shared sections (figures, analysis defaults)."""
     return f"--run-config {RESULTS / run / 'config.yaml'} --model {GRAPH.first_model(run)}"
 
@@ -121,6 +129,23 @@ def data_dir(wc):
 def data_files(wc):
     """Input function: every file the model's data step writes."""
     return GRAPH.data_files(wc.run, wc.model)
+
+
+def previous_segment(wc):
+    """The training job this one continues from (its state, left in train_state/), none for the first."""
+    return GRAPH.previous_segment(wc.run, wc.model, wc.segment)
+
+
+def part_dir(wc, step):
+    """Where one job of a step split into parts writes its tables."""
+    return model_dir(wc) / "parts" / step / wc.part
+
+
+def integrity_first(wc):
+    """Hub checkpoints are checked for duplicates before they are scored (refused there when set to error);
+    a trained model's are scored as its training jobs end, and checked before the merge."""
+    source = configs(wc.run)[wc.model].model.source
+    return [str(model_dir(wc) / "integrity.parquet")] if source == "hub" else []
 
 
 def report_figures(root, registry, module):

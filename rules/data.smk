@@ -24,6 +24,8 @@ for data_kind in KINDS.values():
         priority: 10  # every job of its run waits for it: before any training or analysis
         resources:
             **resources_of(data_kind.data_rule),
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m {params.module} --out {params.out} --run-config {input.run_config} "
-            "--model {params.model} " + TEE
+            "python -m {params.module} --out {params.out} --run-config {input.run_config} "
+            "--model {params.model} 2>&1 | tee {log}"

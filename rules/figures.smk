@@ -23,6 +23,7 @@ for figure_module, drawn_by in FIGURE_MODULES.items():
             out=lambda wc: RESULTS / wc.run / "figures",
         resources:
             **resources_of(f"plot_{figure_module}"),
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m {params.module} --tables {params.tables} --out {params.out} {params.step_config} "
-            + TEE
+            "python -m {params.module} --tables {params.tables} --out {params.out} {params.step_config} 2>&1 | tee {log}"

@@ -16,5 +16,7 @@ rule fetch_hub_checkpoint:
     retries: 2  # beside the in-process retries: a fresh process for a download that keeps failing
     resources:
         **resources_of("fetch_hub_checkpoint"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m {params.module} --out {output} --position {params.position} --run-config {input.run_config} --model {wildcards.model} " + TEE
+        "python -m {params.module} --out {output} --position {params.position} --run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"

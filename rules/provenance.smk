@@ -13,7 +13,9 @@ rule provenance:
         checkpoints=lambda wc: [f for m in configs(wc.run) for f in GRAPH.checkpoint_files(wc.run, m)],
     resources:
         **resources_of("provenance"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.provenance --out {output} --run-config {input.run_config} --manifests {input.manifests} "
+        "python -m pipeline.provenance --out {output} --run-config {input.run_config} --manifests {input.manifests} "
         "--integrity {input.integrity} "
-        "--checkpoints {params.checkpoints} --outputs {input.outputs} " + TEE
+        "--checkpoints {params.checkpoints} --outputs {input.outputs} 2>&1 | tee {log}"

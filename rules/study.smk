@@ -25,8 +25,10 @@ if STUDY:
             STUDY_DIR / "logs" / "aggregate_study.log",
         resources:
             **resources_of("aggregate_study"),
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m pipeline.study --spec {input.spec} --results {RESULTS} --out {STUDY_DIR}/tables " + TEE
+            "python -m pipeline.study --spec {input.spec} --results {RESULTS} --out {STUDY_DIR}/tables 2>&1 | tee {log}"
 
     rule plot_study_figures:
         input:
@@ -42,6 +44,8 @@ if STUDY:
             interventions=GRAPH.study_interventions(),
         resources:
             **resources_of("plot_study_figures"),
+        conda:
+            ENVIRONMENT
         shell:
-            "{PY} -m pipeline.study_figures --tables {STUDY_DIR}/tables --spec {input.spec} --out {STUDY_DIR}/figures "
-            "{params.step_config} " + TEE
+            "python -m pipeline.study_figures --tables {STUDY_DIR}/tables --spec {input.spec} --out {STUDY_DIR}/figures "
+            "{params.step_config} 2>&1 | tee {log}"

@@ -1,10 +1,3 @@
-def previous_segment(wc):
-    """The training job this one continues from (its state, left in train_state/), none for the first."""
-    names = list(GRAPH.model_segments(wc.run, wc.model))
-    at = names.index(wc.segment)
-    return [str(GRAPH.checkpoint_dir(wc.run, wc.model) / names[at - 1])] if at else []
-
-
 rule train_model:
     input:
         run_config=run_config,
@@ -32,7 +25,9 @@ rule train_model:
     priority: 10  # training is the critical path: a free core trains on before it analyses
     resources:
         **resources_of("train_model"),
+    conda:
+        ENVIRONMENT
     shell:
-        "{PY} -m pipeline.train --data {params.data} --out {output.checkpoints} --state {params.state} "
+        "python -m pipeline.train --data {params.data} --out {output.checkpoints} --state {params.state} "
         "--after {params.after} --until {params.until} --log {output.log_table} "
-        "--run-config {input.run_config} --model {wildcards.model} " + TEE
+        "--run-config {input.run_config} --model {wildcards.model} 2>&1 | tee {log}"

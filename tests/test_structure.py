@@ -107,6 +107,6 @@ def test_environment_yml_pins_exactly_what_pyproject_pins():
     pinned = {*project["dependencies"], *(p for extra in project["optional-dependencies"].values() for p in extra)}
     environment = yaml.safe_load((REPO / "environment.yml").read_text())
     pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
-    assert set(pip) - {"-e ."} == pinned
+    assert set(pip) == pinned
     python = next(d for d in environment["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert tuple(map(int, python.split("=")[1].split("."))) >= (3, 10)  # pyproject's requires-python
