@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.io import UserError, cache_home, require_writable
-from pipeline.kinds import kind_folders, kind_of
+from pipeline.registry import kind_folders, kind_of
 from pipeline.schema import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

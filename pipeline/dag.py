@@ -10,7 +10,6 @@ from pathlib import Path
 
 from pipeline.config import Run, Study
 from pipeline.interventions import describe, reads
-from pipeline.kinds import KINDS, kind_of
 from pipeline.outputs import (
     HTML_FIGURES,
     STEP_CONFIG,
@@ -20,6 +19,7 @@ from pipeline.outputs import (
     study_figure_names,
     study_tables,
 )
+from pipeline.registry import KINDS, kind_of
 from pipeline.schedule import checkpoint_name, interleaved, segments
 
 

@@ -30,9 +30,9 @@ from pipeline.cli import cli
 from pipeline.config import section
 from pipeline.interventions import specs, trained_names, untrained
 from pipeline.io import StepCache, UserError, run_cli
-from pipeline.kinds import kind_of, subject_module
 from pipeline.loop import each_checkpoint, write_model_tables
 from pipeline.outputs import STEP_CONFIG, tables_of
+from pipeline.registry import kind_of, subject_module
 
 HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")  # indexed by head first
 

@@ -20,8 +20,8 @@ from pipeline.checkpoints import checkpoint_meta, load_checkpoint, load_weights,
 from pipeline.cli import cli
 from pipeline.config import section
 from pipeline.io import StepCache, atomic_path, write_table
-from pipeline.kinds import KINDS
 from pipeline.outputs import tables_of
+from pipeline.registry import KINDS
 
 
 def write_model_tables(step: str, model: str, tables: dict, out: Path, cache: StepCache, part: str | None = None):

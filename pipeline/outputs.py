@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.kinds import KINDS, FigureModule, kind_folders, resolved
+from pipeline.registry import KINDS, FigureModule, kind_folders, resolved
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "report"
 

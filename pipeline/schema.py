@@ -23,7 +23,7 @@ from pydantic import (
 
 from pipeline.interventions import INTERVENTIONS, PATTERNS
 from pipeline.io import UserError
-from pipeline.kinds import KINDS
+from pipeline.registry import KINDS
 from pipeline.sections import Count, Fraction, Name, NonNegative, Positive, Section, Size, Text, Threads, Threshold
 
 ANY_SCORE_NAMES = tuple(dict.fromkeys(s for kind in KINDS.values() for s in kind.head_scores))

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 
 from pipeline.cli import cli
 from pipeline.io import run_cli
-from pipeline.kinds import resolved
 from pipeline.outputs import kind_study_figures, study_figure_names
 from pipeline.plotting import MODEL_COLORS, log_tokens_axis, save, trained_only
+from pipeline.registry import resolved
 from pipeline.study import variant_keys
 
 

@@ -20,7 +20,7 @@ from pipeline.checkpoints import save_checkpoint
 from pipeline.cli import cli
 from pipeline.interventions import apply
 from pipeline.io import UserError, atomic_path, run_cli, write_table
-from pipeline.kinds import TrainingSubject, kind_of, subject_module
+from pipeline.registry import TrainingSubject, kind_of, subject_module
 from pipeline.schedule import checkpoint_name, checkpoint_steps
 
 

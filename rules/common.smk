@@ -16,7 +16,7 @@ import yaml
 from pipeline.config import identity, plan, section
 from pipeline.dag import Dag, part_steps
 from pipeline.io import UserError, atomic_path, sha256_file
-from pipeline.kinds import KINDS, kind_of
+from pipeline.registry import KINDS, kind_of
 from pipeline.outputs import (FIGURE_MODULES, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption,
                               study_figure_names, study_member_tables, study_tables, tables_of)
 

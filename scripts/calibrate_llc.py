@@ -44,8 +44,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from pipeline.checkpoints import checkpoint_meta  # noqa: E402
 from pipeline.config import load_run_config  # noqa: E402
 from pipeline.io import UserError  # noqa: E402
-from pipeline.kinds import kind_of  # noqa: E402
 from pipeline.llc import sampler_inputs, sgld_llc, token_dataset, trained_masks  # noqa: E402
+from pipeline.registry import kind_of  # noqa: E402
 from pipeline.schedule import checkpoint_name  # noqa: E402
 
 MAX_DRIFT, MAX_DIPS, MAX_CHAIN_CV, MAX_EPS_CHANGE, SMOOTH = 0.1, 0.05, 0.1, 0.2, 10

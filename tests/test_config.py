@@ -18,7 +18,7 @@ from pipeline.config import (
 )
 from pipeline.interventions import reads
 from pipeline.io import UserError
-from pipeline.kinds import KINDS
+from pipeline.registry import KINDS
 from pipeline.schedule import checkpoint_steps
 
 

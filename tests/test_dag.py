@@ -7,8 +7,8 @@ import pytest
 
 from pipeline.config import plan
 from pipeline.dag import Dag, part_steps
-from pipeline.kinds import KINDS
 from pipeline.outputs import TABLES
+from pipeline.registry import KINDS
 from pipeline.schedule import checkpoint_steps
 
 

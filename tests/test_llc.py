@@ -134,9 +134,9 @@ def test_the_regression_llc_samples_exactly_the_52741_trained_parameters(tmp_pat
     from pipeline.checkpoints import load_twin, save_checkpoint
     from pipeline.config import compose
     from pipeline.interventions import untrained
-    from pipeline.kinds import KINDS
     from pipeline.kinds.regression.subject import config_kwargs, initial_model
     from pipeline.llc import head_masks, sampled_count, trained_masks
+    from pipeline.registry import KINDS
 
     cfg = compose(["+experiment=regression"])
     kwargs = config_kwargs(cfg.model, cfg.data)

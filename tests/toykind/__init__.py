@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from pipeline.kinds import FigureModule, Kind
+from pipeline.registry import FigureModule, Kind
 from pipeline.sections import SEQUENCE_SCORES, Architecture, Name, Section
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from pipeline.checkpoints import initial_twin
-from pipeline.kinds import TrainingSubject
 from pipeline.measures import next_token_loss
+from pipeline.registry import TrainingSubject
 from toykind.data import sequences
 
 

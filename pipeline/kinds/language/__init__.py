@@ -1,8 +1,8 @@
 """The language kind: next-token prediction on a tokenized corpus (the default subject), trained here or
 fetched from the hub, with the causal analyses (ablation, patching, tasks) only token models have."""
 
-from pipeline.kinds import FigureModule, Kind, Step
 from pipeline.kinds.language import schema
+from pipeline.registry import FigureModule, Kind, Step
 from pipeline.sections import SEQUENCE_SCORES
 
 CAUSAL_TABLES = ("ablation", "patching", "logit_attribution", "copying", "token_losses", "task_metrics",

@@ -14,10 +14,10 @@ import torch
 
 from pipeline.checkpoints import initial_twin
 from pipeline.interventions import attach
-from pipeline.kinds import TrainingSubject
 from pipeline.kinds.language.data import eval_windows, load_split, require_tokens, sample_windows
 from pipeline.measures import next_token_loss
 from pipeline.model import TrainingTwin, hooked_config_kwargs
+from pipeline.registry import TrainingSubject
 
 
 def initial_model(model_cfg, config_kwargs: dict, seed: int) -> TrainingTwin:

@@ -1,8 +1,8 @@
 """The Markov kind: in-context Markov chains (Edelman et al. 2024), a transformer over chain states whose KL
 from each exact strategy (uniform, unigram, bigram, Bayes) marks its phases."""
 
-from pipeline.kinds import FigureModule, Kind, StudyFigure
 from pipeline.kinds.markov import schema
+from pipeline.registry import FigureModule, Kind, StudyFigure
 from pipeline.sections import SEQUENCE_SCORES
 
 KIND = Kind(

@@ -10,9 +10,9 @@ import torch
 
 from pipeline.checkpoints import initial_twin
 from pipeline.interventions import attach
-from pipeline.kinds import TrainingSubject
 from pipeline.kinds.markov.data import generator_rng, load_eval, sample
 from pipeline.measures import next_token_loss
+from pipeline.registry import TrainingSubject
 
 
 def config_kwargs(model_cfg, data_cfg) -> dict:

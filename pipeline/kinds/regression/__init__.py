@@ -1,8 +1,8 @@
 """The regression kind: in-context linear regression (Raventos et al. 2023; timaeus `icl`), a transformer over
 (x, y) pairs whose distance to the ridge and dMMSE predictors marks the task-diversity transition."""
 
-from pipeline.kinds import FigureModule, Kind, StudyFigure
 from pipeline.kinds.regression import schema
+from pipeline.registry import FigureModule, Kind, StudyFigure
 
 KIND = Kind(
     name="regression", data_module="pipeline.kinds.regression.data",

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 
 from pipeline.checkpoints import initial_twin
 from pipeline.interventions import attach, freeze
-from pipeline.kinds import TrainingSubject
 from pipeline.kinds.regression import KIND
 from pipeline.kinds.regression.data import load_eval, load_tasks, sample_sequences, to_tokens
 from pipeline.model import TrainingTwin
+from pipeline.registry import TrainingSubject
 
 
 def initial_model(kwargs: dict, seed: int) -> TrainingTwin:
