@@ -1,6 +1,14 @@
 """The DAG's logic, out of the Snakefile: from the planned runs (one run, or every member of a study) to every
 path, part, checkpoint list and data key the rules read, and the steps split into parts whose rules one loop
 generates (rules/analysis.smk). Torch-free and pure: tests/test_dag.py checks it without Snakemake.
+
+The generated rules, by name (`snakemake --list-rules` lists them all; tests/test_dag.py checks this list):
+- per kind (its KIND): its data step `data_rule` (prepare_corpus, prepare_regression, prepare_markov), and its
+  score step's `score_part<rule_suffix>` and merge `score_checkpoints<rule_suffix>`;
+- the LLC's `llc_part` and merge `estimate_llc`; each kind's own steps (the language kind's `causal_part` and
+  merge `causal_checkpoints`), from `part_steps()` below;
+- per figure module (pipeline.outputs.FIGURE_MODULES): `plot_<producer>` (plot_figures, plot_causal_figures,
+  plot_llc_figures, plot_regression_figures, plot_markov_figures).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The DAG's logic (pipeline/dag.py), without Snakemake: the paths, parts, checkpoint lists and data keys the
 rules read, from the real composed configs, checked against the training schedule and the output registry."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,6 +110,24 @@ def test_part_steps_give_each_kind_its_score_step_and_language_its_causal_step()
     assert [s.kinds for s in steps if s.name == "estimate_llc"] == [tuple(KINDS)]
     rules = [name for s in steps for name in (s.part_rule, s.merge_rule)]
     assert len(rules) == len(set(rules)) and {"score_part", "llc_part", "causal_part"} <= set(rules)
+
+
+def test_the_generated_rules_are_those_the_registries_name():
+    """`snakemake --list-rules` lists the static rules and one rule per generated name, no more."""
+    from conftest import REPO
+
+    from pipeline.outputs import FIGURE_MODULES
+
+    listed = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    listed = [line.split()[0] for line in listed if line.strip()]  # a rule's name, then its docstring
+    generated = {*(k.data_rule for k in KINDS.values()), *(f"plot_{p}" for p in FIGURE_MODULES),
+                 *(name for s in part_steps() for name in (s.part_rule, s.merge_rule))}
+    static = {"all", "train_model", "fetch_hub_checkpoint", "check_checkpoints", "score_icl", "loss_pca",
+              "detect_phase_window", "collect_table", "detect_llc_stages", "provenance"}
+    assert generated <= set(listed) and static <= set(listed)
+    assert set(listed) == generated | static
+    assert {"prepare_markov", "score_part_regression", "causal_part", "plot_llc_figures"} <= generated
 
 
 def test_a_studys_outputs_are_its_kinds_tables_and_figures(tmp_path):
