@@ -13,8 +13,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.io import UserError, cache_home, require_writable
-from pipeline.registry import kind_folders, kind_of
+from pipeline.io import UserError
+from pipeline.registry import kind_folders
 from pipeline.schema import validate
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -316,29 +316,6 @@ def load_study(name: str | None = None, sweep=None, overrides=None) -> Study:
     if len(set(names)) < len(names):
         raise UserError(f"study {name} has members with identical configs ({names}); sweep keys that change them")
     return Study(name, members, swept, band)
-
-
-def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | None, dict[str, Run]]:
-    """What the Snakefile runs: a study's members or one run, by name, every config validated and every
-    directory the runs write checked writable; refuses bad input before any job starts."""
-    if study or sweep:
-        study = load_study(study, sweep, overrides)
-        runs = {run.name: run for run in study.members}
-    else:
-        study, run = None, resolve_run(overrides)
-        runs = {run.name: run}
-    configs = [c for r in runs.values() for c in r.configs.values()]
-    if len({str(c.results_dir) for c in configs}) > 1:
-        raise UserError("a study's members must share results_dir; set it outside the sweep")
-    results = Path(configs[0].results_dir)
-    require_writable(results, "results_dir")
-    for name in [*runs, *([study.name] if study else [])]:  # each run's (and the study's) own directory
-        require_writable(results / name, "run_name" if configs[0].run_name == name else "results_dir")
-    for name, run in runs.items():
-        require_own_directory(results / name, run)
-    if any(c.model.source == "hub" or c.data.source in kind_of(c).hub_data_sources for c in configs):
-        require_writable(cache_home(configs[0].hub_cache), "hub_cache")
-    return study, runs
 
 
 def section(cfg: DictConfig, *keys: str) -> str:

@@ -5,7 +5,7 @@ generates (rules/analysis.smk). Torch-free and pure: tests/test_dag.py checks it
 The generated rules, by name (`snakemake --list-rules` lists them all; tests/test_dag.py checks this list):
 - per kind (its KIND): its data step `data_rule` (prepare_corpus, prepare_regression, prepare_markov), and its
   score step's `score_part<rule_suffix>` and merge `score_checkpoints<rule_suffix>`;
-- the LLC's `llc_part` and merge `estimate_llc`; each kind's own steps (the language kind's `causal_part` and
+- the LLC's `llc_part` and merge `estimate_llc`; each kind's own steps (e.g. `causal_part` and
   merge `causal_checkpoints`), from `part_steps()` below;
 - per figure module (pipeline.outputs.FIGURE_MODULES): `plot_<producer>` (plot_figures, plot_causal_figures,
   plot_llc_figures, plot_regression_figures, plot_markov_figures).
@@ -27,6 +27,7 @@ from pipeline.outputs import (
     study_figure_names,
     study_tables,
 )
+from pipeline.plan import checkpoint_dirs
 from pipeline.registry import KINDS, kind_of
 from pipeline.schedule import checkpoint_name, interleaved, segments
 
@@ -76,6 +77,8 @@ class Paths:
 
     def __init__(self, runs: dict[str, Run], results: Path, study: Study | None = None):
         self.runs, self.results, self.study = runs, Path(results), study
+        # the runs asked for (a study's members, or the one run); the others are runs they read checkpoints of
+        self.members = [m.name for m in study.members] if study else list(runs)[:1]
 
     def configs(self, run: str) -> dict:
         return self.runs[run].configs
@@ -180,8 +183,16 @@ class Dag(Paths):
     interventions, the captions' notes, the tables collected, every output of a run or a study."""
 
     def intervention_reads(self, run: str, model: str) -> list[str]:
-        """The files a model's interventions read (clamp_from's reference checkpoints): inputs of its training."""
-        return reads(self.configs(run)[model].train.interventions)
+        """What a model's interventions read (clamp_from's reference checkpoints), inputs of its training: the
+        training job of a planned run that writes a reference (the cross-run edge, pipeline.plan), else the file."""
+        made = {path: directory for planned in self.runs.values()
+                for path, (_, directory) in checkpoint_dirs(planned, self.results).items()}
+        return [str(made.get(Path(path), path)) for path in reads(self.configs(run)[model].train.interventions)]
+
+    def external_reads(self, run: str, model: str) -> list[str]:
+        """The files a model's interventions read that no planned run writes (their bytes are a training param)."""
+        return [path for path in self.intervention_reads(run, model) if path in
+                reads(self.configs(run)[model].train.interventions)]
 
     def run_interventions(self, run: str) -> str:
         """What each model of the run had clamped or frozen in training ('' if nothing): the captions say so."""
@@ -191,7 +202,7 @@ class Dag(Paths):
     def study_interventions(self) -> str:
         """What each variant of the study had clamped or frozen in training, named by its arm or swept values."""
         described = {", ".join(f"{k}={v}" for k, v in run.values.items() if k != self.study.band):
-                     self.run_interventions(name) for name, run in self.runs.items()}
+                     self.run_interventions(name) for name, run in self.runs.items() if name in self.members}
         return "; ".join(f"{variant}: {text}" for variant, text in described.items() if text)
 
     def collected(self, run: str, table: str) -> list[Path]:
@@ -214,12 +225,12 @@ class Dag(Paths):
         return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfgs)] + [str(root / "provenance.json")]
 
     def study_kind(self) -> str:
-        first_run = next(iter(self.runs))
+        first_run = self.members[0]
         return kind_of(self.configs(first_run)[self.first_model(first_run)]).name
 
     def study_llc(self) -> bool:
         """Whether every member model has the LLC: then the study has its bands and the stages that recur."""
-        return all(has_table("llc_stages", c) for run in self.runs for c in self.configs(run).values())
+        return all(has_table("llc_stages", c) for run in self.members for c in self.configs(run).values())
 
     def study_outputs(self, formats) -> list[str]:
         root, kind, llc = self.results / self.study.name, self.study_kind(), self.study_llc()
@@ -231,4 +242,4 @@ class Dag(Paths):
         every output of the run."""
         if self.study:
             return self.study_outputs(formats)
-        return [f for run in self.runs for f in self.run_outputs(run, formats)]
+        return [f for run in self.members for f in self.run_outputs(run, formats)]

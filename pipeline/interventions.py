@@ -83,23 +83,28 @@ def _check_freeze(spec: dict, arch: dict) -> str | None:
     return None
 
 
-def _check_reference(spec: dict, arch: dict) -> str | None:
-    """The reference checkpoint exists, was trained here, and has the layer and heads (torch-free: its sidecar)."""
-    path = Path(spec["checkpoint"])
-    try:
-        config = json.loads(path.with_suffix(".json").read_text())["config"] if path.is_file() else None
-    except (OSError, ValueError, KeyError):
-        config = None
-    if config is None:
-        return (f"checkpoint {path} does not exist (or has no sidecar {path.with_suffix('.json').name}); train the "
-                f"reference first (e.g. snakemake --cores 2 for results/default) or point at an existing checkpoint")
-    reference = {"n_layers": config["n_layers"], "n_heads": config["n_heads"]}
+def check_reference(spec: dict, reference: dict, arch: dict, path) -> str | None:
+    """The reference model (its layers, heads and context) has the layer and heads, and a context as long."""
     error = _check_clamp(spec, reference)
     if error:
         return f"{error.split(' (')[0]} in the reference {path}; choose a layer and heads it has"
-    if config["n_ctx"] < arch["n_ctx"]:
-        return f"reference {path} has n_ctx={config['n_ctx']} < model.n_ctx={arch['n_ctx']}; use a reference as long"
+    if reference["n_ctx"] < arch["n_ctx"]:
+        return f"reference {path} has n_ctx={reference['n_ctx']} < model.n_ctx={arch['n_ctx']}; use a reference as long"
     return _check_clamp(spec, arch)
+
+
+def _check_reference(spec: dict, arch: dict) -> str | None:
+    """A reference checkpoint that exists has a sidecar with the layer and heads (torch-free). One that does not
+    exist yet is checked by the plan (pipeline.plan), which knows the runs that make checkpoints."""
+    path = Path(spec["checkpoint"])
+    if not path.is_file():
+        return _check_clamp(spec, arch)
+    try:
+        config = json.loads(path.with_suffix(".json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return (f"checkpoint {path} has no readable sidecar {path.with_suffix('.json').name}; point at a checkpoint "
+                f"trained here (weights and sidecar)")
+    return check_reference(spec, {k: config[k] for k in ("n_layers", "n_heads", "n_ctx")}, arch, path)
 
 
 def _fixed(build):

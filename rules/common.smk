@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipeline.config import identity, plan, section
+from pipeline.config import identity, section
+from pipeline.plan import plan
 from pipeline.dag import Dag, part_steps
 from pipeline.io import UserError, atomic_path, sha256_file
 from pipeline.registry import KINDS, kind_of
@@ -96,10 +97,11 @@ def intervention_reads(wc):
 
 
 def training_params(wc):
-    """A training job's param: its config sections, then the sha256s of the files its interventions read when
-    there are any (a reference replaced by other bytes retrains the model clamped from it; its mtime would not,
-    a directory output's being its newest file's). Runs that read none keep the param they had."""
-    digests = [sha256_file(path) for path in intervention_reads(wc)]
+    """A training job's param: its config sections, then the sha256s of the files its interventions read that no
+    planned run writes, when there are any (a reference replaced by other bytes retrains the model clamped from it;
+    its mtime would not). A reference a planned run writes is an edge of the DAG instead. Runs that read none keep
+    the param they had."""
+    digests = [sha256_file(path) for path in GRAPH.external_reads(wc.run, wc.model)]
     return params_of("data", "model", "train", "seed")(wc) + (f" reads {digests}" if digests else "")
 
 

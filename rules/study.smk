@@ -15,8 +15,9 @@ if STUDY:
     rule aggregate_study:
         input:
             spec=ancient(STUDY_SPEC),
-            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in RUNS for t in study_member_tables(GRAPH.study_kind(), GRAPH.study_llc())],
-            losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in RUNS for m in configs(run)],
+            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in GRAPH.members
+                    for t in study_member_tables(GRAPH.study_kind(), GRAPH.study_llc())],
+            losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in GRAPH.members for m in configs(run)],
         params:
             spec=SPEC_TEXT,
         output:
@@ -40,7 +41,7 @@ if STUDY:
             STUDY_DIR / "logs" / "plot_study_figures.log",
         params:
             cfg=section(CFG, "figures"),
-            step_config=shared_config_args(next(iter(RUNS))),
+            step_config=shared_config_args(GRAPH.members[0]),
             interventions=GRAPH.study_interventions(),
         resources:
             **resources_of("plot_study_figures"),

@@ -16,8 +16,10 @@ from pipeline.config import (
     resolve_run,
     section,
 )
+from pipeline.dag import Dag
 from pipeline.interventions import reads
 from pipeline.io import UserError
+from pipeline.plan import plan
 from pipeline.registry import KINDS
 from pipeline.schedule import checkpoint_steps
 
@@ -77,8 +79,6 @@ def test_a_named_experiments_variant_gets_a_directory_of_its_own():
 def test_a_run_the_user_names_over_another_configs_results_is_refused_in_one_line(tmp_path):
     """The directory results/mine holds the seed-0 tiny config: naming a seed-1 run `mine` is refused, naming
     the same config again is not (a rerun)."""
-    from pipeline.config import plan
-
     results = f"results_dir={tmp_path}"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "config.yaml").write_text(resolve_run(["+experiment=tiny", results, "run_name=mine"]).to_yaml())
@@ -178,14 +178,26 @@ def test_the_llc_is_on_for_trained_models_and_opt_in_for_hub_models():
     assert llc <= set(run_tables([hub, trained])) and [has_table("llc", c) for c in (hub, trained)] == [False, True]
 
 
-def test_the_clamping_study_runs_four_arms_over_seeds_once_its_reference_exists(tmp_path, monkeypatch):
-    """Its induction arm reads the default run's final 2L checkpoint: refused in one line until it exists (the
-    compose check reads only the sidecar), then four arms x two seeds, each arm its model and interventions."""
+def test_the_clamping_study_plans_the_run_it_reads_a_checkpoint_of(tmp_path, monkeypatch):
+    """Its induction arm reads the default run's final 2L checkpoint: on a fresh directory the plan holds the
+    default run beside the eight members (four arms x two seeds, each arm its model and interventions), and the
+    arm's training reads that run's last training job (an edge: Snakemake builds or reuses it). A reference no
+    run makes and no file holds is refused in one line."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(UserError, match="clamp_from checkpoint results/default/.* does not exist .*snakemake"):
-        load_study("clamping")
+    study, runs = plan(study="clamping")
+    assert list(runs) == [*(m.name for m in study.members), "default"]
+    graph = Dag(runs, Path("results"), study)
+    assert graph.members == [m.name for m in study.members]
+    reads = {tuple(graph.intervention_reads(m.name, model)) for m in study.members for model in m.configs}
+    assert reads == {(), ("results/default/models/attn_only_2l/checkpoints/to_003000",)}
+    assert "results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors" in \
+        graph.checkpoint_files("default", "attn_only_2l")
+    assert not any(graph.external_reads(m.name, model) for m in study.members for model in m.configs)
+    with pytest.raises(UserError) as refused:
+        plan(overrides=["model=attn_only_2l", "train.interventions=[{kind: clamp_from, layer: 1, heads: [2], "
+                                              "checkpoint: results/nowhere/models/m/step_000010.safetensors}]"])
+    assert "does not exist and no run makes it" in str(refused.value) and "\n" not in str(refused.value)
     reference = Path("results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors")
-    fake_reference(reference, compose(["model=attn_only_2l"]).model)
     study = load_study("clamping")
     arms = {"none": [], "previous_token_l0": [{"kind": "clamp_pattern", "layer": 0, "heads": [0],
                                               "pattern": "previous_token"}],

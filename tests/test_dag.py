@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import plan
 from pipeline.dag import Dag, part_steps
 from pipeline.outputs import TABLES
+from pipeline.plan import plan
 from pipeline.registry import KINDS
 from pipeline.schedule import checkpoint_steps
 

@@ -205,8 +205,6 @@ def test_interventions_join_the_identity_and_leave_the_default_bytes_alone():
     ("{kind: clamp_pattern, layer: 0, heads: [0], pattern: induction}", "pattern='induction'"),
     ("{kind: freeze, params: ['blocks.3.*']}", "match no parameter of this model"),
     ("{kind: melt}", "kind='melt'"),
-    ("{kind: clamp_from, layer: 1, heads: [2], checkpoint: no/such/step_003000.safetensors}",
-     "checkpoint no/such/step_003000.safetensors does not exist"),
 ])
 def test_bad_interventions_are_refused_at_compose_in_one_line(spec, message):
     with pytest.raises(UserError) as refused:
@@ -250,18 +248,19 @@ def test_a_clamped_run_is_analysed_clamped_and_says_so(clamped_run):
 
 
 def test_a_head_clamped_from_a_reference_scores_as_the_reference_head(clamped_run):
-    """The named set induction_from_default, its reference being the clamped tiny run's final checkpoint put
-    where the set looks (results/default/...): at every checkpoint of the new run, L1H2 scores exactly what the
-    reference's L1H2 scored at its end (the scores read the reference's patterns, computed by its own model);
-    the reference's bytes are a param of training, so replacing it retrains."""
+    """L1H2 clamped from a reference checkpoint no run makes (the clamped tiny run's final one, copied): at every
+    checkpoint of the new run, L1H2 scores exactly what the reference's L1H2 scored at its end (the scores read
+    the reference's patterns, computed by its own model); the reference's bytes are a param of training, so
+    replacing it retrains. (A reference a run makes is an edge of the DAG instead: tests/test_config.py.)"""
     workdir, tiny = clamped_run
     source = tiny / "models" / "attn_only_2l" / "checkpoints" / "to_000400" / "step_000400.safetensors"
-    target = workdir / "results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors"
+    target = workdir / "references" / "step_003000.safetensors"
     target.parent.mkdir(parents=True)
     for suffix in (".safetensors", ".json"):
         shutil.copyfile(source.with_suffix(suffix), target.with_suffix(suffix))
-    config = ("overrides=[+experiment=tiny,model=[attn_only_2l],interventions=induction_from_default,"
-              "analysis.llc.enabled=false,run_name=tiny_from]")
+    config = ("overrides=[+experiment=tiny,model=[attn_only_2l],train.interventions=[{kind:clamp_from,layer:1,"
+              "heads:[2],checkpoint:references/step_003000.safetensors}],analysis.llc.enabled=false,"
+              "run_name=tiny_from]")
     table = "results/tiny_from/tables/head_scores.csv"
     result = snakemake(workdir, config=config, targets=[table])
     assert result.returncode == 0, result.stderr[-3000:]

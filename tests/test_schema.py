@@ -15,13 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from pipeline.config import _leaves, compose, plan
+from pipeline.config import _leaves, compose
 from pipeline.io import UserError
 from pipeline.kinds.language.data import DATA_SOURCES
 from pipeline.kinds.language.hub import HUB_FAMILIES
 from pipeline.kinds.language.schema import DATA_SOURCE_NAMES, HUB_FAMILY_NAMES
 from pipeline.kinds.language.tasks import TASKS
 from pipeline.kinds.regression.scores import REGRESSION_SCORES
+from pipeline.plan import plan
 from pipeline.registry import KINDS
 from pipeline.schema import TASK_NAMES, validate
 

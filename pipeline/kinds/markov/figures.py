@@ -12,8 +12,8 @@ import pandas as pd
 
 from pipeline.figure_step import figure_step
 from pipeline.io import run_cli
-from pipeline.phase import strategy_phases
-from pipeline.plotting import STRATEGY_COLORS, log_tokens_axis, shade_windows, trained_only
+from pipeline.kinds.markov.study import STRATEGY_COLORS, strategy_phases
+from pipeline.plotting import log_tokens_axis, shade_windows, trained_only
 
 
 def strategy_kl(strategies: pd.DataFrame, chance: pd.DataFrame, heads: pd.DataFrame, windows: pd.DataFrame,
