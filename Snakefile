@@ -4,6 +4,7 @@
     snakemake --cores 2 --config overrides='[train.steps=500]'   # Hydra overrides -> results/<slug>/
     snakemake --cores 2 --config study=olsson                    # a declared study (conf/study/olsson.yaml)
     snakemake --cores 2 --config sweep='[seed=0,1,2]'            # an ad hoc study
+    snakemake --cores 2 --config paper=main                      # a paper's runs and studies (conf/paper/main.yaml)
 """
 
 import sys

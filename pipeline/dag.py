@@ -75,10 +75,8 @@ def part_steps() -> list[PartStep]:
 class Paths:
     """The planned runs' paths, parts, checkpoint lists and data keys, under `results`."""
 
-    def __init__(self, runs: dict[str, Run], results: Path, study: Study | None = None):
-        self.runs, self.results, self.study = runs, Path(results), study
-        # the runs asked for (a study's members, or the one run); the others are runs they read checkpoints of
-        self.members = [m.name for m in study.members] if study else list(runs)[:1]
+    def __init__(self, runs: dict[str, Run], results: Path):
+        self.runs, self.results = runs, Path(results)
 
     def configs(self, run: str) -> dict:
         return self.runs[run].configs
@@ -180,7 +178,19 @@ class Paths:
 
 class Dag(Paths):
     """The planned runs' paths (above), and what the rules and the targets need beyond them: the files of
-    interventions, the captions' notes, the tables collected, every output of a run or a study."""
+    interventions, the captions' notes, the tables collected, every output of a run or a study.
+
+    `targets` are the runs whose every output is asked for: the one run planned, or a paper's runs; a study's
+    members, and the runs read for their checkpoints, are built as far as the studies need."""
+
+    def __init__(self, runs: dict[str, Run], results: Path, studies: list[Study] = (), targets=None):
+        super().__init__(runs, results)
+        self.studies = [study for study in studies if study]
+        self.targets = list(targets) if targets is not None else ([] if self.studies else list(runs)[:1])
+
+    @staticmethod
+    def members(study: Study) -> list[str]:
+        return [member.name for member in study.members]
 
     def intervention_reads(self, run: str, model: str) -> list[str]:
         """What a model's interventions read (clamp_from's reference checkpoints), inputs of its training: the
@@ -199,10 +209,10 @@ class Dag(Paths):
         clamped = {m: c.train.interventions for m, c in self.configs(run).items() if c.train.interventions}
         return "; ".join(f"{m}: {describe(specs)}" for m, specs in clamped.items())
 
-    def study_interventions(self) -> str:
+    def study_interventions(self, study: Study) -> str:
         """What each variant of the study had clamped or frozen in training, named by its arm or swept values."""
-        described = {", ".join(f"{k}={v}" for k, v in run.values.items() if k != self.study.band):
-                     self.run_interventions(name) for name, run in self.runs.items() if name in self.members}
+        described = {", ".join(f"{k}={v}" for k, v in run.values.items() if k != study.band):
+                     self.run_interventions(run.name) for run in study.members}
         return "; ".join(f"{variant}: {text}" for variant, text in described.items() if text)
 
     def collected(self, run: str, table: str) -> list[Path]:
@@ -224,22 +234,25 @@ class Dag(Paths):
         files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES if name in figures]
         return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfgs)] + [str(root / "provenance.json")]
 
-    def study_kind(self) -> str:
-        first_run = self.members[0]
-        return kind_of(self.configs(first_run)[self.first_model(first_run)]).name
+    def study_config(self, study: Study):
+        """The config of the study's first member's first model: it carries what the study shares."""
+        first = study.members[0]
+        return first.configs[self.first_model(first.name)]
 
-    def study_llc(self) -> bool:
+    def study_kind(self, study: Study) -> str:
+        return kind_of(self.study_config(study)).name
+
+    def study_llc(self, study: Study) -> bool:
         """Whether every member model has the LLC: then the study has its bands and the stages that recur."""
-        return all(has_table("llc_stages", c) for run in self.members for c in self.configs(run).values())
+        return all(has_table("llc_stages", c) for run in study.members for c in run.configs.values())
 
-    def study_outputs(self, formats) -> list[str]:
-        root, kind, llc = self.results / self.study.name, self.study_kind(), self.study_llc()
+    def study_outputs(self, study: Study, formats) -> list[str]:
+        root, kind, llc = self.results / study.name, self.study_kind(study), self.study_llc(study)
         return ([f for name in study_figure_names(kind, llc) for f in self.figure_files(root, name, formats)]
                 + [str(root / "tables" / f"{t}.csv") for t in study_tables(kind, llc)])
 
     def final_outputs(self, formats) -> list[str]:
-        """A study's aggregated tables and figures (its members' own figures are one `snakemake` away), or
-        every output of the run."""
-        if self.study:
-            return self.study_outputs(formats)
-        return [f for run in self.members for f in self.run_outputs(run, formats)]
+        """Each study's aggregated tables and figures (its members' own figures are one `snakemake` away), and
+        every output of the target runs."""
+        return ([f for study in self.studies for f in self.study_outputs(study, formats)]
+                + [f for run in self.targets for f in self.run_outputs(run, formats)])

@@ -10,15 +10,18 @@ exist as a file, or the plan is refused in one line.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import Run, Study, compose, group_options, load_study, require_own_directory, resolve_run
+from pipeline.config import CONF_DIR, Run, Study, compose, group_options, load_study, require_own_directory, resolve_run
 from pipeline.interventions import check_reference, reads
 from pipeline.io import UserError, cache_home, require_writable
 from pipeline.registry import kind_of
 from pipeline.schedule import checkpoint_name, segments
+
+PAPER_KEYS = {"description", "runs", "studies"}
 
 
 def checkpoint_dirs(run: Run, results: Path) -> dict[Path, tuple[str, Path]]:
@@ -89,20 +92,50 @@ def plan(study: str | None = None, sweep=None, overrides=None) -> tuple[Study | 
     job starts."""
     if study or sweep:
         study = load_study(study, sweep, overrides)
-        runs = {run.name: run for run in study.members}
-    else:
-        study, run = None, resolve_run(overrides)
-        runs = {run.name: run}
+        return study, checked({run.name: run for run in study.members}, [study.name])
+    run = resolve_run(overrides)
+    return None, checked({run.name: run}, [])
+
+
+@dataclass
+class Paper:
+    """A paper's runs and studies (conf/paper/<name>.yaml): every figure and number its pages show comes from them."""
+    name: str
+    runs: dict[str, str]  # label -> run name: the runs whose every output the paper asks for
+    studies: list[Study]
+
+
+def plan_paper(name: str) -> tuple[Paper, dict[str, Run]]:
+    """A paper's runs, its studies' members (a member equal to a run is that run) and the runs they read."""
+    path = CONF_DIR / "paper" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONF_DIR / "paper").glob("*.yaml"))
+        raise UserError(f"unknown paper '{name}'; choose one of {known} (conf/paper/<name>.yaml)")
+    spec = OmegaConf.to_container(OmegaConf.load(path))
+    if set(spec) - PAPER_KEYS:
+        raise UserError(f"{path} has unknown key(s) {sorted(set(spec) - PAPER_KEYS)}; a paper has {sorted(PAPER_KEYS)}")
+    singles = {label: resolve_run(list(map(str, overrides or []))) for label, overrides in (spec.get("runs") or {}).items()}
+    studies = [load_study(study) for study in spec.get("studies") or []]
+    runs: dict[str, Run] = {}
+    for run in [*singles.values(), *(member for study in studies for member in study.members)]:
+        runs.setdefault(run.name, run)
+    paper = Paper(name, {label: run.name for label, run in singles.items()}, studies)
+    return paper, checked(runs, [study.name for study in studies])
+
+
+def checked(runs: dict[str, Run], studies: list[str]) -> dict[str, Run]:
+    """The runs with the runs they read checkpoints of, once every directory they (and the studies) write is
+    checked: writable, and not another config's."""
     configs = [c for r in runs.values() for c in r.configs.values()]
     if len({str(c.results_dir) for c in configs}) > 1:
         raise UserError("a study's members must share results_dir; set it outside the sweep")
     results = Path(configs[0].results_dir)
-    runs |= referenced_runs(runs, results)
+    runs = {**runs, **referenced_runs(runs, results)}
     require_writable(results, "results_dir")
-    for name in [*runs, *([study.name] if study else [])]:  # each run's (and the study's) own directory
+    for name in [*runs, *studies]:  # each run's (and each study's) own directory
         require_writable(results / name, "run_name" if configs[0].run_name == name else "results_dir")
     for name, run in runs.items():
         require_own_directory(results / name, run)
     if any(c.model.source == "hub" or c.data.source in kind_of(c).hub_data_sources for c in configs):
         require_writable(cache_home(configs[0].hub_cache), "hub_cache")
-    return study, runs
+    return runs

@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from pipeline.config import identity, section
-from pipeline.plan import plan
+from pipeline.plan import plan, plan_paper
 from pipeline.dag import Dag, part_steps
 from pipeline.io import UserError, atomic_path, sha256_file
 from pipeline.registry import KINDS, kind_of
@@ -22,15 +22,20 @@ from pipeline.outputs import (FIGURE_MODULES, FIGURES, HTML_FIGURES, STUDY_FIGUR
                               study_figure_names, study_member_tables, study_tables, tables_of)
 
 try:
-    STUDY, RUNS = plan(config.get("study"), config.get("sweep"), config.get("overrides"))
+    if config.get("paper"):  # a paper's runs and studies (conf/paper/<name>.yaml)
+        PAPER, RUNS = plan_paper(str(config["paper"]))
+        STUDIES, TARGETS = PAPER.studies, list(PAPER.runs.values())
+    else:  # one study (--config study=NAME or sweep=...) or one run
+        STUDY, RUNS = plan(config.get("study"), config.get("sweep"), config.get("overrides"))
+        PAPER, STUDIES, TARGETS = None, [STUDY] if STUDY else [], None
 except UserError as err:
     sys.exit(f"error: {err}")
 CFG = next(iter(next(iter(RUNS.values())).configs.values()))  # results_dir, resources, figures: shared
 # What the report's introduction names: the study and each run with the sha256 of its resolved configs.
-config["report"] = {"study": STUDY.name if STUDY else None,
+config["report"] = {"study": ", ".join(study.name for study in STUDIES) or None,
                     "runs": {name: identity(run.configs)[:16] for name, run in RUNS.items()}}
 RESULTS = Path(CFG.results_dir)
-GRAPH = Dag(RUNS, RESULTS, STUDY)  # the DAG's logic (pipeline/dag.py); "DAG" is a name Snakemake itself uses
+GRAPH = Dag(RUNS, RESULTS, STUDIES, TARGETS)  # the DAG's logic (pipeline/dag.py); "DAG" is a name Snakemake itself uses
 FORMATS = CFG.figures.formats
 RUN = RESULTS / "{run}"
 MODEL = RUN / "models" / "{model}"  # a model's directory, in a rule's paths

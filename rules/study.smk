@@ -1,52 +1,61 @@
-# A study (--config study=NAME or sweep=...): its members are ordinary runs of the rules above; these
-# rules stack their tables and draw the figures that span them, under results/<study>/.
-if STUDY:
+# Studies (--config study=NAME or sweep=..., or a paper's): their members are ordinary runs of the rules above;
+# these rules stack their tables and draw the figures that span them, under results/<study>/. One study's rules
+# are aggregate_study and plot_study_figures; a paper's several are suffixed with each study's name.
+for study in STUDIES:
+    study_dir = RESULTS / study.name
+    study_spec = study_dir / "study.yaml"  # what the aggregation reads: members, swept values, band
+    study_cfg = GRAPH.study_config(study)
+    spec_text = yaml.safe_dump({**study.spec(study_cfg.analysis.window.score, study_cfg.analysis.pca.n_components),
+                                "llc": GRAPH.study_llc(study)}, sort_keys=False)
+    write_if_changed(study_spec, spec_text)
+    suffix = f"_{study.name}" if len(STUDIES) > 1 else ""
+    study_kind, study_llc = GRAPH.study_kind(study), GRAPH.study_llc(study)
 
-    STUDY_DIR = RESULTS / STUDY.name
-
-    STUDY_SPEC = STUDY_DIR / "study.yaml"  # what the aggregation reads: members, swept values, band
-    SPEC_TEXT = yaml.safe_dump({**STUDY.spec(CFG.analysis.window.score, CFG.analysis.pca.n_components),
-                                "llc": GRAPH.study_llc()}, sort_keys=False)
-    write_if_changed(STUDY_SPEC, SPEC_TEXT)
-
-    localrules:
-        aggregate_study,
-
-    rule aggregate_study:
+    rule:
+        name:
+            f"aggregate_study{suffix}"
+        localrule: True
         input:
-            spec=ancient(STUDY_SPEC),
-            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in GRAPH.members
-                    for t in study_member_tables(GRAPH.study_kind(), GRAPH.study_llc())],
-            losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in GRAPH.members for m in configs(run)],
+            spec=ancient(study_spec),
+            tables=[RESULTS / run / "tables" / f"{t}.csv" for run in GRAPH.members(study)
+                    for t in study_member_tables(study_kind, study_llc)],
+            losses=[RESULTS / run / "models" / m / "token_losses.npz" for run in GRAPH.members(study)
+                    for m in configs(run)],
         params:
-            spec=SPEC_TEXT,
+            spec=spec_text,
+            out=study_dir / "tables",
         output:
-            [STUDY_DIR / "tables" / f"{t}.csv" for t in study_tables(GRAPH.study_kind(), GRAPH.study_llc())],
+            [study_dir / "tables" / f"{t}.csv" for t in study_tables(study_kind, study_llc)],
         log:
-            STUDY_DIR / "logs" / "aggregate_study.log",
+            study_dir / "logs" / "aggregate_study.log",
         resources:
             **resources_of("aggregate_study"),
         conda:
             ENVIRONMENT
         shell:
-            "python -m pipeline.study --spec {input.spec} --results {RESULTS} --out {STUDY_DIR}/tables 2>&1 | tee {log}"
+            "python -m pipeline.study --spec {input.spec} --results {RESULTS} --out {params.out} 2>&1 | tee {log}"
 
-    rule plot_study_figures:
+    rule:
+        name:
+            f"plot_study_figures{suffix}"
         input:
-            spec=ancient(STUDY_SPEC),
-            tables=rules.aggregate_study.output,
+            spec=ancient(study_spec),
+            tables=[study_dir / "tables" / f"{t}.csv" for t in study_tables(study_kind, study_llc)],
         output:
-            report_figures(STUDY_DIR, {n: STUDY_FIGURES[n] for n in study_figure_names(GRAPH.study_kind(), GRAPH.study_llc())}, "study_figures"),
+            report_figures(study_dir, {n: STUDY_FIGURES[n] for n in study_figure_names(study_kind, study_llc)},
+                           "study_figures"),
         log:
-            STUDY_DIR / "logs" / "plot_study_figures.log",
+            study_dir / "logs" / "plot_study_figures.log",
         params:
-            cfg=section(CFG, "figures"),
-            step_config=shared_config_args(GRAPH.members[0]),
-            interventions=GRAPH.study_interventions(),
+            cfg=section(study_cfg, "figures"),
+            step_config=shared_config_args(GRAPH.members(study)[0]),
+            interventions=GRAPH.study_interventions(study),
+            tables=study_dir / "tables",
+            out=study_dir / "figures",
         resources:
             **resources_of("plot_study_figures"),
         conda:
             ENVIRONMENT
         shell:
-            "python -m pipeline.study_figures --tables {STUDY_DIR}/tables --spec {input.spec} --out {STUDY_DIR}/figures "
+            "python -m pipeline.study_figures --tables {params.tables} --spec {input.spec} --out {params.out} "
             "{params.step_config} 2>&1 | tee {log}"

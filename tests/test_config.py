@@ -25,7 +25,7 @@ from pipeline.schedule import checkpoint_steps
 
 
 @pytest.mark.parametrize("group, option", [(p.parent.name, p.stem) for p in sorted(CONF_DIR.glob("*/*.yaml"))
-                                           if not p.stem.startswith("_") and p.parent.name != "study"])
+                                           if not p.stem.startswith("_") and p.parent.name not in ("study", "paper")])
 def test_every_config_option_composes(group, option, tmp_path, monkeypatch):
     """Each option composes (an option of a sampler kind with that kind's experiment; a set of interventions
     beside stand-ins for the files it reads) and is what is selected."""
@@ -186,8 +186,8 @@ def test_the_clamping_study_plans_the_run_it_reads_a_checkpoint_of(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     study, runs = plan(study="clamping")
     assert list(runs) == [*(m.name for m in study.members), "default"]
-    graph = Dag(runs, Path("results"), study)
-    assert graph.members == [m.name for m in study.members]
+    graph = Dag(runs, Path("results"), [study])
+    assert graph.members(study) == [m.name for m in study.members] and graph.targets == []
     reads = {tuple(graph.intervention_reads(m.name, model)) for m in study.members for model in m.configs}
     assert reads == {(), ("results/default/models/attn_only_2l/checkpoints/to_003000",)}
     assert "results/default/models/attn_only_2l/checkpoints/to_003000/step_003000.safetensors" in \

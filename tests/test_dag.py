@@ -16,7 +16,7 @@ from pipeline.schedule import checkpoint_steps
 
 def dag_of(tmp_path: Path, *overrides: str, study: str | None = None) -> Dag:
     planned_study, runs = plan(study=study, overrides=[f"results_dir={tmp_path}", *overrides])
-    return Dag(runs, tmp_path, planned_study)
+    return Dag(runs, tmp_path, [planned_study])
 
 
 def steps_of(files: list[str]) -> list[int]:
@@ -132,8 +132,27 @@ def test_the_generated_rules_are_those_the_registries_name():
 
 def test_a_studys_outputs_are_its_kinds_tables_and_figures(tmp_path):
     dag = dag_of(tmp_path, study="clamping_tiny")
+    (study,) = dag.studies
     outputs = {Path(f).name for f in dag.final_outputs(["png"])}
-    assert dag.study_kind() == "language" and dag.study_llc()
+    assert dag.study_kind(study) == "language" and dag.study_llc(study) and dag.targets == []
     assert {"icl_bands.csv", "llc_bands.csv", "study_llc.png"} <= outputs
     assert not {"transition.csv", "strategy_bands.csv"} & outputs
-    assert all(Path(f).parent.parent == tmp_path / dag.study.name for f in dag.final_outputs(["png"]))
+    assert all(Path(f).parent.parent == tmp_path / study.name for f in dag.final_outputs(["png"]))
+
+
+@pytest.mark.cost(60)
+def test_the_paper_target_plans_its_runs_and_every_study_on_a_fresh_directory(tmp_path):
+    """`snakemake -n --config paper=main` on an empty directory: the default run, one run of each other kind and
+    the four shipped studies (with the default 2L model the clamping study reads), with no step before it."""
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                             "-n", "--config", "paper=main"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = result.stdout + result.stderr
+    for study in ("olsson", "raventos", "markov", "clamping"):
+        assert f"rule aggregate_study_{study}:" in planned and f"rule plot_study_figures_{study}:" in planned
+    assert "output: results/default/models/attn_only_2l/checkpoints/to_003000" in planned
+    for rule in ("prepare_corpus", "prepare_regression", "prepare_markov", "plot_causal_figures",
+                 "plot_regression_figures", "plot_markov_figures"):
+        assert f"rule {rule}:" in planned
