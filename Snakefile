@@ -26,6 +26,7 @@ include: "rules/analysis.smk"
 include: "rules/figures.smk"
 include: "rules/provenance.smk"
 include: "rules/study.smk"
+include: "rules/paper.smk"
 
 
 # Seconds-long bookkeeping stays on the submitting node instead of waiting in a cluster queue.
@@ -39,3 +40,4 @@ localrules:
 rule all:
     input:
         GRAPH.final_outputs(FORMATS),
+        PAPER_OUTPUTS,

@@ -234,6 +234,16 @@ class Dag(Paths):
         files += [str(root / "figures" / f"{name}.html") for name in HTML_FIGURES if name in figures]
         return files + [str(root / "tables" / f"{t}.csv") for t in run_tables(cfgs)] + [str(root / "provenance.json")]
 
+    def kind_of_run(self, run: str) -> str:
+        return kind_of(self.configs(run)[self.first_model(run)]).name
+
+    def paper_tables(self, run: str) -> list[str]:
+        """The run tables the figure across kinds reads: head scores, the window, the LLC and its stages (when the
+        run has them), and what the kind's distance to the optimal strategy reads."""
+        cfg = self.configs(run)[self.first_model(run)]
+        llc = ["llc", "llc_stages"] if has_table("llc_stages", cfg) else []
+        return ["head_scores", "phase_window", *llc, *kind_of(cfg).comparison.distance_tables]
+
     def study_config(self, study: Study):
         """The config of the study's first member's first model: it carries what the study shares."""
         first = study.members[0]

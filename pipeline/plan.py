@@ -21,7 +21,7 @@ from pipeline.io import UserError, cache_home, require_writable
 from pipeline.registry import kind_of
 from pipeline.schedule import checkpoint_name, segments
 
-PAPER_KEYS = {"description", "runs", "studies"}
+PAPER_KEYS = {"description", "runs", "studies", "figures"}
 
 
 def checkpoint_dirs(run: Run, results: Path) -> dict[Path, tuple[str, Path]]:
@@ -103,6 +103,7 @@ class Paper:
     name: str
     runs: dict[str, str]  # label -> run name: the runs whose every output the paper asks for
     studies: list[Study]
+    figures: dict[str, tuple[str, str]]  # a figure the docs show -> (a run's label or a study's name, its figure)
 
 
 def plan_paper(name: str) -> tuple[Paper, dict[str, Run]]:
@@ -119,7 +120,13 @@ def plan_paper(name: str) -> tuple[Paper, dict[str, Run]]:
     runs: dict[str, Run] = {}
     for run in [*singles.values(), *(member for study in studies for member in study.members)]:
         runs.setdefault(run.name, run)
-    paper = Paper(name, {label: run.name for label, run in singles.items()}, studies)
+    figures = {figure: tuple(str(source).split("/", 1)) for figure, source in (spec.get("figures") or {}).items()}
+    sources = {*singles, *(study.name for study in studies)}
+    unknown = sorted({source for source, _ in figures.values()} - sources)
+    if unknown:
+        raise UserError(f"{path}: figures come from {unknown}, which are not its runs or studies; use one of "
+                        f"{sorted(sources)} (figure: <run label or study>/<figure name>)")
+    paper = Paper(name, {label: run.name for label, run in singles.items()}, studies, figures)
     return paper, checked(runs, [study.name for study in studies])
 
 

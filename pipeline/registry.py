@@ -55,6 +55,16 @@ class StudyFigure:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """How a kind stands in the figure across kinds (pipeline.paper): its circuit's head score, and its distance
+    to the optimal strategy, `distance(tables) -> DataFrame[model, tokens_seen, value]` from the run's tables."""
+    score: str  # the head score of its circuit (the best head's, per model and checkpoint)
+    distance: str  # "module:function"
+    distance_tables: tuple[str, ...]  # the run tables `distance` reads
+    distance_label: str
+
+
+@dataclass(frozen=True)
 class Kind:
     name: str
     data_module: str  # the data step's CLI (writes data_files)
@@ -82,6 +92,7 @@ class Kind:
     frozen: tuple[str, ...] = ()  # parameter-name globs its models hold at their init (never trained, never sampled)
     hub_module: str | None = None  # the CLI fetching its hub checkpoints (model.source=hub)
     hub_data_sources: tuple[str, ...] = ()  # its data sources read through the HF cache
+    comparison: Comparison | None = None  # its column of the figure across kinds
 
     @property
     def data_sources(self) -> tuple[str, ...]:

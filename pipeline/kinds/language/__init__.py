@@ -2,7 +2,7 @@
 fetched from the hub, with the causal analyses (ablation, patching, tasks) only token models have."""
 
 from pipeline.kinds.language import schema
-from pipeline.registry import FigureModule, Kind, Step
+from pipeline.registry import Comparison, FigureModule, Kind, Step
 from pipeline.sections import SEQUENCE_SCORES
 
 CAUSAL_TABLES = ("ablation", "patching", "logit_attribution", "copying", "token_losses", "task_metrics",
@@ -18,6 +18,8 @@ KIND = Kind(
     score_config=("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
     data_files=("tokenizer.json", "train.npy", "eval.npy", "manifest.json"),
     head_scores=SEQUENCE_SCORES,
+    comparison=Comparison("prefix_matching", "pipeline.kinds.language.study:distance", ("icl",),
+                          "ICL score (nats; 0: no in-context gain)"),
     steps={"causal_checkpoints": Step(
         "pipeline.kinds.language.causal", "causal_part", "causal_parts", CAUSAL_TABLES,
         ("analysis.ablation", "analysis.patching", "analysis.tasks", "analysis.token_loss.text", "analysis.icl",

@@ -2,7 +2,7 @@
 from each exact strategy (uniform, unigram, bigram, Bayes) marks its phases."""
 
 from pipeline.kinds.markov import schema
-from pipeline.registry import FigureModule, Kind, StudyFigure
+from pipeline.registry import Comparison, FigureModule, Kind, StudyFigure
 from pipeline.sections import SEQUENCE_SCORES
 
 KIND = Kind(
@@ -20,6 +20,8 @@ KIND = Kind(
         "pipeline.kinds.markov.figures", "6. In-context Markov chains", ("markov_strategies",),
         ("markov_strategies", "chance_levels", "head_scores", "phase_window", "integrity"),
         ("figures", "analysis.window.score"))},
+    comparison=Comparison("statistical_induction", "pipeline.kinds.markov.study:distance", ("markov_strategies",),
+                          "KL(bigram || model), nats per state"),
     study_member_tables=("markov_strategies",),
     study_tables={"strategy_bands": ("markov_strategies", "pipeline.kinds.markov.study:strategy_bands"),
                   "phase_onsets": ("markov_strategies", "pipeline.kinds.markov.study:phase_onsets")},

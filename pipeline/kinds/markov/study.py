@@ -69,3 +69,11 @@ def strategy_plot(bands: pd.DataFrame, onsets: pd.DataFrame, variant: list[str],
                  f"nearest)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def distance(tables: dict) -> pd.DataFrame:
+    """KL divergence from the bigram strategy (the Bayes-optimal one under the Dirichlet prior), per model and
+    checkpoint: its column of the figure across kinds."""
+    strategies = tables["markov_strategies"]
+    bigram = strategies[strategies.strategy == "bigram"]
+    return bigram[["model", "tokens_seen", "kl"]].rename(columns={"kl": "value"}).reset_index(drop=True)

@@ -2,7 +2,7 @@
 (x, y) pairs whose distance to the ridge and dMMSE predictors marks the task-diversity transition."""
 
 from pipeline.kinds.regression import schema
-from pipeline.registry import FigureModule, Kind, StudyFigure
+from pipeline.registry import Comparison, FigureModule, Kind, StudyFigure
 
 KIND = Kind(
     name="regression", data_module="pipeline.kinds.regression.data",
@@ -20,6 +20,8 @@ KIND = Kind(
         ("regression_mse", "regression_deltas", "regression_probe", "regression_attention"),
         ("regression_eval", "probe_attention", "chance_levels", "head_scores", "phase_window", "integrity"),
         ("figures", "analysis.window.score", "analysis.probe"))},
+    comparison=Comparison("xy_probe", "pipeline.kinds.regression.study:distance", ("regression_eval",),
+                          "Δ ridge on pretraining tasks (per dim.)"),
     study_member_tables=("regression_eval",),
     study_tables={"transition": ("regression_eval", "pipeline.kinds.regression.study:transition")},
     study_figures={"study_transition": StudyFigure("pipeline.kinds.regression.study:transition_plot",

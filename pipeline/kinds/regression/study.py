@@ -51,3 +51,12 @@ def transition_plot(transition: pd.DataFrame, variant: list[str], band: str) -> 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def distance(tables: dict) -> pd.DataFrame:
+    """The distance to ridge regression (the optimal predictor at M = inf) on pretraining tasks, averaged over
+    positions (Raventos et al.'s scalar), per model and checkpoint: its column of the figure across kinds."""
+    evals = tables["regression_eval"]
+    pretrain = evals[evals.distribution == "pretrain"]
+    return pretrain.groupby(["model", "tokens_seen"], as_index=False).delta_ridge.mean().rename(
+        columns={"delta_ridge": "value"})
