@@ -30,3 +30,16 @@ def cli(description: str, **paths) -> tuple[argparse.Namespace, DictConfig]:
             parser.error("--run-config takes --model and no overrides")
         return args, load_run_config(args.run_config, args.model)
     return args, compose([*args.overrides, *([f"model={args.model}"] if args.model else [])])
+
+
+def spec_cli(description: str, spec: str, out: str) -> tuple[dict, Path, Path]:
+    """The CLI of a step over several runs (a study's aggregation, a paper's pages): the spec the Snakefile wrote
+    (what it reads), the results directory holding the runs, and where it writes."""
+    from omegaconf import OmegaConf
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--spec", type=Path, required=True, help=spec)
+    parser.add_argument("--results", type=Path, required=True, help="the results directory holding the runs")
+    parser.add_argument("--out", type=Path, required=True, help=out)
+    args = parser.parse_args()
+    return OmegaConf.to_container(OmegaConf.load(args.spec)), args.results, args.out

@@ -6,7 +6,6 @@ the config identity that made it.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 from pathlib import Path
@@ -14,8 +13,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
+from pipeline.cli import spec_cli
 from pipeline.io import atomic_path, run_cli, sha256_file, write_json
 from pipeline.plotting import MODEL_COLORS, log_tokens_axis, save, shade_windows, trained_only
 from pipeline.provenance import git_state
@@ -164,12 +163,8 @@ def write_paper(spec: dict, results: Path, out: Path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Render a paper's pages from its runs' and studies' tables.")
-    parser.add_argument("--spec", type=Path, required=True, help="results/paper/<name>/paper.yaml")
-    parser.add_argument("--results", type=Path, required=True, help="the results directory")
-    parser.add_argument("--out", type=Path, required=True, help="the paper's directory")
-    args = parser.parse_args()
-    write_paper(OmegaConf.to_container(OmegaConf.load(args.spec)), args.results, args.out)
+    write_paper(*spec_cli("Render a paper's pages from its runs' and studies' tables.",
+                          spec="results/paper/<name>/paper.yaml", out="the paper's directory"))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,13 @@ n_ctx=512); its band runs over the members that differ only in the band key.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from sklearn.decomposition import PCA
 
+from pipeline.cli import spec_cli
 from pipeline.io import UserError, run_cli, write_table
 from pipeline.outputs import kind_study_tables, study_member_tables
 
@@ -161,14 +160,10 @@ def aggregate(spec: dict, results: Path) -> dict[str, pd.DataFrame]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Aggregate a study's member runs into study tables.")
-    parser.add_argument("--spec", type=Path, required=True, help="results/<study>/study.yaml")
-    parser.add_argument("--results", type=Path, required=True, help="the results directory holding the members")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the study tables (*.csv)")
-    args = parser.parse_args()
-    spec = OmegaConf.to_container(OmegaConf.load(args.spec))
-    for name, table in aggregate(spec, args.results).items():
-        write_table(table, args.out / f"{name}.csv")
+    spec, results, out = spec_cli("Aggregate a study's member runs into study tables.",
+                                  spec="results/<study>/study.yaml", out="directory for the study tables (*.csv)")
+    for name, table in aggregate(spec, results).items():
+        write_table(table, out / f"{name}.csv")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ if PAPER:
             studies=[f for study in STUDIES for f in GRAPH.study_outputs(study, FORMATS)],
             figures=[RESULTS / path for _, _, path in paper_figures.values()],
         output:
-            PAPER_OUTPUTS,
+            [report(f, caption=str(caption("kinds")), category="0. Across kinds") if f.endswith("kinds.png") else f
+             for f in PAPER_OUTPUTS],
         log:
             paper_dir / "logs" / "write_paper.log",
         params:

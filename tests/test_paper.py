@@ -65,3 +65,11 @@ def test_a_rerun_of_the_paper_does_nothing(paper):
     workdir, _ = paper
     result = snakemake(workdir, "-n", config=PAPER, timeout=600)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_the_figure_across_kinds_is_in_the_report(paper):
+    workdir, _ = paper
+    result = snakemake(workdir, "--report", str(workdir / "report.html"), config=PAPER, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (workdir / "report.html").read_text(errors="ignore")
+    assert "kinds.png" in html and "The phase change across subject kinds" in html
