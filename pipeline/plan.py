@@ -12,16 +12,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
 
 from omegaconf import DictConfig, OmegaConf
+from pydantic import Field, ValidationError
 
 from pipeline.config import CONF_DIR, Run, Study, compose, group_options, load_study, require_own_directory, resolve_run
 from pipeline.interventions import check_reference, reads
 from pipeline.io import UserError, cache_home, require_writable
 from pipeline.registry import kind_of
 from pipeline.schedule import checkpoint_name, segments
+from pipeline.sections import Name, Section, Text
 
-PAPER_KEYS = {"description", "runs", "studies", "figures"}
+
+class PaperSpec(Section):
+    """conf/paper/<name>.yaml: runs by label (their overrides), studies by name, the figures its pages show."""
+    description: Optional[Text] = None
+    runs: dict[Name, list[Text]] = {}
+    studies: list[Name] = []
+    figures: dict[Name, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=+-]+/[A-Za-z0-9_]+$")]] = {}
 
 
 def checkpoint_dirs(run: Run, results: Path) -> dict[Path, tuple[str, Path]]:
@@ -112,15 +121,18 @@ def plan_paper(name: str) -> tuple[Paper, dict[str, Run]]:
     if not path.is_file():
         known = sorted(p.stem for p in (CONF_DIR / "paper").glob("*.yaml"))
         raise UserError(f"unknown paper '{name}'; choose one of {known} (conf/paper/<name>.yaml)")
-    spec = OmegaConf.to_container(OmegaConf.load(path))
-    if set(spec) - PAPER_KEYS:
-        raise UserError(f"{path} has unknown key(s) {sorted(set(spec) - PAPER_KEYS)}; a paper has {sorted(PAPER_KEYS)}")
-    singles = {label: resolve_run(list(map(str, overrides or []))) for label, overrides in (spec.get("runs") or {}).items()}
-    studies = [load_study(study) for study in spec.get("studies") or []]
+    try:
+        spec = PaperSpec.model_validate(OmegaConf.to_container(OmegaConf.load(path)) or {})
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        raise UserError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}; fix it (a paper has "
+                        f"{sorted(PaperSpec.model_fields)})") from None
+    singles = {label: resolve_run(overrides) for label, overrides in spec.runs.items()}
+    studies = [load_study(study) for study in spec.studies]
     runs: dict[str, Run] = {}
     for run in [*singles.values(), *(member for study in studies for member in study.members)]:
         runs.setdefault(run.name, run)
-    figures = {figure: tuple(str(source).split("/", 1)) for figure, source in (spec.get("figures") or {}).items()}
+    figures = {figure: tuple(source.split("/", 1)) for figure, source in spec.figures.items()}
     sources = {*singles, *(study.name for study in studies)}
     unknown = sorted({source for source, _ in figures.values()} - sources)
     if unknown:

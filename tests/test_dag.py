@@ -156,3 +156,19 @@ def test_the_paper_target_plans_its_runs_and_every_study_on_a_fresh_directory(tm
     for rule in ("prepare_corpus", "prepare_regression", "prepare_markov", "plot_causal_figures",
                  "plot_regression_figures", "plot_markov_figures"):
         assert f"rule {rule}:" in planned
+
+
+@pytest.mark.parametrize("text, message", [("runs: [a]\n", "runs: Input should be a valid dictionary"),
+                                           ("figures: {x: nowhere}\n", "figures.x: String should match pattern"),
+                                           ("colour: red\n", "colour: Extra inputs are not permitted"),
+                                           ("figures: {x: elsewhere/icl}\n", "figures come from ['elsewhere']")])
+def test_a_malformed_paper_is_refused_in_one_line(tmp_path, monkeypatch, text, message):
+    import pipeline.plan as planning
+    from pipeline.io import UserError
+
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "bad.yaml").write_text(text)
+    monkeypatch.setattr(planning, "CONF_DIR", tmp_path)
+    with pytest.raises(UserError) as refused:
+        planning.plan_paper("bad")
+    assert message in str(refused.value) and "\n" not in str(refused.value)
