@@ -13,10 +13,12 @@ The generated rules, by name (`snakemake --list-rules` lists them all; tests/tes
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from pipeline.config import Run, Study
+from pipeline.config import Run, Study, identity
 from pipeline.interventions import describe, reads
 from pipeline.outputs import (
     HTML_FIGURES,
@@ -116,8 +118,7 @@ class Paths:
         cfg, directory = self.configs(run)[model], self.checkpoint_dir(run, model)
         if cfg.model.source == "hub":
             return [str(directory / f"hub_{i:03d}.safetensors") for i in range(len(cfg.model.hub.checkpoints))]
-        return [str(directory / segment / checkpoint_name(s))
-                for segment, steps in self.model_segments(run, model).items() for s in steps]
+        return [file for _, files in self.score_parts(run, model).values() for file in files]
 
     def score_parts(self, run: str, model: str) -> dict[str, tuple[list[str], list[str]]]:
         """part -> (what its checkpoints come from, the checkpoints): one per training job, scored as soon as that
@@ -192,17 +193,21 @@ class Dag(Paths):
     def members(study: Study) -> list[str]:
         return [member.name for member in study.members]
 
+    @cached_property
+    def made(self) -> dict[Path, str]:
+        """Every checkpoint a planned run trains -> the training job's directory that writes it (a rule output)."""
+        return {path: str(directory) for planned in self.runs.values()
+                for path, (_, directory) in checkpoint_dirs(planned, self.results).items()}
+
     def intervention_reads(self, run: str, model: str) -> list[str]:
         """What a model's interventions read (clamp_from's reference checkpoints), inputs of its training: the
         training job of a planned run that writes a reference (the cross-run edge, pipeline.plan), else the file."""
-        made = {path: directory for planned in self.runs.values()
-                for path, (_, directory) in checkpoint_dirs(planned, self.results).items()}
-        return [str(made.get(Path(path), path)) for path in reads(self.configs(run)[model].train.interventions)]
+        read = reads(self.configs(run)[model].train.interventions)
+        return [self.made.get(Path(path), path) for path in read] if read else []
 
     def external_reads(self, run: str, model: str) -> list[str]:
         """The files a model's interventions read that no planned run writes (their bytes are a training param)."""
-        return [path for path in self.intervention_reads(run, model) if path in
-                reads(self.configs(run)[model].train.interventions)]
+        return [path for path in reads(self.configs(run)[model].train.interventions) if Path(path) not in self.made]
 
     def run_interventions(self, run: str) -> str:
         """What each model of the run had clamped or frozen in training ('' if nothing): the captions say so."""
@@ -243,6 +248,23 @@ class Dag(Paths):
         cfg = self.configs(run)[self.first_model(run)]
         llc = ["llc", "llc_stages"] if has_table("llc_stages", cfg) else []
         return ["head_scores", "phase_window", *llc, *kind_of(cfg).comparison.distance_tables]
+
+    def paper_spec(self, paper) -> dict:
+        """What a paper's pages read (results/paper/<name>/paper.yaml): each run by label with its kind, config
+        identity and the tables the figure across kinds reads; each study with its kind, members and identity; each
+        figure the docs show as [its source, that source's identity, its file under results/]."""
+        runs = {label: {"name": run, "kind": self.kind_of_run(run), "identity": identity(self.configs(run))[:16],
+                        "tables": self.paper_tables(run)} for label, run in paper.runs.items()}
+        studies = [{"name": s.name, "kind": self.study_kind(s), "members": self.members(s), "identity": identity(
+            {f"{member.name}/{model}": cfg for member in s.members for model, cfg in member.configs.items()})[:16]}
+            for s in self.studies]
+        sources = {**{label: run["name"] for label, run in runs.items()}, **{s["name"]: s["name"] for s in studies}}
+        identities = {**{label: run["identity"] for label, run in runs.items()},
+                      **{s["name"]: s["identity"] for s in studies}}
+        figures = {figure: [sources[source], identities[source], f"{sources[source]}/figures/{name}.png"]
+                   for figure, (source, name) in paper.figures.items()}
+        whole = hashlib.sha256(str([runs, studies]).encode()).hexdigest()[:16]
+        return {"name": paper.name, "runs": runs, "studies": studies, "figures": figures, "identity": whole}
 
     def study_config(self, study: Study):
         """The config of the study's first member's first model: it carries what the study shares."""

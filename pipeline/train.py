@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -22,6 +23,12 @@ from pipeline.interventions import apply
 from pipeline.io import UserError, atomic_path, run_cli, write_table
 from pipeline.registry import TrainingSubject, kind_of, subject_module
 from pipeline.schedule import checkpoint_name, checkpoint_steps
+
+
+def generator_rng(generator: torch.Generator) -> np.random.Generator:
+    """A numpy generator seeded from the trainer's torch generator, so its saved torch state resumes a subject that
+    samples its batches with numpy."""
+    return np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
 
 
 def lr_factor(train_cfg):

@@ -11,7 +11,6 @@ from pipeline.config import compose
 from pipeline.io import UserError
 from pipeline.kinds.markov.data import (
     cross_entropy,
-    generator_rng,
     importance_bayes,
     kl_from,
     sample,
@@ -21,6 +20,7 @@ from pipeline.kinds.markov.data import (
     transition_matrices,
 )
 from pipeline.kinds.markov.subject import training_subject
+from pipeline.train import generator_rng
 
 
 def data_cfg(**changes):

@@ -9,6 +9,7 @@ import torch
 from pipeline.checkpoints import initial_twin
 from pipeline.measures import next_token_loss
 from pipeline.registry import TrainingSubject
+from pipeline.train import generator_rng
 from toykind.data import sequences
 
 
@@ -24,8 +25,7 @@ def training_subject(cfg, data_dir: Path) -> TrainingSubject:
     kwargs, batch_size = config_kwargs(cfg), cfg.train.batch_size
 
     def batch(generator):
-        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
-        return (torch.from_numpy(sequences(batch_size, cfg.data.modulus, cfg.data.seq_len, rng)),)
+        return (torch.from_numpy(sequences(batch_size, cfg.data.modulus, cfg.data.seq_len, generator_rng(generator))),)
 
     return TrainingSubject(name=str(cfg.model.name), config_kwargs=kwargs,
                            tokens_per_step=batch_size * cfg.data.seq_len,

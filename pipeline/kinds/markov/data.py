@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from pipeline.cli import cli
 from pipeline.io import UserError, atomic_path, run_cli, write_json
@@ -25,11 +24,6 @@ SINKHORN_OK = 1e-9  # a balanced matrix's columns sum to 1 within this
 MAX_REDRAWS = 100
 MIXTURE = (0.0, 0.25, 0.5, 1.0)  # the Bayes predictor's proposal: Dirichlet(alpha + m x the sequence's counts)
 BAYES_STREAM = 2  # a numpy stream of its own for the Bayes predictor's prior draws (eval: default_rng(seed + 1))
-
-
-def generator_rng(generator: torch.Generator) -> np.random.Generator:
-    """A numpy generator seeded from the torch generator, so the trainer's saved torch state resumes it."""
-    return np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,), generator=generator)))
 
 
 def sinkhorn(matrices: np.ndarray, tol: float = 1e-12, max_iter: int = 10_000) -> tuple[np.ndarray, np.ndarray]:

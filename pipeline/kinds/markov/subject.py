@@ -10,9 +10,10 @@ import torch
 
 from pipeline.checkpoints import initial_twin
 from pipeline.interventions import attach
-from pipeline.kinds.markov.data import generator_rng, load_eval, sample
+from pipeline.kinds.markov.data import load_eval, sample
 from pipeline.measures import next_token_loss
 from pipeline.registry import TrainingSubject
+from pipeline.train import generator_rng
 
 
 def config_kwargs(model_cfg, data_cfg) -> dict:
