@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from pipeline.config import Run, Study, identity
 from pipeline.interventions import describe, reads
 from pipeline.outputs import (
@@ -243,28 +245,50 @@ class Dag(Paths):
         return kind_of(self.configs(run)[self.first_model(run)]).name
 
     def paper_tables(self, run: str) -> list[str]:
-        """The run tables the figure across kinds reads: head scores, the window, the LLC and its stages (when the
-        run has them), and what the kind's distance to the optimal strategy reads."""
+        """The run tables its paper section and the figure across kinds read: head scores, the window, the LLC and its
+        stages (when the run has them), what the kind's distance to the optimal strategy reads, its summaries'."""
         cfg = self.configs(run)[self.first_model(run)]
         llc = ["llc", "llc_stages"] if has_table("llc_stages", cfg) else []
-        return ["head_scores", "phase_window", *llc, *kind_of(cfg).comparison.distance_tables]
+        kind = kind_of(cfg)
+        summaries = [table for table, _ in self.paper_summaries(run).values()]
+        return list(dict.fromkeys(["head_scores", "phase_window", *llc, *kind.comparison.distance_tables, *summaries]))
+
+    def paper_summaries(self, run: str) -> dict[str, list[str]]:
+        """The kind's summaries of the run tables it has, each a table of the run's paper section: name -> [its
+        run table, "module:function"]."""
+        cfg = self.configs(run)[self.first_model(run)]
+        return {name: list(source) for name, source in kind_of(cfg).run_summaries.items() if has_table(source[0], cfg)}
 
     def paper_spec(self, paper) -> dict:
-        """What a paper's pages read (results/paper/<name>/paper.yaml): each run by label with its kind, config
-        identity and the tables the figure across kinds reads; each study with its kind, members and identity; each
-        figure the docs show as [its source, that source's identity, its file under results/]."""
-        runs = {label: {"name": run, "kind": self.kind_of_run(run), "identity": identity(self.configs(run))[:16],
-                        "tables": self.paper_tables(run)} for label, run in paper.runs.items()}
-        studies = [{"name": s.name, "kind": self.study_kind(s), "members": self.members(s), "identity": identity(
+        """What a paper's pages read (results/paper/<name>/paper.yaml): its sections in order — each run by label
+        (kind, config identity, the tables its page and the figure across kinds read), each study (kind, members,
+        identity), each with the figures the docs show from it (name -> file under results/) — then the figure
+        across kinds: its run columns and, per column, the study whose seed bands it draws and their variant."""
+        studies = {s.name: s for s in self.studies}
+        sections = {label: {"type": "run", "name": run, "kind": self.kind_of_run(run), "members": [run],
+                            "identity": identity(self.configs(run))[:16], "tables": self.paper_tables(run),
+                            "summaries": self.paper_summaries(run)}
+                    for label, run in paper.runs.items()}
+        sections.update({s.name: {"type": "study", "name": s.name, "kind": self.study_kind(s),
+                                  "members": self.members(s), "identity": identity(
             {f"{member.name}/{model}": cfg for member in s.members for model, cfg in member.configs.items()})[:16]}
-            for s in self.studies]
-        sources = {**{label: run["name"] for label, run in runs.items()}, **{s["name"]: s["name"] for s in studies}}
-        identities = {**{label: run["identity"] for label, run in runs.items()},
-                      **{s["name"]: s["identity"] for s in studies}}
-        figures = {figure: [sources[source], identities[source], f"{sources[source]}/figures/{name}.png"]
-                   for figure, (source, name) in paper.figures.items()}
-        whole = hashlib.sha256(str([runs, studies]).encode()).hexdigest()[:16]
-        return {"name": paper.name, "runs": runs, "studies": studies, "figures": figures, "identity": whole}
+            for s in self.studies})
+        for key, section in sections.items():
+            section["figures"] = {figure: f"{section['name']}/figures/{name}.png"
+                                  for figure, (source, name) in paper.figures.items() if source == key}
+        bands = {label: {"study": study, "variants": self.band_variants(paper.runs[label], studies[study])}
+                 for label, study in paper.bands.items()}
+        whole = hashlib.sha256(str([sections, bands]).encode()).hexdigest()[:16]
+        sections["kinds"] = {"type": "kinds", "name": "kinds", "columns": list(paper.runs), "bands": bands,
+                             "members": list(paper.runs.values()), "identity": whole, "figures": {}}
+        return {"name": paper.name, "identity": whole, "sections": sections}
+
+    def band_variants(self, run: str, study: Study) -> list[dict]:
+        """The study's variants that are the run's models: per model, its name and its values of the study's
+        swept keys (the band key aside), as the study's band tables name them."""
+        keys = [k for k in study.swept if k not in (study.band, "model")]
+        return [{"model": model, **{k: OmegaConf.select(cfg, k) for k in keys}}
+                for model, cfg in self.configs(run).items()]
 
     def study_config(self, study: Study):
         """The config of the study's first member's first model: it carries what the study shares."""

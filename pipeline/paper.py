@@ -1,22 +1,27 @@
-"""A paper's pages, rendered from its runs' and studies' tables by code (`snakemake --config paper=NAME`): the
-figure across kinds, the figures the docs show (copied from the runs and studies that drew them), a results page
-whose every number is read from a table it names, and a manifest giving each file's sha256 with the commit and
-the config identity that made it.
+"""A paper's pages, rendered from its runs' and studies' tables by code (`snakemake --config paper=NAME`).
+
+Each section — a run, a study, the figure across kinds — is its own target (`paper_<section>`): its page
+(`sections/<key>.md`), the figures the docs show from it (copied from the run or study that drew them), its cost
+table, and a manifest entry (`sections/<key>.json`: each file's sha256, the commit and the config identity that
+made it). The index (`results.md`, `manifest.json`) gathers the sections there are. `publish` copies a paper's
+sections into a docs directory and rebuilds the index there, so sections made on different machines and commits
+build up one page, each recording its own commit.
 """
 
 from __future__ import annotations
 
-import re
+import argparse
+import json
 import shutil
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
-from pipeline.cli import spec_cli
 from pipeline.io import atomic_path, run_cli, sha256_file, write_json
-from pipeline.plotting import MODEL_COLORS, log_tokens_axis, save, shade_windows, trained_only
+from pipeline.paper_figure import kinds_figure
+from pipeline.paper_tables import columns, markdown, section_cost
+from pipeline.plotting import save
 from pipeline.provenance import git_state
 from pipeline.registry import KINDS, resolved
 
@@ -28,100 +33,52 @@ def read(tables_dir: Path, names) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(Path(tables_dir) / f"{name}.csv") for name in names}
 
 
-def best_heads(heads: pd.DataFrame, score: str) -> pd.DataFrame:
-    """The best head's `score` per model and checkpoint."""
-    return heads[heads.score == score].groupby(["model", "tokens_seen"], as_index=False).value.max()
+def header(key: str, section: dict) -> str:
+    what = f"run `{section['name']}`" if section["type"] == "run" else f"study `{section['name']}`"
+    members = ", ".join(f"`{m}`" for m in section["members"])
+    return (f"## {key}: {what}\n\nKind {section['kind']}; config identity `{section['identity']}`; "
+            f"{len(section['members'])} member run(s): {members}.\n\n"
+            + "".join(f"![{figure}](figures/{figure}.png)\n" for figure in section["figures"]) + "\n")
 
 
-def lines(ax, table: pd.DataFrame, value: str, spread: str | None = None):
-    for i, (model, line) in enumerate(trained_only(table).sort_values("tokens_seen").groupby("model")):
-        ax.plot(line.tokens_seen, line[value], "o-", ms=2.5, color=MODEL_COLORS[i], label=model)
-        if spread:
-            ax.fill_between(line.tokens_seen, line[value] - line[spread], line[value] + line[spread],
-                            color=MODEL_COLORS[i], alpha=0.2, lw=0)
+def write_summaries(key: str, section: dict, results: Path, out: Path) -> list[str]:
+    """The kind's summaries of a run's tables, each a table of the section (tables/<key>_<name>.csv)."""
+    for name, (table, summary) in section.get("summaries", {}).items():
+        rows = resolved(summary)(pd.read_csv(results / section["name"] / "tables" / f"{table}.csv"))
+        with atomic_path(out / "tables" / f"{key}_{name}.csv") as tmp:
+            rows.to_csv(tmp, index=False)
+    return [f"tables/{key}_{name}.csv" for name in section.get("summaries", {})]
 
 
-def kinds_figure(columns: list[tuple[str, str, dict]]) -> plt.Figure:
-    """One column per kind (label, kind, its run's tables), over tokens seen: its circuit's best head score, its
-    distance to the optimal strategy, its LLC with the stage boundaries (dashed); the windows shaded."""
-    fig, axes = plt.subplots(3, len(columns), figsize=(4.6 * len(columns), 8.4), sharex="col", squeeze=False)
-    for col, (label, kind, t) in enumerate(columns):
-        comparison = KINDS[kind].comparison
-        rows = [(best_heads(t["head_scores"], comparison.score), "value", None,
-                 f"best head's {comparison.score.replace('_', '-')} score"),
-                (resolved(comparison.distance)(t), "value", None, comparison.distance_label),
-                (t.get("llc", pd.DataFrame(columns=["model", "tokens_seen"])), "llc_mean", "llc_std", "LLC")]
-        for row, (table, value, spread, ylabel) in enumerate(rows):
-            ax = axes[row, col]
-            lines(ax, table, value, spread)
-            shade_windows(ax, t["phase_window"])
-            log_tokens_axis(ax)
-            ax.set_ylabel(ylabel, fontsize=9)
-        for _, stage in t.get("llc_stages", pd.DataFrame(columns=["tokens_seen"])).iterrows():
-            axes[2, col].axvline(stage.tokens_seen, color="gray", ls="--", lw=1)
-        axes[0, col].set_title(f"{label} ({kind})")
-        axes[0, col].legend(fontsize=7)
-    fig.suptitle("The phase change across kinds: circuit, distance to the optimal strategy, LLC (dashed: stage "
-                 "boundaries; shaded: the window)", fontsize=10)
-    fig.tight_layout()
-    return fig
+def summaries_body(key: str, section: dict, out: Path) -> str:
+    """Each summary under its function's headline (its docstring up to the colon)."""
+    text = ""
+    for name, (table, summary) in section.get("summaries", {}).items():
+        headline = resolved(summary).__doc__.split(":")[0]
+        rows = pd.read_csv(out / "tables" / f"{key}_{name}.csv")
+        text += f"{headline} (`{key}_{name}.csv`, from the run's `{table}.csv`):\n\n{markdown(rows)}\n"
+    return text
 
 
-def cell(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return "–" if np.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
-def markdown(table: pd.DataFrame) -> str:
-    """A table as Markdown, numbers to 4 significant digits."""
-    head = "| " + " | ".join(map(str, table.columns)) + " |\n|" + "---|" * len(table.columns) + "\n"
-    return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in table.itertuples(index=False))
-
-
-def columns(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
-    """These columns of a table, those it has (a table with no row lacks the columns of its values)."""
-    return table[[name for name in names if name in table.columns]]
-
-
-def run_cost(run_dir: Path) -> pd.DataFrame:
-    """Wall seconds and CPU-seconds of all the run's jobs (its benchmark files), and each model's training speed
-    (tokens trained per wall second of its training jobs)."""
-    marks = {p.stem: pd.read_csv(p, sep="\t").iloc[0] for p in sorted((run_dir / "benchmarks").glob("*.tsv"))}
-    train_log = pd.read_csv(run_dir / "tables" / "train_log.csv")
-    rows = [{"what": "all jobs", "wall_s": sum(m.s for m in marks.values()),
-             "cpu_s": sum(m.cpu_time for m in marks.values()), "tokens_per_s": np.nan}]
-    for model, log in train_log.groupby("model"):
-        jobs = [m for name, m in marks.items() if re.fullmatch(rf"train_{re.escape(model)}_to_\d+", name)]
-        wall = sum(m.s for m in jobs)
-        rows.append({"what": f"training {model}", "wall_s": wall, "cpu_s": sum(m.cpu_time for m in jobs),
-                     "tokens_per_s": log.tokens_seen.max() / wall if wall else np.nan})
-    return pd.DataFrame(rows)
-
-
-def run_section(label: str, run: dict, results: Path, cost: pd.DataFrame) -> str:
-    tables = results / run["name"] / "tables"
+def run_body(section: dict, results: Path) -> str:
+    tables = results / section["name"] / "tables"
     window = columns(pd.read_csv(tables / "phase_window.csv"), ["model", "score", "has_window", "start_tokens",
                                                                  "end_tokens", "icl_change"])
-    text = (f"### {label}: `{run['name']}` ({run['kind']}; config identity `{run['identity']}`)\n\n"
-            f"Phase-change window (`phase_window.csv`):\n\n{markdown(window)}\n")
+    text = f"Phase-change window (`phase_window.csv`):\n\n{markdown(window)}\n"
     if (tables / "llc_stages.csv").is_file():
         stages = columns(pd.read_csv(tables / "llc_stages.csv"), ["model", "kind", "tokens_seen", "lower_tokens",
                                                                   "upper_tokens"])
         text += f"LLC stage boundaries (`llc_stages.csv`):\n\n{markdown(stages)}\n"
-    own = cost[cost.run == run["name"]].drop(columns="run")
-    return text + f"Cost (the paper's `cost.csv`, from the run's `benchmarks/*.tsv` and `train_log.csv`):\n\n{markdown(own)}\n"
+    return text
 
 
-def study_section(study: dict, results: Path) -> str:
-    tables = results / study["name"] / "tables"
+def study_body(section: dict, results: Path) -> str:
+    tables = results / section["name"] / "tables"
     variant = [c for c in pd.read_csv(tables / "icl_bands.csv").columns if c not in
                ("step", "tokens_seen", "median", "min", "max", "n_members", "value")]
     onsets = pd.read_csv(tables / "onsets.csv")
-    text = (f"### Study `{study['name']}` ({study['kind']}; {len(study['members'])} members, config identity "
-            f"`{study['identity']}`)\n\nWindows per variant (`onsets.csv`):\n\n"
-            f"{markdown(columns(onsets, [*variant, *ONSET_COLUMNS]))}\n")
-    for name in [*KINDS[study["kind"]].study_tables, "stage_recurrence"]:
+    text = f"Windows per variant (`onsets.csv`):\n\n{markdown(columns(onsets, [*variant, *ONSET_COLUMNS]))}\n"
+    for name in [*KINDS[section["kind"]].study_tables, "stage_recurrence"]:
         if (tables / f"{name}.csv").is_file():
             table = pd.read_csv(tables / f"{name}.csv")
             table = table[table.positions == "mean"] if "positions" in table.columns else table
@@ -129,42 +86,124 @@ def study_section(study: dict, results: Path) -> str:
     return text
 
 
-def results_page(spec: dict, results: Path, commit: str | None, cost: pd.DataFrame) -> str:
-    runs = pd.DataFrame([{"label": label, "run": f"`{r['name']}`", "kind": r["kind"], "identity": f"`{r['identity']}`"}
-                         for label, r in spec["runs"].items()])
-    return (f"# Results: paper `{spec['name']}`\n\nGenerated by `snakemake --cores 2 --config paper={spec['name']}` "
-            f"at commit `{commit}`: every number below is read from the table named beside it, every figure "
-            f"drawn by the run or study named in `manifest.json`.\n\n![the phase change across kinds](figures/kinds.png)"
-            f"\n\n## Runs\n\n{markdown(runs)}\n"
-            + "".join(run_section(label, r, results, cost) for label, r in spec["runs"].items())
-            + "## Studies\n\n" + "".join(study_section(s, results) for s in spec["studies"]))
+def kinds_body(section: dict) -> str:
+    banded = "; ".join(f"{label}: seed bands of study `{band['study']}`" for label, band in section["bands"].items())
+    return ("## The phase change across kinds\n\nOne column per run (" + ", ".join(section["columns"])
+            + f"){'; ' + banded if banded else ''}. Config identity `{section['identity']}`.\n\n"
+            "![the phase change across kinds](figures/kinds.png)\n\n")
 
 
-def write_paper(spec: dict, results: Path, out: Path):
-    """The paper's directory: its figures (the one across kinds, and copies), results.md and manifest.json."""
-    commit = git_state(REPO).get("commit")
-    sources = {"figures/kinds.png": ("runs " + ", ".join(r["name"] for r in spec["runs"].values()), spec["identity"])}
-    columns = [(label, r["kind"], read(results / r["name"] / "tables", r["tables"])) for label, r in spec["runs"].items()]
-    save(kinds_figure(columns), out / "figures" / "kinds", ["png"], 120)
-    for name, (source, identity, path) in spec["figures"].items():
-        with atomic_path(out / "figures" / f"{name}.png") as tmp:
+def band_tables(bands: dict, results: Path) -> dict[str, dict]:
+    """Per run label, the seed bands of the study the paper names for it (those it has) and the run's variants."""
+    return {label: {"variants": band["variants"], **{name: pd.read_csv(path) for name in ("best_score_bands", "llc_bands")
+                    if (path := results / band["study"] / "tables" / f"{name}.csv").is_file()}}
+            for label, band in bands.items()}
+
+
+def write_kinds(key: str, spec: dict, results: Path, out: Path) -> list[str]:
+    """The figure across kinds from its run columns' tables and the seed bands of the studies named."""
+    section, sections = spec["sections"][key], spec["sections"]
+    cols = [(label, sections[label]["kind"], read(results / sections[label]["name"] / "tables",
+                                                   sections[label]["tables"])) for label in section["columns"]]
+    save(kinds_figure(cols, band_tables(section["bands"], results)), out / "figures" / "kinds", ["png"], 120)
+    with atomic_path(out / "sections" / f"{key}.md") as tmp:
+        tmp.write_text(kinds_body(section))
+    return ["figures/kinds.png", f"sections/{key}.md"]
+
+
+def write_source(key: str, spec: dict, results: Path, out: Path) -> list[str]:
+    """A run's or study's section: its figures copied, its cost table, its page."""
+    section = spec["sections"][key]
+    for figure, path in section["figures"].items():
+        with atomic_path(out / "figures" / f"{figure}.png") as tmp:
             shutil.copyfile(results / path, tmp)
-        sources[f"figures/{name}.png"] = (source, identity)
-    cost = pd.concat([run_cost(results / r["name"]).assign(run=r["name"]) for r in spec["runs"].values()])
-    with atomic_path(out / "tables" / "cost.csv") as tmp:
-        cost.to_csv(tmp, index=False)
+    with atomic_path(out / "tables" / f"cost_{key}.csv") as tmp:
+        section_cost(section["members"], results).to_csv(tmp, index=False)
+    cost = pd.read_csv(out / "tables" / f"cost_{key}.csv")
+    summaries = write_summaries(key, section, results, out)
+    if section["type"] == "run":
+        body = run_body(section, results) + summaries_body(key, section, out)
+    else:
+        body = study_body(section, results)
+    with atomic_path(out / "sections" / f"{key}.md") as tmp:
+        tmp.write_text(header(key, section) + body + f"Cost (`cost_{key}.csv`, from the member runs' "
+                       f"`benchmarks/*.tsv` and `train_log.csv`):\n\n{markdown(cost)}\n")
+    return [*(f"figures/{figure}.png" for figure in section["figures"]), f"tables/cost_{key}.csv", *summaries,
+            f"sections/{key}.md"]
+
+
+def write_section(key: str, spec: dict, results: Path, out: Path):
+    """One section's files and its manifest entry (sections/<key>.json)."""
+    section = spec["sections"][key]
+    files = (write_kinds if section["type"] == "kinds" else write_source)(key, spec, results, out)
+    state = git_state(REPO)
+    write_json(out / "sections" / f"{key}.json", {
+        "section": key, "source": section["name"], "identity": section["identity"], "members": section["members"],
+        "commit": state.get("commit"), "dirty": state.get("dirty"),
+        "files": {name: sha256_file(out / name) for name in sorted(files)}})
+
+
+def index_page(spec: dict, out: Path, entries: dict) -> str:
+    """results.md: which sections there are, the commit and identity that made each, then their pages."""
+    rows = pd.DataFrame([{"section": key, "source": f"`{s['name']}`", "kind": s.get("kind", "all"),
+                          "identity": f"`{s['identity']}`",
+                          "made at commit": f"`{entries[key]['commit']}`" if key in entries else
+                          f"not yet: `snakemake --cores 2 --config paper={spec['name']} paper_{key}`"}
+                         for key, s in spec["sections"].items()])
+    order = ["kinds", *(key for key in spec["sections"] if key != "kinds")]
+    return (f"# Results: paper `{spec['name']}`\n\nGenerated by `snakemake --cores 2 --config paper={spec['name']}` "
+            "(each section alone: `paper_<section>`): every number below is read from the table named beside it, "
+            "every figure drawn by the run or study its section names; `manifest.json` gives each file's sha256 "
+            f"with the commit and config identity that made it.\n\n{markdown(rows)}\n"
+            + "".join((out / "sections" / f"{key}.md").read_text() for key in order if key in entries))
+
+
+def write_index(spec: dict, out: Path):
+    """results.md and manifest.json from the sections whose manifest entries are in `out`."""
+    entries = {key: json.loads((out / "sections" / f"{key}.json").read_text()) for key in spec["sections"]
+               if (out / "sections" / f"{key}.json").is_file()}
     with atomic_path(out / "results.md") as tmp:
-        tmp.write_text(results_page(spec, results, commit, pd.read_csv(out / "tables" / "cost.csv")))
-    sources["results.md"] = ("the runs and studies above", spec["identity"])
-    sources["tables/cost.csv"] = ("the runs' benchmark files", spec["identity"])
-    write_json(out / "manifest.json", {"paper": spec["name"], "commit": commit, "files": {
-        name: {"sha256": sha256_file(out / name), "source": source, "identity": identity}
-        for name, (source, identity) in sorted(sources.items())}})
+        tmp.write_text(index_page(spec, out, entries))
+    state = git_state(REPO)
+    write_json(out / "manifest.json", {
+        "paper": spec["name"], "identity": spec["identity"], "sections": entries,
+        "index": {"commit": state.get("commit"), "dirty": state.get("dirty"),
+                  "files": {"results.md": sha256_file(out / "results.md")}}})
+
+
+def publish(paper_dir: Path, docs: Path):
+    """Copy each section made in `paper_dir` (files as its manifest entry lists them) into `docs`, then rebuild
+    the index there from every section it holds: the sections made here replace theirs, the others stay."""
+    spec = OmegaConf.to_container(OmegaConf.load(paper_dir / "paper.yaml"))
+    for entry_path in sorted((paper_dir / "sections").glob("*.json")):
+        entry = json.loads(entry_path.read_text())
+        for name in [*entry["files"], f"sections/{entry['section']}.json"]:
+            (docs / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(paper_dir / name, docs / name)
+    shutil.copyfile(paper_dir / "paper.yaml", docs / "paper.yaml")
+    write_index(spec, docs)
 
 
 def main():
-    write_paper(*spec_cli("Render a paper's pages from its runs' and studies' tables.",
-                          spec="results/paper/<name>/paper.yaml", out="the paper's directory"))
+    parser = argparse.ArgumentParser(description="Render a paper's pages from its runs' and studies' tables.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    section = commands.add_parser("section", help="one section's page, figures, cost and manifest entry")
+    section.add_argument("key", help="the section: a run's label, a study's name, or kinds")
+    index = commands.add_parser("index", help="results.md and manifest.json from the sections made")
+    for command in (section, index):
+        command.add_argument("--spec", type=Path, required=True, help="results/paper/<name>/paper.yaml")
+        command.add_argument("--out", type=Path, required=True, help="the paper's directory")
+    section.add_argument("--results", type=Path, required=True, help="the results directory holding the runs")
+    to_docs = commands.add_parser("publish", help="copy a paper's sections into a docs directory, rebuild its index")
+    to_docs.add_argument("paper_dir", type=Path, help="results/paper/<name>")
+    to_docs.add_argument("docs", type=Path, help="e.g. docs/paper")
+    args = parser.parse_args()
+    if args.command == "publish":
+        return publish(args.paper_dir, args.docs)
+    spec = OmegaConf.to_container(OmegaConf.load(args.spec))
+    if args.command == "section":
+        return write_section(args.key, spec, args.results, args.out)
+    write_index(spec, args.out)
 
 
 if __name__ == "__main__":

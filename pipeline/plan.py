@@ -31,6 +31,7 @@ class PaperSpec(Section):
     runs: dict[Name, list[Text]] = {}
     studies: list[Name] = []
     figures: dict[Name, Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=+-]+/[A-Za-z0-9_]+$")]] = {}
+    bands: dict[Name, Name] = {}  # run label -> a study whose seed bands the figure across kinds draws for it
 
 
 def checkpoint_dirs(run: Run, results: Path) -> dict[Path, tuple[str, Path]]:
@@ -113,6 +114,7 @@ class Paper:
     runs: dict[str, str]  # label -> run name: the runs whose every output the paper asks for
     studies: list[Study]
     figures: dict[str, tuple[str, str]]  # a figure the docs show -> (a run's label or a study's name, its figure)
+    bands: dict[str, str]  # a run's label -> the study whose seed bands the figure across kinds draws beside it
 
 
 def plan_paper(name: str) -> tuple[Paper, dict[str, Run]]:
@@ -138,7 +140,11 @@ def plan_paper(name: str) -> tuple[Paper, dict[str, Run]]:
     if unknown:
         raise UserError(f"{path}: figures come from {unknown}, which are not its runs or studies; use one of "
                         f"{sorted(sources)} (figure: <run label or study>/<figure name>)")
-    paper = Paper(name, {label: run.name for label, run in singles.items()}, studies, figures)
+    wrong = {label: study for label, study in spec.bands.items() if label not in singles or study not in spec.studies}
+    if wrong:
+        raise UserError(f"{path}: bands {wrong} must map one of its runs {sorted(singles)} to one of its studies "
+                        f"{spec.studies}; fix the bands key")
+    paper = Paper(name, {label: run.name for label, run in singles.items()}, studies, figures, spec.bands)
     return paper, checked(runs, [study.name for study in studies])
 
 

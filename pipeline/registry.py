@@ -93,6 +93,7 @@ class Kind:
     hub_module: str | None = None  # the CLI fetching its hub checkpoints (model.source=hub)
     hub_data_sources: tuple[str, ...] = ()  # its data sources read through the HF cache
     comparison: Comparison | None = None  # its column of the figure across kinds
+    run_summaries: dict = field(default_factory=dict)  # a run's paper section: name -> (its table, "module:function")
 
     @property
     def data_sources(self) -> tuple[str, ...]:

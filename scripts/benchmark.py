@@ -11,8 +11,9 @@ that machine noise can flip is the median of 3 repetitions:
      the trainer's FLOP/s (counted from the model's shapes) vs the thread's dense-matmul FLOP/s (INFO).
   2. analysis: our per-checkpoint analysis (load, head scores, per-token losses) vs the bare
      HookedTransformer forward over the same eval tokens (goal <= 1.3x).
-  3. seed loops: seed 003's per-analysis loops (reload the checkpoint for every analysis, full
-     `run_with_cache`) vs our single pass, on the same checkpoints and data (goal >= 5x), scores equal.
+  3. seed loops: our outputs computed seed 003's way — a loop per analysis (each head score, the composition,
+     the ICL score, the loss curve, the PCA), each reloading every checkpoint with a full `run_with_cache` — vs
+     our single pass, on the same checkpoints and data (goal >= 5x), every output asserted equal.
   4. whole pipeline: the cold default run with the LLC on every checkpoint (the default) vs without it
      (goal <= 1.5: the LLC's budget); with the LLC, vs the lower bound no schedule can beat, max(critical path,
      CPU seconds of all jobs / cores) (goal <= 1.1), and vs the critical path alone (INFO: 2 cores cannot
@@ -44,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.checkpoints import load_checkpoint, load_twin, load_weights
+from pipeline.composition import composition_table, random_baseline
 from pipeline.config import compose
 from pipeline.icl import icl_per_sequence
 from pipeline.kinds.language.data import build_corpus, eval_windows, load_documents, sample_windows
@@ -196,14 +198,24 @@ def bench_regression_training(workdir: Path, steps: int, repeats: int = 3):
 
 
 def seed_style_scores(paths, eval_tokens, repeated, cfg):
-    """Seed 003's loops: every analysis reloads each checkpoint and caches every activation."""
+    """Our outputs computed seed 003's way: every analysis its own loop that reloads each checkpoint and caches
+    every activation — one loop per head score, one for the composition scores, one each for the ICL score, the
+    loss curve and the PCA. Returns the head scores (score, checkpoint, layer, head), the composition tables, the
+    ICL scores and the mean losses."""
     hs, icl = cfg.analysis.head_scores, cfg.analysis.icl
-    prefix, per_analysis = [], []
-    for path in paths:  # prefix-matching loop
-        model = load_checkpoint(path)
-        _, cache = model.run_with_cache(repeated)
-        prefix.append(torch.stack([HEAD_SCORES["prefix_matching"](cache["pattern", layer], hs.seq_len)
-                                   for layer in range(model.cfg.n_layers)]))
+    scores = []
+    for name in hs.names:
+        per_checkpoint = []
+        for path in paths:
+            model = load_checkpoint(path)
+            _, cache = model.run_with_cache(repeated)
+            per_checkpoint.append(torch.stack([HEAD_SCORES[name](cache["pattern", layer], hs.seq_len)
+                                               for layer in range(model.cfg.n_layers)]))
+        scores.append(torch.stack(per_checkpoint))
+    first = load_checkpoint(paths[0]).cfg
+    baseline = random_baseline(first.d_model, first.d_head, seed=cfg.seed)
+    composition = [composition_table(load_checkpoint(path), baseline) for path in paths]
+    per_analysis = []
     for _ in ("icl", "loss curve", "pca"):  # each its own loop over checkpoints and data
         losses = []
         for path in paths:
@@ -215,7 +227,7 @@ def seed_style_scores(paths, eval_tokens, repeated, cfg):
             losses.append(torch.cat(per_token).numpy())
         per_analysis.append(np.stack(losses))
     icl_values = icl_per_sequence(per_analysis[0], icl.early, icl.late, icl.window).mean(axis=-1)
-    return torch.stack(prefix), icl_values, per_analysis[1].mean(axis=(1, 2))
+    return torch.stack(scores), composition, icl_values, per_analysis[1].mean(axis=(1, 2))
 
 
 def bench_analysis(cfg, eval_tokens, bos_id, paths: list[Path]):
@@ -254,20 +266,22 @@ def bench_seed_loops(cfg, eval_tokens, bos_id, paths: list[Path], n_sequences: i
         ours = time.perf_counter() - start
         with torch.no_grad():
             start = time.perf_counter()
-            prefix, icl_values, loss_values = seed_style_scores(paths, sample, repeated, cfg)
+            scores, composition, icl_values, loss_values = seed_style_scores(paths, sample, repeated, cfg)
             seed_time = time.perf_counter() - start
-        heads = tables["head_scores"]
-        ours_prefix = torch.tensor(heads[heads.score == "prefix_matching"].value.to_numpy()).view(prefix.shape)
+        ours_scores = torch.tensor(tables["head_scores"].value.to_numpy()).view(scores.transpose(0, 1).shape)
+        torch.testing.assert_close(ours_scores.transpose(0, 1).float(), scores.float(), atol=1e-5, rtol=0)
+        ours_composition = tables["composition"].drop(columns=["step", "tokens_seen"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(ours_composition, pd.concat(composition, ignore_index=True), atol=1e-5)
         ours_icl = icl_per_sequence(losses, cfg.analysis.icl.early, cfg.analysis.icl.late,
                                     cfg.analysis.icl.window).mean(axis=-1)
-        torch.testing.assert_close(ours_prefix.float(), prefix.float(), atol=1e-5, rtol=0)
         np.testing.assert_allclose(ours_icl, icl_values, atol=1e-3)
         np.testing.assert_allclose(losses.mean(axis=(1, 2)), loss_values, atol=1e-4)
         return seed_time, ours
 
     seed_time, ours, ratios = median_of(repeats, pair)
     record("seed-003 loops s vs our single pass", seed_time, ours, ">= 5", "s",
-           f"{len(paths)} checkpoints x {n_sequences} sequences; same scores (asserted); median of {repeats} "
+           f"{len(paths)} checkpoints x {n_sequences} sequences; the same outputs on both sides (all "
+           f"{len(cfg.analysis.head_scores.names)} head scores, composition, ICL, loss; asserted equal); median of {repeats} "
            f"(ratios {ratios})")
 
 
@@ -426,6 +440,22 @@ def plot(table: pd.DataFrame, path: Path):
     fig.savefig(path, dpi=120, bbox_inches="tight")  # the long measure names widen the figure
 
 
+def page(table: pd.DataFrame, command: str, figure: str) -> str:
+    """docs/performance.md: what each ratio means (this module's docstring), then this run's table and figure,
+    with the commit and the 2L training speed it was measured at."""
+    from pipeline.paper_tables import markdown
+    from pipeline.provenance import git_state
+
+    state = git_state(REPO)
+    speed = table[table.measure.str.startswith("training tokens/s")].ours
+    rows = table[["measure", "ours", "reference", "unit", "ratio", "goal", "result", "note"]]
+    return ("# Performance\n\nGenerated by `" + command + "` (`scripts/benchmark.py`; do not edit by hand), at commit "
+            f"`{state.get('commit')}`{' with local changes' if state.get('dirty') else ''}, on {table.device.iloc[0]}"
+            + (f"; the 2-layer model trained at {speed.iloc[0]:,.0f} tokens/s there" if len(speed) else "")
+            + ". Scale the seconds by your own tokens/s: `results/<run>/logs/train_*.log` shows it as `tok_s`.\n\n"
+            "```\n" + __doc__.strip() + "\n```\n\n" + markdown(rows) + f"\n![benchmark ratios]({figure})\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-pipeline", action="store_true",
@@ -437,6 +467,8 @@ def main():
     parser.add_argument("--seed-sequences", type=int, default=256, help="eval sequences for the seed-loop ratio")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the pipeline's jobs use 1)")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
+    parser.add_argument("--page", type=Path, help="also write the performance page here (docs/performance.md), its "
+                                                  "figure beside it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = f"CPU ({args.threads} threads)"  # every ratio runs on the CPU; no CUDA path yet
@@ -451,6 +483,9 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "benchmark.csv", index=False)
     plot(table, args.out / "benchmark.png")
+    if args.page:
+        plot(table, args.page.with_name("benchmark.png"))
+        args.page.write_text(page(table, "python scripts/benchmark.py " + " ".join(sys.argv[1:]), "benchmark.png"))
     print(f"\n{(table.result == 'PASS').sum()}/{len(table)} PASS; table and plot in {args.out}")
 
 

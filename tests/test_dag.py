@@ -154,14 +154,34 @@ def test_the_paper_target_plans_its_runs_and_every_study_on_a_fresh_directory(tm
         assert f"rule aggregate_study_{study}:" in planned and f"rule plot_study_figures_{study}:" in planned
     assert "output: results/default/models/attn_only_2l/checkpoints/to_003000" in planned
     for rule in ("prepare_corpus", "prepare_regression", "prepare_markov", "plot_causal_figures",
-                 "plot_regression_figures", "plot_markov_figures"):
+                 "plot_regression_figures", "plot_markov_figures", "paper", "paper_kinds", "paper_language_run",
+                 "paper_regression_run", "paper_markov_run", *(f"paper_{s}" for s in ("olsson", "raventos", "markov",
+                                                                                      "clamping"))):
         assert f"rule {rule}:" in planned
+
+
+@pytest.mark.cost(60)
+def test_a_section_of_the_paper_is_a_target_of_its_own(tmp_path):
+    """`snakemake -n paper_raventos --config paper=main` plans that study's members and page, not the other runs:
+    a section fits a session of its own."""
+    from conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                             "-n", "paper_raventos", "--config", "paper=main"], capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    planned = result.stdout + result.stderr
+    assert "rule paper_raventos:" in planned and "rule aggregate_study_raventos:" in planned
+    assert "rule prepare_regression:" in planned and planned.count("rule train_model:") == 16  # 4 M x 2 seeds x 2 jobs
+    for other in ("prepare_corpus", "prepare_markov", "paper_kinds", "paper:", "aggregate_study_olsson"):
+        assert f"rule {other}" not in planned
 
 
 @pytest.mark.parametrize("text, message", [("runs: [a]\n", "runs: Input should be a valid dictionary"),
                                            ("figures: {x: nowhere}\n", "figures.x: String should match pattern"),
                                            ("colour: red\n", "colour: Extra inputs are not permitted"),
-                                           ("figures: {x: elsewhere/icl}\n", "figures come from ['elsewhere']")])
+                                           ("figures: {x: elsewhere/icl}\n", "figures come from ['elsewhere']"),
+                                           ("bands: {a: olsson}\n", "bands {'a': 'olsson'} must map")])
 def test_a_malformed_paper_is_refused_in_one_line(tmp_path, monkeypatch, text, message):
     import pipeline.plan as planning
     from pipeline.io import UserError

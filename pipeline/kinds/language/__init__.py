@@ -18,6 +18,7 @@ KIND = Kind(
     score_config=("analysis.head_scores", "analysis.eval", "analysis.compile", "seed"),
     data_files=("tokenizer.json", "train.npy", "eval.npy", "manifest.json"),
     head_scores=SEQUENCE_SCORES,
+    run_summaries={"final_ablation": ("ablation", "pipeline.kinds.language.study:final_ablation")},
     comparison=Comparison("prefix_matching", "pipeline.kinds.language.study:distance", ("icl",),
                           "ICL score (nats; 0: no in-context gain)"),
     steps={"causal_checkpoints": Step(

@@ -20,6 +20,7 @@ KIND = Kind(
         "pipeline.kinds.markov.figures", "6. In-context Markov chains", ("markov_strategies",),
         ("markov_strategies", "chance_levels", "head_scores", "phase_window", "integrity"),
         ("figures", "analysis.window.score"))},
+    run_summaries={"phases": ("markov_strategies", "pipeline.kinds.markov.study:phases")},
     comparison=Comparison("statistical_induction", "pipeline.kinds.markov.study:distance", ("markov_strategies",),
                           "KL(bigram || model), nats per state"),
     study_member_tables=("markov_strategies",),

@@ -23,6 +23,15 @@ def strategy_phases(strategies: pd.DataFrame) -> pd.DataFrame:
         start_tokens=("tokens_seen", "first"), end_tokens=("tokens_seen", "last")).reset_index(drop=True)
 
 
+def phases(strategies: pd.DataFrame) -> pd.DataFrame:
+    """Each model's phases in order: the stretches with one nearest strategy, with the KL from each strategy at the
+    phase's last checkpoint (a run's paper section)."""
+    kl = strategies.pivot_table("kl", ["model", "step"], "strategy").add_prefix("kl_").reset_index()
+    rows = [strategy_phases(rows).assign(model=model) for model, rows in strategies.groupby("model")]
+    out = pd.concat(rows, ignore_index=True).merge(kl, left_on=["model", "end_step"], right_on=["model", "step"])
+    return out.drop(columns="step")[["model", *(c for c in out.columns if c not in ("model", "step"))]]
+
+
 def strategy_bands(strategies: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
     """KL divergence from each strategy: median, min and max over the band per variant and checkpoint."""
     return pd.concat([bands(rows, "kl", variant).assign(strategy=name)

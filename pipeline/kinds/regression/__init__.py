@@ -20,6 +20,7 @@ KIND = Kind(
         ("regression_mse", "regression_deltas", "regression_probe", "regression_attention"),
         ("regression_eval", "probe_attention", "chance_levels", "head_scores", "phase_window", "integrity"),
         ("figures", "analysis.window.score", "analysis.probe"))},
+    run_summaries={"final_eval": ("regression_eval", "pipeline.kinds.regression.study:final_eval")},
     comparison=Comparison("xy_probe", "pipeline.kinds.regression.study:distance", ("regression_eval",),
                           "Δ ridge on pretraining tasks (per dim.)"),
     study_member_tables=("regression_eval",),

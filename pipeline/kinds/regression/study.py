@@ -60,3 +60,14 @@ def distance(tables: dict) -> pd.DataFrame:
     pretrain = evals[evals.distribution == "pretrain"]
     return pretrain.groupby(["model", "tokens_seen"], as_index=False).delta_ridge.mean().rename(
         columns={"delta_ridge": "value"})
+
+
+def final_eval(evals: pd.DataFrame) -> pd.DataFrame:
+    """Each model's last checkpoint per distribution: MSE/D, Δ ridge, Δ dMMSE and ridge's own MSE/D, averaged over
+    the positions (Raventós et al.'s scalar) and at the last one (a run's paper section)."""
+    last = evals[evals.step == evals.groupby("model").step.transform("max")]
+    values = ["mse", "delta_ridge", "delta_dmmse", "ridge_mse"]
+    mean = last.groupby(["model", "step", "distribution"], as_index=False)[values].mean().assign(positions="mean")
+    final = last[last.position == last.position.max()].assign(positions="last")
+    return pd.concat([mean, final[mean.columns]], ignore_index=True)[["model", "step", "distribution", "positions",
+                                                                      *values]]
