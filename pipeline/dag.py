@@ -8,7 +8,8 @@ The generated rules, by name (`snakemake --list-rules` lists them all; tests/tes
 - the LLC's `llc_part` and merge `estimate_llc`; each kind's own steps (e.g. `causal_part` and
   merge `causal_checkpoints`), from `part_steps()` below;
 - per figure module (pipeline.outputs.FIGURE_MODULES): `plot_<producer>` (plot_figures, plot_causal_figures,
-  plot_llc_figures, plot_regression_figures, plot_markov_figures).
+  plot_llc_figures, plot_regression_figures, plot_markov_figures);
+- with a paper (rules/paper.smk): `paper_<section>` per section of `paper_spec` below, and `paper`.
 """
 
 from __future__ import annotations

@@ -78,6 +78,11 @@ def study_body(section: dict, results: Path) -> str:
                ("step", "tokens_seen", "median", "min", "max", "n_members", "value")]
     onsets = pd.read_csv(tables / "onsets.csv")
     text = f"Windows per variant (`onsets.csv`):\n\n{markdown(columns(onsets, [*variant, *ONSET_COLUMNS]))}\n"
+    for name, what in (("best_score_bands", "The best head's score"), ("icl_bands", "The ICL score")):
+        bands = pd.read_csv(tables / f"{name}.csv")
+        last = bands[bands.step == bands.groupby(variant, dropna=False).step.transform("max")]
+        shown = columns(last, [*variant, "step", "tokens_seen", "value", "median", "min", "max", "n_members"])
+        text += f"{what} at each variant's last checkpoint, over seeds (`{name}.csv`):\n\n{markdown(shown)}\n"
     for name in [*KINDS[section["kind"]].study_tables, "stage_recurrence"]:
         if (tables / f"{name}.csv").is_file():
             table = pd.read_csv(tables / f"{name}.csv")
