@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from pipeline.io import atomic_path, run_cli, sha256_file, write_json
+from pipeline.io import UserError, atomic_path, run_cli, sha256_file, write_json
 from pipeline.paper_figure import kinds_figure
 from pipeline.paper_tables import columns, markdown, section_cost
 from pipeline.plotting import save
@@ -179,7 +179,12 @@ def write_index(spec: dict, out: Path):
 def publish(paper_dir: Path, docs: Path):
     """Copy each section made in `paper_dir` (files as its manifest entry lists them) into `docs`, then rebuild
     the index there from every section it holds: the sections made here replace theirs, the others stay."""
+    if not (paper_dir / "paper.yaml").is_file():
+        raise UserError(f"{paper_dir} holds no paper (no paper.yaml); make its sections first: snakemake --cores 2 "
+                        "paper_<section> --config paper=<name>")
     spec = OmegaConf.to_container(OmegaConf.load(paper_dir / "paper.yaml"))
+    if (docs / "manifest.json").is_file() and json.loads((docs / "manifest.json").read_text())["paper"] != spec["name"]:
+        raise UserError(f"{docs} holds another paper's pages; publish paper '{spec['name']}' into a directory of its own")
     for entry_path in sorted((paper_dir / "sections").glob("*.json")):
         entry = json.loads(entry_path.read_text())
         for name in [*entry["files"], f"sections/{entry['section']}.json"]:

@@ -84,11 +84,13 @@ def write_corpus(root):
     (root / "a_file").write_text("not a directory")
 
 
-NO_OUTPUT = ["results", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors", "integrity_out.parquet"]
+NO_OUTPUT = ["results", "docs_out", "data_out", "tables_out", "losses.npz", "log2.csv", "hub.safetensors", "integrity_out.parquet"]
 CASES = {
     "unknown model": (snakemake("model=attn_only_9l"), ["unknown model 'attn_only_9l'", "attn_only_2l"]),
     "unknown paper": ([PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1", "--config", "paper=nope"],
                       ["unknown paper 'nope'", "main"]),
+    "publish without a paper": ([PY, "-m", "pipeline.paper", "publish", "nowhere", "docs_out"],
+                                ["nowhere holds no paper", "paper_<section>"]),
     "unknown data source": (snakemake("data=pile_of_nothing"), ["Could not find 'data/pile_of_nothing'", "stdlib"]),
     "unknown key": (snakemake("train.stepz=3"), ["train.stepz", "key=value"]),
     "wrong type": (snakemake("train.steps=many"), ["train.steps='many': input should be a valid integer", "fix the override"]),
