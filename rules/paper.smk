@@ -19,7 +19,10 @@ if PAPER:
             bands = [study for study in STUDIES if study.name in {b["study"] for b in section["bands"].values()}]
             return [*(RESULTS / c["name"] / "tables" / f"{t}.csv" for c in columns for t in c["tables"]),
                     *(f for study in bands for f in GRAPH.study_outputs(study, FORMATS))]
-        runs = [RESULTS / run / "provenance.json" for run in section["members"]]
+        if section["type"] == "run":  # the whole run (its provenance is written last)
+            runs = [RESULTS / section["name"] / "provenance.json"]
+        else:  # a study's members as far as the study needs them, not their own causal steps and figures
+            runs = [RESULTS / run / "tables" / "train_log.csv" for run in section["members"]]
         tables = [RESULTS / section["name"] / "tables" / f"{t}.csv" for t in section.get("tables", [])]
         studies = [f for study in STUDIES if study.name == section["name"] for f in GRAPH.study_outputs(study, FORMATS)]
         return [*runs, *tables, *studies, *(RESULTS / path for path in section["figures"].values())]

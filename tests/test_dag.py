@@ -173,7 +173,8 @@ def test_a_section_of_the_paper_is_a_target_of_its_own(tmp_path):
     planned = result.stdout + result.stderr
     assert "rule paper_clamping_tiny:" in planned and "rule aggregate_study:" in planned
     assert planned.count("rule train_model:") == 2  # two arms, one seed, one training job each
-    for other in ("prepare_regression", "prepare_markov", "paper_kinds", "paper_language_run", "paper:"):
+    for other in ("prepare_regression", "prepare_markov", "paper_kinds", "paper_language_run", "paper:",
+                  "causal_part", "plot_figures", "provenance"):  # the study's members only as far as it reads them
         assert f"rule {other}" not in planned
     assert "results/tiny/" not in planned  # the paper's language run is not this section's
 
