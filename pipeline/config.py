@@ -258,6 +258,11 @@ def expand_sweep(sweep: list[str]) -> list[list[str]]:
 STUDY_KEYS = {"description", "overrides", "arms", "sweep", "band"}
 
 
+def unbounded(value):
+    """A swept value as a study's tables hold it: a null (data.n_tasks: M = inf) is unbounded, inf."""
+    return float("inf") if value is None else value
+
+
 @dataclass
 class Study:
     """Runs that differ in the swept keys, aggregated over `band` (bands of median and min-max)."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from pipeline.config import Run, Study, identity
+from pipeline.config import Run, Study, identity, unbounded
 from pipeline.interventions import describe, reads
 from pipeline.outputs import (
     HTML_FIGURES,
@@ -286,9 +286,9 @@ class Dag(Paths):
 
     def band_variants(self, run: str, study: Study) -> list[dict]:
         """The study's variants that are the run's models: per model, its name and its values of the study's
-        swept keys (the band key aside), as the study's band tables name them."""
+        swept keys (the band key aside), as the study's band tables name them (a null as inf, pipeline.study.stack)."""
         keys = [k for k in study.swept if k not in (study.band, "model")]
-        return [{"model": model, **{k: OmegaConf.select(cfg, k) for k in keys}}
+        return [{"model": model, **{k: unbounded(OmegaConf.select(cfg, k)) for k in keys}}
                 for model, cfg in self.configs(run).items()]
 
     def study_config(self, study: Study):

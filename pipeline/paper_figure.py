@@ -28,9 +28,7 @@ def lines(ax, table: pd.DataFrame, value: str, spread: str | None = None):
 
 
 def matches(column: pd.Series, value) -> pd.Series:
-    """Rows whose value of a swept key is `value` (None: a null, which the CSV reads as NaN)."""
-    if value is None:
-        return column.isna()
+    """Rows whose value of a swept key is `value` (numbers compared as numbers: a CSV reads 64 back as 64.0)."""
     numeric = pd.to_numeric(column, errors="coerce")
     if isinstance(value, (int, float)) and numeric.notna().any():
         return numeric == value

@@ -15,6 +15,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 from pipeline.cli import spec_cli
+from pipeline.config import unbounded
 from pipeline.io import UserError, run_cli, write_table
 from pipeline.outputs import kind_study_tables, study_member_tables
 
@@ -23,8 +24,8 @@ def stack(tables: dict[str, pd.DataFrame], values: dict[str, dict]) -> pd.DataFr
     """Member tables stacked, each row carrying its member's run name and swept values (a swept key the
     table already has as a column, e.g. model, is not repeated)."""
     frames = []
-    for run, table in tables.items():  # a null swept value (data.n_tasks: M = inf) is unbounded: inf
-        swept = {k: np.inf if v is None else v for k, v in values[run].items() if k not in table.columns}
+    for run, table in tables.items():
+        swept = {k: unbounded(v) for k, v in values[run].items() if k not in table.columns}
         frames.append(table.assign(run=run, **swept))
     frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
     front = ["run", *[k for k in next(iter(values.values())) if k in frame.columns and k != "model"]]

@@ -3,6 +3,7 @@ paper's pages — every figure and table of its results page produced, every num
 the test reads too, the manifest true to the files, and a rerun that does nothing."""
 
 import functools
+import io
 import json
 import re
 import shutil
@@ -142,14 +143,14 @@ def test_the_published_pages_are_the_paper_targets_output():
 
 def test_the_bands_beside_a_run_are_its_own_models_in_the_study():
     """The figure across kinds draws beside each run the study's variants that are that run's models: by model, and
-    by the value of every other swept key (M = inf is a null, which a study table holds as NaN)."""
+    by the value of every other swept key (M = inf is a null, which a study table holds as inf)."""
     from pipeline.paper_figure import matches
 
     bands = main_spec()["sections"]["kinds"]["bands"]
     assert bands == {"language_run": {"study": "olsson", "variants": [{"model": "attn_only_1l"}, {"model": "attn_only_2l"}]},
                      "regression_run": {"study": "raventos",
-                                        "variants": [{"model": "regression_l2h4", "data.n_tasks": None}]}}
-    tasks = pd.Series([4, 64, 1024, float("nan")])
-    assert matches(tasks, None).tolist() == [False, False, False, True]
+                                        "variants": [{"model": "regression_l2h4", "data.n_tasks": float("inf")}]}}
+    tasks = pd.read_csv(io.StringIO("data.n_tasks\n4.0\n64.0\n1024.0\ninf\n"))["data.n_tasks"]  # as a study writes it
+    assert matches(tasks, float("inf")).tolist() == [False, False, False, True]
     assert matches(tasks, 64).tolist() == [False, True, False, False]
     assert matches(pd.Series(["attn_only_1l", "attn_only_2l"]), "attn_only_2l").tolist() == [False, True]
