@@ -150,13 +150,13 @@ def test_the_paper_target_plans_its_runs_and_every_study_on_a_fresh_directory(tm
                              "-n", "--config", "paper=main"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     planned = result.stdout + result.stderr
-    for study in ("olsson", "raventos", "markov", "clamping"):
+    studies = ("seeds", "olsson", "raventos", "markov", "clamping")
+    for study in studies:
         assert f"rule aggregate_study_{study}:" in planned and f"rule plot_study_figures_{study}:" in planned
     assert "output: results/default/models/attn_only_2l/checkpoints/to_003000" in planned
     for rule in ("prepare_corpus", "prepare_regression", "prepare_markov", "plot_causal_figures",
                  "plot_regression_figures", "plot_markov_figures", "paper", "paper_kinds", "paper_language_run",
-                 "paper_regression_run", "paper_markov_run", *(f"paper_{s}" for s in ("olsson", "raventos", "markov",
-                                                                                      "clamping"))):
+                 "paper_regression_run", "paper_markov_run", *(f"paper_{s}" for s in studies)):
         assert f"rule {rule}:" in planned
 
 

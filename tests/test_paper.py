@@ -147,7 +147,8 @@ def test_the_bands_beside_a_run_are_its_own_models_in_the_study():
     from pipeline.paper_figure import matches
 
     bands = main_spec()["sections"]["kinds"]["bands"]
-    assert bands == {"language_run": {"study": "olsson", "variants": [{"model": "attn_only_1l"}, {"model": "attn_only_2l"}]},
+    default_models = [{"model": "attn_only_1l"}, {"model": "attn_only_2l"}]
+    assert bands == {"language_run": {"study": "seeds", "variants": default_models},
                      "regression_run": {"study": "raventos",
                                         "variants": [{"model": "regression_l2h4", "data.n_tasks": float("inf")}]}}
     tasks = pd.read_csv(io.StringIO("data.n_tasks\n4.0\n64.0\n1024.0\ninf\n"))["data.n_tasks"]  # as a study writes it
