@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -491,7 +492,7 @@ def main():
     plot(table, args.out / "benchmark.png")
     if args.page:
         plot(table, args.page.with_name("benchmark.png"))
-        args.page.write_text(page(table, "python scripts/benchmark.py " + " ".join(sys.argv[1:]), "benchmark.png"))
+        args.page.write_text(page(table, shlex.join(["python", "scripts/benchmark.py", *sys.argv[1:]]), "benchmark.png"))
     print(f"\n{(table.result == 'PASS').sum()}/{len(table)} PASS; table and plot in {args.out}")
 
 
