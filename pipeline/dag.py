@@ -284,6 +284,32 @@ class Dag(Paths):
                              "members": list(paper.runs.values()), "identity": whole, "figures": {}}
         return {"name": paper.name, "identity": whole, "sections": sections}
 
+    def section_inputs(self, spec: dict, key: str, formats) -> list[str]:
+        """What a paper section reads: a run's whole output (its provenance is written last), its tables and
+        figures; a study's outputs and its members as far as the study reads them (their train_log, for the cost),
+        not their own causal steps and figures; the figure across kinds, its columns' tables and its bands' studies."""
+        section, studies = spec["sections"][key], {study.name: study for study in self.studies}
+        if section["type"] == "kinds":
+            columns = [spec["sections"][label] for label in section["columns"]]
+            return [*(str(self.results / c["name"] / "tables" / f"{t}.csv") for c in columns for t in c["tables"]),
+                    *(f for band in section["bands"].values() for f in self.study_outputs(studies[band["study"]],
+                                                                                          formats))]
+        if section["type"] == "run":
+            reads = [self.results / section["name"] / "provenance.json",
+                     *(self.results / section["name"] / "tables" / f"{t}.csv" for t in section["tables"])]
+        else:
+            reads = [*(self.results / run / "tables" / "train_log.csv" for run in section["members"]),
+                     *self.study_outputs(studies[section["name"]], formats)]
+        return [str(f) for f in [*reads, *(self.results / path for path in section["figures"].values())]]
+
+    @staticmethod
+    def section_outputs(paper_dir: Path, spec: dict, key: str) -> list[str]:
+        """What a paper section writes under the paper's directory (pipeline/paper.py)."""
+        section, files = spec["sections"][key], [f"sections/{key}.md", f"sections/{key}.json"]
+        files += ["figures/kinds.png"] if section["type"] == "kinds" else [f"tables/cost_{key}.csv"]
+        files += [f"tables/{key}_{name}.csv" for name in section.get("summaries", {})]
+        return [str(paper_dir / f) for f in [*files, *(f"figures/{figure}.png" for figure in section["figures"])]]
+
     def band_variants(self, run: str, study: Study) -> list[dict]:
         """The study's variants that are the run's models: per model, its name and its values of the study's
         swept keys (the band key aside), as the study's band tables name them (a null as inf, pipeline.study.stack)."""

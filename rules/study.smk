@@ -23,6 +23,7 @@ for study in STUDIES:
                     for m in configs(run)],
         params:
             spec=spec_text,
+            results=RESULTS,
             out=study_dir / "tables",
         output:
             [study_dir / "tables" / f"{t}.csv" for t in study_tables(study_kind, study_llc)],
@@ -33,7 +34,7 @@ for study in STUDIES:
         conda:
             ENVIRONMENT
         shell:
-            "python -m pipeline.study --spec {input.spec} --results {RESULTS} --out {params.out} 2>&1 | tee {log}"
+            "python -m pipeline.study --spec {input.spec} --results {params.results} --out {params.out} 2>&1 | tee {log}"
 
     rule:
         name:
