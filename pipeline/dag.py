@@ -9,19 +9,16 @@ The generated rules, by name (`snakemake --list-rules` lists them all; tests/tes
   merge `causal_checkpoints`), from `part_steps()` below;
 - per figure module (pipeline.outputs.FIGURE_MODULES): `plot_<producer>` (plot_figures, plot_causal_figures,
   plot_llc_figures, plot_regression_figures, plot_markov_figures);
-- with a paper (rules/paper.smk): `paper_<section>` per section of `paper_spec` below, and `paper`.
+- with a paper (rules/paper.smk): `paper_<section>` per section of `pipeline.paper_plan.PaperPlan`, and `paper`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from pipeline.config import Run, Study, identity, unbounded
+from pipeline.config import Run, Study
 from pipeline.interventions import describe, reads
 from pipeline.outputs import (
     HTML_FIGURES,
@@ -244,78 +241,6 @@ class Dag(Paths):
 
     def kind_of_run(self, run: str) -> str:
         return kind_of(self.configs(run)[self.first_model(run)]).name
-
-    def paper_tables(self, run: str) -> list[str]:
-        """The run tables its paper section and the figure across kinds read: head scores, the window, the LLC and its
-        stages (when the run has them), what the kind's distance to the optimal strategy reads, its summaries'."""
-        cfg = self.configs(run)[self.first_model(run)]
-        llc = ["llc", "llc_stages"] if has_table("llc_stages", cfg) else []
-        kind = kind_of(cfg)
-        summaries = [table for table, _ in self.paper_summaries(run).values()]
-        return list(dict.fromkeys(["head_scores", "phase_window", *llc, *kind.comparison.distance_tables, *summaries]))
-
-    def paper_summaries(self, run: str) -> dict[str, list[str]]:
-        """The kind's summaries of the run tables it has, each a table of the run's paper section: name -> [its
-        run table, "module:function"]."""
-        cfg = self.configs(run)[self.first_model(run)]
-        return {name: list(source) for name, source in kind_of(cfg).run_summaries.items() if has_table(source[0], cfg)}
-
-    def paper_spec(self, paper) -> dict:
-        """What a paper's pages read (results/paper/<name>/paper.yaml): its sections in order — each run by label
-        (kind, config identity, the tables its page and the figure across kinds read), each study (kind, members,
-        identity), each with the figures the docs show from it (name -> file under results/) — then the figure
-        across kinds: its run columns and, per column, the study whose seed bands it draws and their variant."""
-        studies = {s.name: s for s in self.studies}
-        sections = {label: {"type": "run", "name": run, "kind": self.kind_of_run(run), "members": [run],
-                            "identity": identity(self.configs(run))[:16], "tables": self.paper_tables(run),
-                            "summaries": self.paper_summaries(run)}
-                    for label, run in paper.runs.items()}
-        sections.update({s.name: {"type": "study", "name": s.name, "kind": self.study_kind(s),
-                                  "members": self.members(s), "identity": identity(
-            {f"{member.name}/{model}": cfg for member in s.members for model, cfg in member.configs.items()})[:16]}
-            for s in self.studies})
-        for key, section in sections.items():
-            section["figures"] = {figure: f"{section['name']}/figures/{name}.png"
-                                  for figure, (source, name) in paper.figures.items() if source == key}
-        bands = {label: {"study": study, "variants": self.band_variants(paper.runs[label], studies[study])}
-                 for label, study in paper.bands.items()}
-        whole = hashlib.sha256(str([sections, bands]).encode()).hexdigest()[:16]
-        sections["kinds"] = {"type": "kinds", "name": "kinds", "columns": list(paper.runs), "bands": bands,
-                             "members": list(paper.runs.values()), "identity": whole, "figures": {}}
-        return {"name": paper.name, "identity": whole, "sections": sections}
-
-    def section_inputs(self, spec: dict, key: str, formats) -> list[str]:
-        """What a paper section reads: a run's whole output (its provenance is written last), its tables and
-        figures; a study's outputs and its members as far as the study reads them (their train_log, for the cost),
-        not their own causal steps and figures; the figure across kinds, its columns' tables and its bands' studies."""
-        section, studies = spec["sections"][key], {study.name: study for study in self.studies}
-        if section["type"] == "kinds":
-            columns = [spec["sections"][label] for label in section["columns"]]
-            return [*(str(self.results / c["name"] / "tables" / f"{t}.csv") for c in columns for t in c["tables"]),
-                    *(f for band in section["bands"].values() for f in self.study_outputs(studies[band["study"]],
-                                                                                          formats))]
-        if section["type"] == "run":
-            reads = [self.results / section["name"] / "provenance.json",
-                     *(self.results / section["name"] / "tables" / f"{t}.csv" for t in section["tables"])]
-        else:
-            reads = [*(self.results / run / "tables" / "train_log.csv" for run in section["members"]),
-                     *self.study_outputs(studies[section["name"]], formats)]
-        return [str(f) for f in [*reads, *(self.results / path for path in section["figures"].values())]]
-
-    @staticmethod
-    def section_outputs(paper_dir: Path, spec: dict, key: str) -> list[str]:
-        """What a paper section writes under the paper's directory (pipeline/paper.py)."""
-        section, files = spec["sections"][key], [f"sections/{key}.md", f"sections/{key}.json"]
-        files += ["figures/kinds.png"] if section["type"] == "kinds" else [f"tables/cost_{key}.csv"]
-        files += [f"tables/{key}_{name}.csv" for name in section.get("summaries", {})]
-        return [str(paper_dir / f) for f in [*files, *(f"figures/{figure}.png" for figure in section["figures"])]]
-
-    def band_variants(self, run: str, study: Study) -> list[dict]:
-        """The study's variants that are the run's models: per model, its name and its values of the study's
-        swept keys (the band key aside), as the study's band tables name them (a null as inf, pipeline.study.stack)."""
-        keys = [k for k in study.swept if k not in (study.band, "model")]
-        return [{"model": model, **{k: unbounded(OmegaConf.select(cfg, k)) for k in keys}}
-                for model, cfg in self.configs(run).items()]
 
     def study_config(self, study: Study):
         """The config of the study's first member's first model: it carries what the study shares."""

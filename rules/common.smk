@@ -16,6 +16,7 @@ import yaml
 from pipeline.config import identity, section
 from pipeline.plan import plan, plan_paper
 from pipeline.dag import Dag, part_steps
+from pipeline.paper_plan import PaperPlan
 from pipeline.io import UserError, atomic_path, sha256_file
 from pipeline.registry import KINDS, kind_of
 from pipeline.outputs import (FIGURE_MODULES, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption,

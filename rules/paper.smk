@@ -6,7 +6,8 @@
 PAPER_OUTPUTS = []
 if PAPER:
     paper_dir = RESULTS / "paper" / PAPER.name
-    paper_spec = GRAPH.paper_spec(PAPER)  # what the sections read (pipeline/dag.py)
+    paper_plan = PaperPlan(GRAPH, PAPER)  # what each section reads and writes (pipeline/paper_plan.py)
+    paper_spec = paper_plan.spec
     paper_text = yaml.safe_dump(paper_spec, sort_keys=False)
     write_if_changed(paper_dir / "paper.yaml", paper_text)
 
@@ -17,10 +18,10 @@ if PAPER:
                 f"paper_{key}"
             input:
                 spec=ancient(paper_dir / "paper.yaml"),
-                reads=GRAPH.section_inputs(paper_spec, key, FORMATS),
+                reads=paper_plan.section_inputs(key, FORMATS),
             output:
                 [report(f, caption=str(caption("kinds")), category="0. Across kinds") if f.endswith("kinds.png") else f
-                 for f in GRAPH.section_outputs(paper_dir, paper_spec, key)],
+                 for f in paper_plan.section_outputs(paper_dir, key)],
             log:
                 paper_dir / "logs" / f"paper_{key}.log",
             params:
@@ -39,7 +40,7 @@ if PAPER:
     rule paper:
         input:
             spec=ancient(paper_dir / "paper.yaml"),
-            sections=[f for key in paper_spec["sections"] for f in GRAPH.section_outputs(paper_dir, paper_spec, key)],
+            sections=[f for key in paper_spec["sections"] for f in paper_plan.section_outputs(paper_dir, key)],
         output:
             PAPER_OUTPUTS,
         log:

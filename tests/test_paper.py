@@ -116,10 +116,11 @@ def main_spec() -> dict:
     from conftest import REPO
 
     from pipeline.dag import Dag
+    from pipeline.paper_plan import PaperPlan
     from pipeline.plan import plan_paper
 
     paper, runs = plan_paper("main")
-    return Dag(runs, REPO / "results", paper.studies, list(paper.runs.values())).paper_spec(paper)
+    return PaperPlan(Dag(runs, REPO / "results", paper.studies, list(paper.runs.values())), paper).spec
 
 
 def test_the_published_pages_are_the_paper_targets_output():
