@@ -10,13 +10,9 @@ from matplotlib.ticker import NullFormatter
 
 from pipeline.plotting import MODEL_COLORS, log_tokens_axis, shade_windows, trained_only
 from pipeline.registry import KINDS, resolved
+from pipeline.study import best_score
 
 EMPTY = pd.DataFrame(columns=["model", "tokens_seen"])
-
-
-def best_heads(heads: pd.DataFrame, score: str) -> pd.DataFrame:
-    """The best head's `score` per model and checkpoint."""
-    return heads[heads.score == score].groupby(["model", "tokens_seen"], as_index=False).value.max()
 
 
 def lines(ax, table: pd.DataFrame, value: str, spread: str | None = None):
@@ -51,7 +47,7 @@ def band_lines(ax, table: pd.DataFrame, variants: list[dict]):
 def column_rows(kind: str, tables: dict) -> list[tuple]:
     """A column's three rows: (table, value, spread, (a study's band table, the value it bands), y label)."""
     comparison = KINDS[kind].comparison
-    return [(best_heads(tables["head_scores"], comparison.score), "value", None,
+    return [(best_score(tables["head_scores"], comparison.score), "value", None,
              ("best_score_bands", comparison.score), f"best head's {comparison.score.replace('_', '-')} score"),
             (resolved(comparison.distance)(tables), "value", None, (None, None), comparison.distance_label),
             (tables.get("llc", EMPTY), "llc_mean", "llc_std", ("llc_bands", "llc_mean"), "LLC")]
