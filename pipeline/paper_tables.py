@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.io import job_timings
+
 
 def cell(value) -> str:
     if isinstance(value, (float, np.floating)):
@@ -26,14 +28,6 @@ def columns(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return table[[name for name in names if name in table.columns]]
 
 
-def benchmarks(run_dir: Path) -> pd.DataFrame:
-    """A run's jobs (its benchmark files): name, wall seconds, CPU-seconds, and when each ended (the file's mtime)."""
-    paths = sorted((run_dir / "benchmarks").glob("*.tsv"))
-    marks = [pd.read_csv(p, sep="\t").iloc[0] for p in paths]
-    return pd.DataFrame({"job": [p.stem for p in paths], "s": [m.s for m in marks],
-                         "cpu_s": [m.cpu_time for m in marks], "ended": [p.stat().st_mtime for p in paths]})
-
-
 def trainings(run_dir: Path, jobs: pd.DataFrame) -> pd.DataFrame:
     """Each trained model's training jobs: their wall and CPU-seconds, and tokens trained per wall second."""
     rows, log_path = [], run_dir / "tables" / "train_log.csv"
@@ -47,7 +41,7 @@ def trainings(run_dir: Path, jobs: pd.DataFrame) -> pd.DataFrame:
 def section_cost(runs: list[str], results: Path) -> pd.DataFrame:
     """The cost of a section's runs: all their jobs (summed wall and CPU-seconds, and the span from the first
     job's start to the last job's end), then per model its training (summed; tokens/s the median over runs)."""
-    jobs = {run: benchmarks(results / run) for run in runs}
+    jobs = {run: job_timings(results / run) for run in runs}
     every = pd.concat(jobs.values())
     train = pd.concat([trainings(results / run, table) for run, table in jobs.items()])
     rows = [{"what": "all jobs", "runs": len(runs), "job_s": every.s.sum(), "cpu_s": every.cpu_s.sum(),

@@ -17,7 +17,7 @@ from pipeline.config import identity, section
 from pipeline.plan import plan, plan_paper
 from pipeline.dag import Dag, part_steps
 from pipeline.paper_plan import PaperPlan
-from pipeline.io import UserError, atomic_path, sha256_file
+from pipeline.io import UserError, atomic_path, job_timings, sha256_file
 from pipeline.registry import KINDS, kind_of
 from pipeline.outputs import (FIGURE_MODULES, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption,
                               study_figure_names, study_member_tables, study_tables, tables_of)
@@ -168,10 +168,8 @@ def report_figures(root, registry, module):
 
 
 onsuccess:
-    timings = sorted(p for run in RUNS for p in (RESULTS / run).glob("benchmarks/*.tsv"))
-    if timings:
-        table = pd.concat([pd.read_csv(t, sep="\t").assign(job=f"{t.parent.parent.name}/{t.stem}")
-                           for t in timings])
+    table = pd.concat([job_timings(RESULTS / run).assign(job=lambda t, run=run: run + "/" + t.job) for run in RUNS])
+    if len(table):
         print(f"\nPer-step wall times ({RESULTS}):")
         print(table[["job", "s", "max_rss"]].rename(columns={"s": "wall_s", "max_rss": "max_rss_mb"})
               .to_string(index=False, float_format="%.1f"))

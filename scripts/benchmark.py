@@ -50,6 +50,7 @@ from pipeline.checkpoints import load_checkpoint, load_twin, load_weights
 from pipeline.composition import composition_table, random_baseline
 from pipeline.config import compose
 from pipeline.icl import icl_per_sequence
+from pipeline.io import job_timings
 from pipeline.kinds.language.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.kinds.language.scores import analyse_checkpoints, head_score_tokens
 from pipeline.kinds.language.subject import corpus_subject, initial_model
@@ -329,8 +330,8 @@ def bench_pipeline(workdir: Path, cores: int = 2):
     the LLC's budget is +50% wall time; then the run with the LLC against its lower bound."""
     on = cold_run(workdir / "llc", cores)
     off = cold_run(workdir / "no_llc", cores, "overrides=[analysis.llc.enabled=false]")
-    benchmarks = on["run"] / "benchmarks"
-    train = sum(pd.read_csv(f, sep="\t").s.iloc[0] for f in benchmarks.glob("train_attn_only_2l_*.tsv"))
+    jobs = job_timings(on["run"])
+    train = jobs[jobs.job.str.startswith("train_attn_only_2l_")].s.sum()
     cfg = compose([])
     rate = cfg.train.steps * cfg.train.batch_size * cfg.model.n_ctx / train
     record("cold default run s: LLC on every checkpoint vs off", on["wall"], off["wall"], "<= 1.5", "s",
