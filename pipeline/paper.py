@@ -79,16 +79,24 @@ def study_body(section: dict, results: Path) -> str:
     onsets = pd.read_csv(tables / "onsets.csv")
     text = f"Windows per variant (`onsets.csv`):\n\n{markdown(columns(onsets, [*variant, *ONSET_COLUMNS]))}\n"
     for name, what in (("best_score_bands", "The best head's score"), ("icl_bands", "The ICL score")):
-        bands = pd.read_csv(tables / f"{name}.csv")
-        last = bands[bands.step == bands.groupby(variant, dropna=False).step.transform("max")]
+        last = last_checkpoint(pd.read_csv(tables / f"{name}.csv"), variant)
         shown = columns(last, [*variant, "step", "tokens_seen", "value", "median", "min", "max", "n_members"])
         text += f"{what} at each variant's last checkpoint, over seeds (`{name}.csv`):\n\n{markdown(shown)}\n"
     for name in [*KINDS[section["kind"]].study_tables, "stage_recurrence"]:
         if (tables / f"{name}.csv").is_file():
             table = pd.read_csv(tables / f"{name}.csv")
             table = table[table.positions == "mean"] if "positions" in table.columns else table
-            text += f"`{name}.csv`:\n\n{markdown(table)}\n"
+            caption = f"`{name}.csv`"
+            if "step" in table.columns:
+                table, caption = last_checkpoint(table, variant), f"{caption} at each variant's last checkpoint"
+            text += f"{caption}:\n\n{markdown(table)}\n"
     return text
+
+
+def last_checkpoint(table: pd.DataFrame, variant: list[str]) -> pd.DataFrame:
+    """The rows of a per-checkpoint table at each variant's last checkpoint: a page shows where training ended,
+    the study's CSV holds the whole curve."""
+    return table[table.step == table.groupby(variant, dropna=False).step.transform("max")]
 
 
 def kinds_body(section: dict) -> str:
