@@ -156,3 +156,15 @@ def test_the_bands_beside_a_run_are_its_own_models_in_the_study():
     assert matches(tasks, float("inf")).tolist() == [False, False, False, True]
     assert matches(tasks, 64).tolist() == [False, True, False, False]
     assert matches(pd.Series(["attn_only_1l", "attn_only_2l"]), "attn_only_2l").tolist() == [False, True]
+
+
+def test_a_per_checkpoint_study_table_shows_each_variants_last_checkpoint():
+    """Variants that stop at different steps each show their own last rows, every strategy of them (the Markov
+    study's strategy bands: a row per checkpoint, variant and strategy)."""
+    from pipeline.paper import last_checkpoint
+
+    table = pd.DataFrame({"n_states": [3, 3, 3, 3, 5, 5, 5], "step": [5, 10, 10, 10, 5, 5, 8],
+                          "strategy": ["bigram", "bigram", "unigram", "uniform", "bigram", "unigram", "bigram"]})
+    shown = last_checkpoint(table, ["n_states"])
+    assert shown[["n_states", "step", "strategy"]].values.tolist() == [
+        [3, 10, "bigram"], [3, 10, "unigram"], [3, 10, "uniform"], [5, 8, "bigram"]]
