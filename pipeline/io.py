@@ -48,7 +48,7 @@ def write_json(path: Path, record, **dumps):
         tmp.write_text(json.dumps(record, indent=1, **dumps))
 
 
-def job_timings(run_dir: Path):
+def job_timings(run_dir: Path) -> pd.DataFrame:
     """A run's jobs from its Snakemake benchmark files: name, wall seconds, CPU-seconds, peak RSS (MiB) and
     when each ended (the file's mtime); the one reader of `benchmarks/*.tsv`."""
     paths = sorted((Path(run_dir) / "benchmarks").glob("*.tsv"))
