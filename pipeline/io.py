@@ -10,8 +10,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 
 class UserError(Exception):
     """Bad input the user can fix; reported as one line, never as a traceback."""
@@ -46,16 +44,6 @@ def write_json(path: Path, record, **dumps):
     """Write a JSON file atomically (indent 1; `dumps`: more json.dumps options)."""
     with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(record, indent=1, **dumps))
-
-
-def job_timings(run_dir: Path) -> pd.DataFrame:
-    """A run's jobs from its Snakemake benchmark files: name, wall seconds, CPU-seconds, peak RSS (MiB) and
-    when each ended (the file's mtime); the one reader of `benchmarks/*.tsv`."""
-    paths = sorted((Path(run_dir) / "benchmarks").glob("*.tsv"))
-    marks = [pd.read_csv(p, sep="\t").iloc[0] for p in paths]
-    return pd.DataFrame({"job": [p.stem for p in paths], "s": [m.s for m in marks],
-                         "cpu_s": [m.cpu_time for m in marks], "max_rss": [m.max_rss for m in marks],
-                         "ended": [p.stat().st_mtime for p in paths]})
 
 
 def run_cli(main):

@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.io import job_timings
-
 
 def cell(value) -> str:
     if isinstance(value, (float, np.floating)):
@@ -26,6 +24,16 @@ def markdown(table: pd.DataFrame) -> str:
 def columns(table: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     """These columns of a table, those it has (a table with no row lacks the columns of its values)."""
     return table[[name for name in names if name in table.columns]]
+
+
+def job_timings(run_dir: Path) -> pd.DataFrame:
+    """A run's jobs from its Snakemake benchmark files: name, wall seconds, CPU-seconds, peak RSS (MiB) and
+    when each ended (the file's mtime); the one reader of `benchmarks/*.tsv` (none yet: no rows)."""
+    paths = sorted((Path(run_dir) / "benchmarks").glob("*.tsv"))
+    marks = [pd.read_csv(p, sep="\t").iloc[0] for p in paths]
+    return pd.DataFrame({"job": [p.stem for p in paths], "s": [m.s for m in marks],
+                         "cpu_s": [m.cpu_time for m in marks], "max_rss": [m.max_rss for m in marks],
+                         "ended": [p.stat().st_mtime for p in paths]}).astype({"job": str})
 
 
 def trainings(run_dir: Path, jobs: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,8 @@ from pipeline.config import identity, section
 from pipeline.plan import plan, plan_paper
 from pipeline.dag import Dag, part_steps
 from pipeline.paper_plan import PaperPlan
-from pipeline.io import UserError, atomic_path, job_timings, sha256_file
+from pipeline.paper_tables import job_timings
+from pipeline.io import UserError, atomic_path, sha256_file
 from pipeline.registry import KINDS, kind_of
 from pipeline.outputs import (FIGURE_MODULES, FIGURES, HTML_FIGURES, STUDY_FIGURES, TABLES, caption,
                               study_figure_names, study_member_tables, study_tables, tables_of)

@@ -50,12 +50,12 @@ from pipeline.checkpoints import load_checkpoint, load_twin, load_weights
 from pipeline.composition import composition_table, random_baseline
 from pipeline.config import compose
 from pipeline.icl import icl_per_sequence
-from pipeline.io import job_timings
 from pipeline.kinds.language.data import build_corpus, eval_windows, load_documents, sample_windows
 from pipeline.kinds.language.scores import analyse_checkpoints, head_score_tokens
 from pipeline.kinds.language.subject import corpus_subject, initial_model
 from pipeline.measures import HEAD_SCORES, compiled, per_token_losses
 from pipeline.model import hooked_config_kwargs, hooked_transformer
+from pipeline.paper_tables import job_timings, markdown
 from pipeline.provenance import git_state
 from pipeline.train import train
 
@@ -447,8 +447,6 @@ def plot(table: pd.DataFrame, path: Path):
 def page(table: pd.DataFrame, command: str, figure: str) -> str:
     """docs/performance.md: what each ratio means (this module's docstring), then the table and figure of the run
     that measured them, with its commit, note and the 2L training speed it was measured at."""
-    from pipeline.paper_tables import markdown
-
     first = table.iloc[0]
     speed = table[table.measure.str.startswith("training tok/s")].ours
     rows = table[["measure", "ours", "reference", "unit", "ratio", "goal", "result", "note"]]
