@@ -168,3 +168,14 @@ def test_a_per_checkpoint_study_table_shows_each_variants_last_checkpoint():
     shown = last_checkpoint(table, ["n_states"])
     assert shown[["n_states", "step", "strategy"]].values.tolist() == [
         [3, 10, "bigram"], [3, 10, "unigram"], [3, 10, "uniform"], [5, 8, "bigram"]]
+
+
+def test_job_timings_reads_benchmark_files_and_an_unbuilt_run_gives_a_string_job_column(tmp_path):
+    """The onsuccess table prefixes each job with its run: a run with no benchmark files yet must not crash it."""
+    from pipeline.paper_tables import job_timings
+
+    assert (job_timings(tmp_path).job + "/x").tolist() == []
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "train_a.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n12.5\t0:00:12\t300.0\t20.25\n")
+    row = job_timings(tmp_path).iloc[0]
+    assert (row.job, row.s, row.cpu_s, row.max_rss) == ("train_a", 12.5, 20.25, 300.0)
